@@ -1,0 +1,350 @@
+//! What every tool's command line shares: the stack flags, the health thresholds (flags >
+//! environment > defaults), reading the upstream tool's JSON from stdin, and the run harness
+//! that turns a result into one JSON value on stdout and an exit code.
+
+use std::future::Future;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::error::{Error, ExitStatus, Result};
+use crate::health::HealthPolicy;
+use crate::output;
+use crate::stack::{Color, Stack};
+use crate::units::{MemoryLimit, parse_duration, parse_percent};
+
+/// Which stack to act on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StackArgs {
+    /// The project directory, holding the compose file and the state files
+    /// [default: the working directory]
+    #[arg(long, value_name = "DIR", alias = "project-directory")]
+    pub project_dir: Option<PathBuf>,
+    /// The base Compose project name; each color runs as <NAME>-blue and <NAME>-green
+    /// [default: COMPOSE_PROJECT_NAME, else the directory's name]
+    #[arg(short = 'p', long, value_name = "NAME")]
+    pub project_name: Option<String>,
+}
+
+impl StackArgs {
+    /// Resolve the stack, taking the project from the upstream object when no flag names one.
+    pub fn resolve(&self, upstream: Option<&Value>) -> Result<Stack> {
+        let from_upstream = |key: &str| {
+            upstream
+                .and_then(|u| u.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let (dir, name) = if self.project_dir.is_none() && self.project_name.is_none() {
+            (
+                from_upstream("project_dir").map(PathBuf::from),
+                from_upstream("project"),
+            )
+        } else {
+            (self.project_dir.clone(), self.project_name.clone())
+        };
+        Stack::resolve(dir.as_deref(), name.as_deref())
+    }
+}
+
+/// Health thresholds shared by ztd-health, ztd-switch and ztd-monitor.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Attempts a wait allows; with --interval it makes the deadline (retries x interval)
+    #[arg(
+        long,
+        value_name = "N",
+        env = "HEALTH_CHECK_RETRIES",
+        default_value_t = 10
+    )]
+    pub retries: u32,
+    /// Time per attempt (bare numbers are seconds); a wait re-checks as soon as anything
+    /// changes, so this only sets the deadline
+    #[arg(long, value_name = "DURATION", env = "HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = duration_arg)]
+    pub interval: Duration,
+    /// A container with no HEALTHCHECK and no probe label passes once up this long
+    #[arg(long, value_name = "DURATION", env = "ZTD_MIN_UPTIME", default_value = "10s", value_parser = duration_arg)]
+    pub min_uptime: Duration,
+    /// Connect and read timeout of each HTTP or TCP probe
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration_arg)]
+    pub probe_timeout: Duration,
+    /// Restarts allowed per container (label ztd.restarts.max overrides)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_restarts: u64,
+    /// Error lines allowed in a container's log since it started; unset, any error line is a
+    /// warning only (label ztd.logs.max_errors overrides)
+    #[arg(long, value_name = "N")]
+    pub max_log_errors: Option<u64>,
+    /// Memory ceiling as a share of the limit (80%) or a size (512MiB); unset, memory is not
+    /// read (label ztd.memory.max overrides)
+    #[arg(long, value_name = "LIMIT", value_parser = memory_arg)]
+    pub max_memory: Option<MemoryLimit>,
+    /// CPU ceiling in percent of one core; unset, CPU is not sampled (label ztd.cpu.max overrides)
+    #[arg(long, value_name = "PERCENT", value_parser = percent_arg)]
+    pub max_cpu: Option<f64>,
+    /// How long CPU is sampled when a CPU ceiling applies
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration_arg)]
+    pub cpu_window: Duration,
+}
+
+impl HealthArgs {
+    /// The thresholds as a policy.
+    pub fn policy(&self) -> HealthPolicy {
+        HealthPolicy {
+            min_uptime: self.min_uptime,
+            probe_timeout: self.probe_timeout,
+            max_restarts: self.max_restarts,
+            max_log_errors: self.max_log_errors,
+            max_memory: self.max_memory,
+            max_cpu: self.max_cpu,
+            cpu_window: self.cpu_window,
+            ..HealthPolicy::default()
+        }
+    }
+
+    /// The deadline of a wait: retries x interval.
+    pub fn deadline(&self) -> Duration {
+        self.interval.saturating_mul(self.retries)
+    }
+}
+
+/// clap value parser for durations.
+pub fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// clap value parser for a color.
+pub fn color_arg(text: &str) -> std::result::Result<Color, String> {
+    text.parse::<Color>().map_err(|e| e.message().to_string())
+}
+
+fn memory_arg(text: &str) -> std::result::Result<MemoryLimit, String> {
+    MemoryLimit::parse(text)
+}
+
+fn percent_arg(text: &str) -> std::result::Result<f64, String> {
+    parse_percent(text)
+}
+
+/// The previous tool's JSON, if stdin carries any. A terminal or empty stdin means no upstream;
+/// with several lines (a JSON Lines stream), the last object counts.
+pub fn read_upstream() -> Result<Option<Value>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Usage(format!("cannot read stdin: {e}")))?;
+    parse_upstream(&text)
+}
+
+/// Parse what an upstream tool printed.
+pub fn parse_upstream(text: &str) -> Result<Option<Value>> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let value: Value = match serde_json::from_str(trimmed) {
+        Ok(value) => value,
+        Err(_) => {
+            let last = trimmed
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            serde_json::from_str(last).map_err(|e| {
+                Error::Usage(format!(
+                    "stdin is not the JSON of a ztd tool ({e}); pass a color or redirect stdin from /dev/null"
+                ))
+            })?
+        }
+    };
+    if !value.is_object() {
+        return Err(Error::Usage(
+            "stdin is not the JSON object of a ztd tool; pass a color or redirect stdin from /dev/null".into(),
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// Whether an upstream object reports a failure to pass on.
+pub fn upstream_failed(upstream: &Value) -> bool {
+    upstream.get("ok") == Some(&Value::Bool(false))
+}
+
+/// The color an upstream object hands on (its `target`).
+pub fn upstream_target(upstream: &Value) -> Result<Option<Color>> {
+    match upstream.get("target") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(color)) => color.parse().map(Some).map_err(|_| {
+            Error::Usage(format!(
+                "upstream JSON has target {color:?}, expected blue or green"
+            ))
+        }),
+        Some(other) => Err(Error::Usage(format!(
+            "upstream JSON has target {other}, expected blue or green"
+        ))),
+    }
+}
+
+/// What a tool hands back to the harness: the JSON to print and the exit status.
+#[derive(Debug)]
+pub struct Report {
+    /// Printed on stdout as one line.
+    pub json: Value,
+    /// The exit status.
+    pub status: ExitStatus,
+}
+
+impl Report {
+    /// A report whose status follows its `ok` field: 0 when true, 1 when false.
+    pub fn from_ok(json: Value) -> Report {
+        let status = if json.get("ok") == Some(&Value::Bool(true)) {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Negative
+        };
+        Report { json, status }
+    }
+
+    /// Pass a failed upstream object on unchanged (exit 1).
+    pub fn pass_through(upstream: Value) -> Report {
+        Report {
+            json: upstream,
+            status: ExitStatus::Negative,
+        }
+    }
+}
+
+/// Why the command line did not yield arguments.
+#[derive(Debug)]
+pub enum ParseStop {
+    /// `--help` or `--version` was printed: exit 0.
+    Printed,
+    /// A usage error, as one line.
+    Usage(String),
+}
+
+/// Parse the command line, or say why not.
+pub fn try_parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ParseStop> {
+    T::try_parse().map_err(|err| match err.kind() {
+        clap::error::ErrorKind::DisplayHelp
+        | clap::error::ErrorKind::DisplayVersion
+        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ParseStop::Printed
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ")
+                .to_string();
+            ParseStop::Usage(format!("{first} (see {tool} --help)"))
+        }
+    })
+}
+
+/// Parse the command line; a usage error is one line on stderr, an `ok: false` object on
+/// stdout and exit 2.
+pub fn parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ExitCode> {
+    match try_parse_args(tool) {
+        Ok(args) => Ok(args),
+        Err(ParseStop::Printed) => Err(ExitCode::SUCCESS),
+        Err(ParseStop::Usage(message)) => {
+            eprintln!("{tool}: error: {message}");
+            output::emit(&output::error_object(tool, None, &Error::Usage(message)));
+            Err(ExitCode::from(ExitStatus::Usage.code()))
+        }
+    }
+}
+
+/// Run a tool's body on a single-threaded runtime and turn its result into output and an exit
+/// code: the report's JSON, or an `ok: false` object and a one-line error on stderr.
+pub fn run<F, Fut>(tool: &str, body: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = std::result::Result<Report, (Error, Option<String>)>>,
+{
+    if let Err(err) = output::init(tool) {
+        return fail(tool, None, &err);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return fail(
+                tool,
+                None,
+                &Error::State(format!("cannot start the runtime: {e}")),
+            );
+        }
+    };
+    match runtime.block_on(body()) {
+        Ok(report) => {
+            output::emit(&report.json);
+            ExitCode::from(report.status.code())
+        }
+        Err((err, project)) => fail(tool, project.as_deref(), &err),
+    }
+}
+
+fn fail(tool: &str, project: Option<&str>, err: &Error) -> ExitCode {
+    output::log(output::Level::Error, err.message());
+    output::emit(&output::error_object(tool, project, err));
+    ExitCode::from(err.exit_status().code())
+}
+
+/// Attach the project name to an error for the `ok: false` object.
+pub trait WithProject<T> {
+    /// Tag the error with the stack's name.
+    fn in_project(self, stack: &Stack) -> std::result::Result<T, (Error, Option<String>)>;
+    /// No stack known yet.
+    fn no_project(self) -> std::result::Result<T, (Error, Option<String>)>;
+}
+
+impl<T> WithProject<T> for Result<T> {
+    fn in_project(self, stack: &Stack) -> std::result::Result<T, (Error, Option<String>)> {
+        self.map_err(|e| (e, Some(stack.name.clone())))
+    }
+    fn no_project(self) -> std::result::Result<T, (Error, Option<String>)> {
+        self.map_err(|e| (e, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_is_the_last_json_object_and_empty_means_none() {
+        assert_eq!(parse_upstream(""), Ok(None));
+        assert_eq!(parse_upstream("  \n"), Ok(None));
+        let v = parse_upstream("{\"a\":1}\n{\"target\":\"blue\",\"ok\":true}\n")
+            .expect("parse")
+            .expect("some");
+        assert_eq!(upstream_target(&v), Ok(Some(Color::Blue)));
+        assert!(!upstream_failed(&v));
+        assert!(matches!(parse_upstream("not json"), Err(Error::Usage(_))));
+        assert!(matches!(parse_upstream("[1]"), Err(Error::Usage(_))));
+        let bad = parse_upstream("{\"target\":\"red\"}")
+            .expect("parse")
+            .expect("some");
+        assert!(matches!(upstream_target(&bad), Err(Error::Usage(_))));
+        let failed = parse_upstream("{\"ok\":false}")
+            .expect("parse")
+            .expect("some");
+        assert!(upstream_failed(&failed));
+    }
+}

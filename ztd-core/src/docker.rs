@@ -1,0 +1,389 @@
+//! The real engine: the `Engine` trait implemented over the Docker Engine API with bollard,
+//! connecting as the docker CLI does (`DOCKER_HOST`, else the default socket) and negotiating
+//! the API version so engines as old as 20.10 (API 1.41) work.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerStatsResponse, HealthStatusEnum,
+};
+use bollard::query_parameters::{
+    EventsOptions, KillContainerOptions, ListContainersOptions, LogsOptions, StatsOptions,
+    StopContainerOptions,
+};
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, future::join_all};
+
+use crate::engine::{
+    ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, EventStream, ExecOutput,
+    LogLine, LogQuery, ResourceSample, RunState,
+};
+use crate::error::{Error, Result, one_line};
+
+/// How long to wait for the engine to answer the first request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most output kept from an exec.
+const EXEC_OUTPUT_LIMIT: usize = 4096;
+
+/// A connection to a Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+impl DockerEngine {
+    /// Connect as the docker CLI does and negotiate the API version.
+    pub async fn connect() -> Result<DockerEngine> {
+        let host = std::env::var("DOCKER_HOST")
+            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |why: String| {
+            Error::EngineUnreachable(format!("cannot reach the Docker engine at {host}: {why}"))
+        };
+        let docker =
+            Docker::connect_with_defaults().map_err(|e| unreachable(one_line(&e.to_string())))?;
+        let negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?;
+        match negotiated {
+            Ok(docker) => Ok(DockerEngine { docker }),
+            Err(err) => Err(match Error::from(err) {
+                Error::EngineUnreachable(msg) => unreachable(
+                    msg.trim_start_matches("cannot reach the Docker engine: ")
+                        .to_string(),
+                ),
+                other => other,
+            }),
+        }
+    }
+
+    /// The underlying bollard client, for the operations outside the trait.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn list(&self, query: &ContainerQuery) -> Result<Vec<ContainerInfo>> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        if !query.labels.is_empty() {
+            filters.insert("label".into(), query.labels.clone());
+        }
+        let options = ListContainersOptions {
+            all: query.all,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = self.docker.list_containers(Some(options)).await?;
+        let inspections = join_all(
+            summaries
+                .iter()
+                .filter_map(|s| s.id.as_deref())
+                .map(|id| self.inspect(id)),
+        )
+        .await;
+        let mut containers = Vec::with_capacity(inspections.len());
+        for inspected in inspections {
+            match inspected {
+                Ok(info) => containers.push(info),
+                // Removed between the listing and the inspection: it is gone, not an error.
+                Err(Error::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        containers.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
+        Ok(containers)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        let response = self.docker.inspect_container(id, None).await?;
+        Ok(container_info(response))
+    }
+
+    async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput> {
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(argv.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let run = async {
+            let mut output = Vec::new();
+            if let StartExecResults::Attached {
+                output: mut stream, ..
+            } = self.docker.start_exec(&created.id, None).await?
+            {
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    let bytes: &[u8] = chunk.as_ref();
+                    let room = EXEC_OUTPUT_LIMIT.saturating_sub(output.len());
+                    output.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+            }
+            Ok::<_, Error>(output)
+        };
+        let output = match tokio::time::timeout(timeout, run).await {
+            Ok(output) => output?,
+            Err(_) => {
+                return Ok(ExecOutput {
+                    exit_code: None,
+                    output: format!("still running after {}s", timeout.as_secs_f64()),
+                });
+            }
+        };
+        let inspected = self.docker.inspect_exec(&created.id).await?;
+        Ok(ExecOutput {
+            exit_code: inspected.exit_code,
+            output: String::from_utf8_lossy(&output).into_owned(),
+        })
+    }
+
+    async fn logs(&self, id: &str, query: LogQuery) -> Result<Vec<LogLine>> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since: query
+                .since
+                .map(|t| i32::try_from(t.timestamp()).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+            tail: query
+                .tail
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "all".into()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut pending = String::new();
+        let mut lines = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            pending.push_str(&String::from_utf8_lossy(chunk?.as_ref()));
+            while let Some(end) = pending.find('\n') {
+                let raw: String = pending.drain(..=end).collect();
+                push_log_line(&mut lines, raw.trim_end_matches(['\n', '\r']), query.since);
+            }
+        }
+        if !pending.is_empty() {
+            push_log_line(&mut lines, &pending, query.since);
+        }
+        Ok(lines)
+    }
+
+    async fn stats(&self, id: &str) -> Result<ResourceSample> {
+        let options = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.docker.stats(id, Some(options));
+        match stream.next().await {
+            Some(sample) => Ok(resource_sample(&sample?)),
+            None => Err(Error::Engine(format!("no stats for container {id}"))),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        let options = StopContainerOptions {
+            t: Some(i32::try_from(timeout.as_secs_f64().ceil() as u64).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(options)).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptions {
+            signal: signal.to_string(),
+        };
+        Ok(self.docker.kill_container(id, Some(options)).await?)
+    }
+
+    async fn events(&self, query: &ContainerQuery) -> Result<EventStream> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("type".into(), vec!["container".into()]);
+        if !query.labels.is_empty() {
+            filters.insert("label".into(), query.labels.clone());
+        }
+        let options = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let stream = self.docker.events(Some(options)).map(|event| {
+            let event = event?;
+            let actor = event.actor.unwrap_or_default();
+            let attributes: std::collections::BTreeMap<String, String> =
+                actor.attributes.unwrap_or_default().into_iter().collect();
+            Ok(EngineEvent {
+                container_id: actor.id.unwrap_or_default(),
+                container_name: attributes.get("name").cloned().unwrap_or_default(),
+                action: event.action.unwrap_or_default(),
+                time_nano: event
+                    .time_nano
+                    .or(event.time.map(|t| t * 1_000_000_000))
+                    .unwrap_or_default(),
+                attributes,
+            })
+        });
+        Ok(stream.boxed())
+    }
+}
+
+fn push_log_line(lines: &mut Vec<LogLine>, raw: &str, since: Option<DateTime<Utc>>) {
+    let (stamp, text) = raw.split_once(' ').unwrap_or((raw, ""));
+    let Some(timestamp) = parse_time(stamp) else {
+        return;
+    };
+    if since.is_some_and(|since| timestamp < since) {
+        return;
+    }
+    lines.push(LogLine {
+        timestamp,
+        text: text.to_string(),
+    });
+}
+
+/// Parse an engine timestamp; Docker's zero time ("0001-01-01T00:00:00Z") means never.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let parsed = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    (parsed.timestamp() > 0).then_some(parsed)
+}
+
+fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
+    let state = response.state.unwrap_or_default();
+    let config = response.config.unwrap_or_default();
+    let host = response.host_config.unwrap_or_default();
+    let run_state = match state.status {
+        Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => RunState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
+        _ => RunState::Unknown,
+    };
+    let health = match state.health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::STARTING) => DockerHealth::Starting,
+        Some(HealthStatusEnum::HEALTHY) => DockerHealth::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => DockerHealth::Unhealthy,
+        _ => DockerHealth::None,
+    };
+    let addresses = response
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|networks| {
+            let mut addresses: Vec<String> = networks
+                .into_values()
+                .filter_map(|endpoint| endpoint.ip_address)
+                .filter(|ip| !ip.is_empty())
+                .collect();
+            addresses.sort();
+            addresses
+        })
+        .unwrap_or_default();
+    let mut exposed_ports: Vec<u16> = config
+        .exposed_ports
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.strip_suffix("/tcp").and_then(|n| n.parse().ok()))
+        .collect();
+    exposed_ports.sort_unstable();
+    let mut info = ContainerInfo {
+        id: response.id.unwrap_or_default(),
+        name: response
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        service: String::new(),
+        color: None,
+        project: None,
+        state: run_state,
+        health,
+        restart_count: response.restart_count.unwrap_or(0).max(0) as u64,
+        image: config.image.unwrap_or_default(),
+        image_id: response.image.unwrap_or_default(),
+        version: None,
+        started_at: state.started_at.as_deref().and_then(parse_time),
+        finished_at: state.finished_at.as_deref().and_then(parse_time),
+        exit_code: state.exit_code,
+        oom_killed: state.oom_killed.unwrap_or(false),
+        restart_policy: host
+            .restart_policy
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "no".into()),
+        addresses,
+        exposed_ports,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+    };
+    info.apply_labels();
+    info
+}
+
+fn resource_sample(stats: &ContainerStatsResponse) -> ResourceSample {
+    let memory = stats.memory_stats.clone().unwrap_or_default();
+    let usage = memory.usage.unwrap_or(0);
+    // As the docker CLI: page cache that can be reclaimed is not "used" memory.
+    let inactive = memory
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("total_inactive_file")
+                .or_else(|| s.get("inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    let cpu = stats.cpu_stats.clone().unwrap_or_default();
+    ResourceSample {
+        memory_usage: usage.saturating_sub(inactive),
+        memory_limit: memory.limit.unwrap_or(0),
+        cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+        system_cpu_ns: cpu.system_cpu_usage.unwrap_or(0),
+        online_cpus: cpu.online_cpus.unwrap_or(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_times_parse_and_zero_means_never() {
+        assert!(parse_time("0001-01-01T00:00:00Z").is_none());
+        let t = parse_time("2026-11-26T03:11:41.123456789Z").expect("valid");
+        assert_eq!(t.timestamp_subsec_nanos(), 123_456_789);
+        assert!(parse_time("garbage").is_none());
+    }
+
+    #[test]
+    fn log_lines_before_since_are_dropped() {
+        let mut lines = Vec::new();
+        let since = parse_time("2026-11-26T03:00:01Z");
+        push_log_line(&mut lines, "2026-11-26T03:00:00.5Z old line", since);
+        push_log_line(&mut lines, "2026-11-26T03:00:01.5Z new line", since);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].text, "new line");
+    }
+}

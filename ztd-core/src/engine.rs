@@ -1,0 +1,265 @@
+//! The container engine as ztd sees it: a small trait in ztd's own terms, so the logic can run
+//! against the real Docker engine (`docker.rs`) or a fake one in unit tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::labels::{self, Labels};
+use crate::stack::Color;
+
+/// The run state of a container, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Created, never started (or reset by `compose create`).
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Between a crash and its automatic restart.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Stopped or crashed.
+    Exited,
+    /// Dead (could not be stopped or removed).
+    Dead,
+    /// A state this version does not know.
+    Unknown,
+}
+
+impl RunState {
+    /// Whether the container is up in the sense of "this color is running".
+    pub fn is_up(self) -> bool {
+        matches!(
+            self,
+            RunState::Running | RunState::Restarting | RunState::Paused
+        )
+    }
+}
+
+/// Docker's own HEALTHCHECK verdict; `None` when the image and compose file define none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerHealth {
+    /// No HEALTHCHECK.
+    None,
+    /// Within the start period, or no check has finished yet.
+    Starting,
+    /// The last checks passed.
+    Healthy,
+    /// The check failed `retries` times in a row.
+    Unhealthy,
+}
+
+/// One container and what ztd needs to know of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerInfo {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// The service (`deployment.service`, else Compose's service label, else the name).
+    pub service: String,
+    /// The color (`deployment.color`), if labelled.
+    pub color: Option<Color>,
+    /// The Compose project, if any.
+    pub project: Option<String>,
+    /// Run state.
+    pub state: RunState,
+    /// Docker HEALTHCHECK status.
+    pub health: DockerHealth,
+    /// How often the engine restarted it.
+    pub restart_count: u64,
+    /// The image reference it was created from.
+    pub image: String,
+    /// The image id.
+    pub image_id: String,
+    /// `deployment.version`.
+    pub version: Option<String>,
+    /// When it last started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it last stopped.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The exit code of its last run.
+    pub exit_code: Option<i64>,
+    /// Whether the kernel killed it for memory.
+    pub oom_killed: bool,
+    /// The restart policy (`no`, `always`, `unless-stopped`, `on-failure`).
+    pub restart_policy: String,
+    /// Its addresses on its networks.
+    #[serde(skip)]
+    pub addresses: Vec<String>,
+    /// The TCP ports it exposes.
+    #[serde(skip)]
+    pub exposed_ports: Vec<u16>,
+    /// All labels.
+    #[serde(skip)]
+    pub labels: Labels,
+}
+
+impl ContainerInfo {
+    /// Whether the engine will bring this stopped container back by itself.
+    pub fn will_restart(&self) -> bool {
+        match self.restart_policy.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => self.exit_code.unwrap_or(0) != 0,
+            _ => false,
+        }
+    }
+
+    /// How long it has been up, if it is running.
+    pub fn uptime(&self, now: DateTime<Utc>) -> Option<Duration> {
+        if self.state != RunState::Running {
+            return None;
+        }
+        let started = self.started_at?;
+        (now - started).to_std().ok()
+    }
+
+    /// Fill `service`, `color` and `version` from the labels.
+    pub fn apply_labels(&mut self) {
+        let service = self
+            .labels
+            .get(labels::DEPLOYMENT_SERVICE)
+            .or_else(|| self.labels.get(labels::COMPOSE_SERVICE))
+            .cloned();
+        self.service = service.unwrap_or_else(|| self.name.clone());
+        self.color = self
+            .labels
+            .get(labels::DEPLOYMENT_COLOR)
+            .and_then(|c| c.parse().ok());
+        self.version = self.labels.get(labels::DEPLOYMENT_VERSION).cloned();
+        self.project = self.labels.get(labels::COMPOSE_PROJECT).cloned();
+    }
+}
+
+/// Which containers to list.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerQuery {
+    /// Label filters: `key` alone or `key=value`.
+    pub labels: Vec<String>,
+    /// Include stopped containers.
+    pub all: bool,
+}
+
+impl ContainerQuery {
+    /// Every container (running or not) of a Compose project.
+    pub fn project(project: &str) -> ContainerQuery {
+        ContainerQuery {
+            labels: vec![format!("{}={project}", labels::COMPOSE_PROJECT)],
+            all: true,
+        }
+    }
+}
+
+/// The result of a command run in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecOutput {
+    /// Its exit code; `None` when it was still running at the timeout.
+    pub exit_code: Option<i64>,
+    /// Combined stdout and stderr, truncated to a few KiB.
+    pub output: String,
+}
+
+/// One line of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the engine recorded it.
+    pub timestamp: DateTime<Utc>,
+    /// The text, without the trailing newline.
+    pub text: String,
+}
+
+/// Which part of a container's log to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogQuery {
+    /// Only lines recorded at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+}
+
+/// One resource sample of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct ResourceSample {
+    /// Memory in use, page cache excluded (as `docker stats` shows it).
+    pub memory_usage: u64,
+    /// The memory limit, or the host's memory when there is none.
+    pub memory_limit: u64,
+    /// CPU time used so far, in nanoseconds.
+    pub cpu_total_ns: u64,
+    /// The host's CPU time so far, in nanoseconds.
+    pub system_cpu_ns: u64,
+    /// CPUs the container can use.
+    pub online_cpus: u32,
+}
+
+impl ResourceSample {
+    /// CPU use between two samples, in percent of one core (`docker stats`' convention).
+    pub fn cpu_percent_since(&self, earlier: &ResourceSample) -> Option<f64> {
+        let cpu = self.cpu_total_ns.checked_sub(earlier.cpu_total_ns)? as f64;
+        let system = self.system_cpu_ns.checked_sub(earlier.system_cpu_ns)? as f64;
+        if system <= 0.0 {
+            return None;
+        }
+        Some(cpu / system * f64::from(self.online_cpus.max(1)) * 100.0)
+    }
+
+    /// Memory use in percent of the limit.
+    pub fn memory_percent(&self) -> f64 {
+        if self.memory_limit == 0 {
+            0.0
+        } else {
+            self.memory_usage as f64 * 100.0 / self.memory_limit as f64
+        }
+    }
+}
+
+/// A container event from the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineEvent {
+    /// The container id.
+    pub container_id: String,
+    /// The container name.
+    pub container_name: String,
+    /// `start`, `die`, `oom`, `health_status: healthy`, ...
+    pub action: String,
+    /// When, in nanoseconds since the epoch.
+    pub time_nano: i64,
+    /// The container's labels at the time (includes `exitCode` for `die`).
+    #[serde(skip)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A stream of engine events.
+pub type EventStream = BoxStream<'static, Result<EngineEvent>>;
+
+/// The container engine, in ztd's terms. Methods take container ids or names.
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    /// Containers matching the query, fully inspected.
+    async fn list(&self, query: &ContainerQuery) -> Result<Vec<ContainerInfo>>;
+    /// One container, fully inspected.
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo>;
+    /// Run argv in a running container and wait up to `timeout` for it to finish.
+    async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput>;
+    /// Read log lines (stdout and stderr).
+    async fn logs(&self, id: &str, query: LogQuery) -> Result<Vec<LogLine>>;
+    /// One resource sample, without waiting for the engine's next collection cycle.
+    async fn stats(&self, id: &str) -> Result<ResourceSample>;
+    /// Start a container.
+    async fn start(&self, id: &str) -> Result<()>;
+    /// Stop a container: its stop signal, then SIGKILL after `timeout`.
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<()>;
+    /// Send a signal to a container's main process.
+    async fn kill(&self, id: &str, signal: &str) -> Result<()>;
+    /// Container events for containers matching the query's label filters, from now on.
+    async fn events(&self, query: &ContainerQuery) -> Result<EventStream>;
+}

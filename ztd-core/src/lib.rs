@@ -1,0 +1,18 @@
+//! ztd-core: the logic of ztd's tools, shared by every thin tool crate.
+
+pub mod cli;
+pub mod detect;
+pub mod docker;
+pub mod engine;
+pub mod error;
+#[cfg(test)]
+pub mod fake;
+pub mod health;
+pub mod labels;
+pub mod output;
+pub mod probe;
+pub mod stack;
+pub mod state;
+pub mod units;
+
+pub use error::{Error, ExitStatus, Result};

@@ -1,0 +1,191 @@
+//! Output: one JSON value on stdout for machines, human progress on stderr, filtered by
+//! `DEPLOYMENT_LOG_LEVEL` and coloured only on a terminal without `NO_COLOR`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+use crate::error::Error;
+
+/// Severity of a progress message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Details for debugging.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something is off but the run goes on.
+    Warn,
+    /// The run fails.
+    Error,
+}
+
+impl Level {
+    /// Parse `DEBUG`, `INFO`, `WARN`/`WARNING` or `ERROR`, in any case.
+    pub fn parse(text: &str) -> Option<Level> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "DEBUG" | "TRACE" => Some(Level::Debug),
+            "INFO" => Some(Level::Info),
+            "WARN" | "WARNING" => Some(Level::Warn),
+            "ERROR" | "CRITICAL" => Some(Level::Error),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+
+    fn ansi(self) -> &'static str {
+        match self {
+            Level::Debug => "\x1b[2m",
+            Level::Info => "\x1b[0;34m",
+            Level::Warn => "\x1b[1;33m",
+            Level::Error => "\x1b[0;31m",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Logger {
+    tool: String,
+    threshold: Level,
+    color: bool,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Set up stderr logging for a tool. Reads `DEPLOYMENT_LOG_LEVEL` (default INFO) and `NO_COLOR`.
+/// Returns an error message when the level is not one ztd knows.
+pub fn init(tool: &str) -> Result<(), Error> {
+    let (threshold, problem) = match std::env::var("DEPLOYMENT_LOG_LEVEL") {
+        Ok(text) if !text.is_empty() => match Level::parse(&text) {
+            Some(level) => (level, None),
+            None => (
+                Level::Info,
+                Some(Error::Usage(format!(
+                    "DEPLOYMENT_LOG_LEVEL={text:?} is not one of DEBUG, INFO, WARN, ERROR"
+                ))),
+            ),
+        },
+        _ => (Level::Info, None),
+    };
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = LOGGER.set(Logger {
+        tool: tool.to_string(),
+        threshold,
+        color,
+    });
+    problem.map_or(Ok(()), Err)
+}
+
+/// Whether messages of this level are shown.
+pub fn enabled(level: Level) -> bool {
+    LOGGER
+        .get()
+        .map_or(level >= Level::Info, |l| level >= l.threshold)
+}
+
+/// Whether stderr is a colour terminal.
+pub fn stderr_is_color_terminal() -> bool {
+    LOGGER.get().is_some_and(|l| l.color)
+}
+
+/// Write one progress line to stderr.
+pub fn log(level: Level, message: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let (tool, color) = LOGGER
+        .get()
+        .map_or(("ztd", false), |l| (l.tool.as_str(), l.color));
+    let line = if color {
+        format!(
+            "{}{}: {}{}\x1b[0m\n",
+            level.ansi(),
+            tool,
+            level_prefix(level),
+            message
+        )
+    } else {
+        format!("{tool}: {}{message}\n", level_prefix(level))
+    };
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+fn level_prefix(level: Level) -> String {
+    match level {
+        Level::Info => String::new(),
+        other => format!("{}: ", other.label().to_lowercase()),
+    }
+}
+
+/// Log at INFO.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::output::log($crate::output::Level::Info, &format!($($arg)*)) };
+}
+/// Log at WARN.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::output::log($crate::output::Level::Warn, &format!($($arg)*)) };
+}
+/// Log at DEBUG.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::output::log($crate::output::Level::Debug, &format!($($arg)*)) };
+}
+
+/// Print one JSON value as a line on stdout. A closed pipe is not an error worth reporting.
+pub fn emit(value: &Value) {
+    let mut line = value.to_string();
+    line.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(line.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// The JSON object a tool prints when it stops on an error: `ok: false` plus the error, so a
+/// downstream tool in a pipeline passes it on instead of acting.
+pub fn error_object(tool: &str, project: Option<&str>, err: &Error) -> Value {
+    json!({
+        "tool": tool,
+        "project": project,
+        "ok": false,
+        "error": {
+            "kind": err.kind(),
+            "exit_code": err.exit_status().code(),
+            "message": err.message(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_in_any_case() {
+        assert_eq!(Level::parse("info"), Some(Level::Info));
+        assert_eq!(Level::parse("WARNING"), Some(Level::Warn));
+        assert_eq!(Level::parse("Debug"), Some(Level::Debug));
+        assert_eq!(Level::parse("loud"), None);
+        assert!(Level::Debug < Level::Error);
+    }
+
+    #[test]
+    fn error_objects_carry_kind_and_code() {
+        let v = error_object("ztd-health", Some("shop"), &Error::State("bad".into()));
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["exit_code"], 5);
+        assert_eq!(v["error"]["kind"], "state");
+    }
+}

@@ -1,0 +1,93 @@
+//! ztd-detect: say what is deployed in a stack, which color is active, where the next deploy
+//! goes, and whether the state files and the running containers disagree.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ztd_core::cli::{self, Report, StackArgs, WithProject};
+use ztd_core::detect::{ColorStatus, Detection, detect};
+use ztd_core::docker::DockerEngine;
+use ztd_core::stack::{Color, Stack};
+use ztd_core::{ExitStatus, info, warn};
+
+const AFTER_HELP: &str = "\
+Output: one JSON object on stdout with project, active, standby, target (where the next deploy
+goes: the standby, or green when nothing is deployed), recorded (what .current_deployment and
+.ztd/state.json say), colors (each color's containers: name, service, state, health,
+restart_count, image, version, started_at), shared, conflict and lock.
+
+Exit codes:
+  0  the state is consistent (also when nothing is deployed)
+  2  bad usage
+  3  the Docker engine is unreachable
+  4  the Docker engine failed a request
+  5  a conflict: the state files and the running containers disagree, both colors claim to be
+     active, or a state file is unreadable
+
+Examples:
+  ztd-detect
+  ztd-detect --project-dir /srv/shop | jq -r .active
+  ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
+
+/// Say what is deployed and which color is active.
+#[derive(Debug, Parser)]
+#[command(name = "ztd-detect", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_args::<Cli>("ztd-detect") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    cli::run("ztd-detect", || async move {
+        let stack = cli.stack.resolve(None).no_project()?;
+        let engine = DockerEngine::connect().await.in_project(&stack)?;
+        let detection = detect(&engine, &stack).await.in_project(&stack)?;
+        describe(&stack, &detection);
+        let status = if detection.conflict.is_some() {
+            ExitStatus::StateOrConfig
+        } else {
+            ExitStatus::Success
+        };
+        Ok(Report {
+            json: detection.to_json(&stack),
+            status,
+        })
+    })
+}
+
+fn describe(stack: &Stack, detection: &Detection) {
+    let view = |color: Color| {
+        let v = detection.color(color);
+        let up = v.containers.iter().filter(|c| c.state.is_up()).count();
+        match v.status {
+            ColorStatus::Absent => format!("{color}: no containers"),
+            _ => format!("{color}: {up}/{} containers up", v.containers.len()),
+        }
+    };
+    match detection.active {
+        Some(active) => info!(
+            "{}: active {active} ({}); {}; next deploy goes to {}",
+            stack.name,
+            view(active),
+            view(active.other()),
+            detection.target
+        ),
+        None => info!(
+            "{}: nothing deployed; next deploy goes to {}",
+            stack.name, detection.target
+        ),
+    }
+    if let Some(conflict) = &detection.conflict {
+        warn!("conflict: {conflict}");
+    }
+    if let Some(lock) = &detection.lock {
+        info!(
+            "lock held by {} (pid {}) since {}",
+            lock.tool, lock.pid, lock.since
+        );
+    }
+}

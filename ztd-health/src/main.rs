@@ -1,0 +1,245 @@
+//! ztd-health: check every container of a color at once and answer healthy or not, as JSON,
+//! or as one status line with the monitoring-plugin codes for cron and monitoring systems.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::{Value, json};
+use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::detect::detect;
+use ztd_core::docker::DockerEngine;
+use ztd_core::health::{self, HealthReport, Target};
+use ztd_core::stack::{Color, Stack};
+use ztd_core::{Error, info, state, warn};
+
+const AFTER_HELP: &str = "\
+Checks, per container: running; Docker's HEALTHCHECK (starting, healthy, unhealthy, or none);
+restart count; an HTTP probe (labels ztd.health.http, ztd.health.port) and a TCP probe
+(ztd.health.tcp) sent to the container's address; error lines in its log since it started
+(ztd.logs.error); memory and CPU when a ceiling is set (--max-memory, --max-cpu or the labels;
+the engine answers stats only at its next one-second sample, so they are not read otherwise).
+A container with no HEALTHCHECK and no probe passes once it has been up --min-uptime. Error
+lines in the log are a warning unless a limit is set (--max-log-errors).
+
+Settings: flags > environment (HEALTH_CHECK_RETRIES, HEALTH_CHECK_INTERVAL, ZTD_MIN_UPTIME,
+DEPLOYMENT_LOG_LEVEL) > defaults. Per-service ztd.* labels override the threshold flags.
+
+Exit codes:
+  0  healthy (warnings allowed)       1  unhealthy, or nothing deployed
+  2  bad usage                        3  Docker engine unreachable
+  4  Docker engine failed a request   5  bad state file, bad ztd.* label, or a state conflict
+With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, and one status line instead of JSON.
+
+Examples:
+  ztd-health                         # the active color, once
+  ztd-health green --wait            # until green is healthy, or give up after 10 x 5s
+  ztd-detect | ztd-up | ztd-health --wait | ztd-switch
+  */5 * * * * cd /srv/shop && ztd-health --nagios   # cron";
+
+/// Check the health of one color of a stack.
+#[derive(Debug, Parser)]
+#[command(name = "ztd-health", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// The color to check [default: the upstream tool's target on stdin, else the active color]
+    #[arg(value_parser = cli::color_arg)]
+    color: Option<Color>,
+    /// Keep checking until healthy or until retries x interval has passed; returns as soon as
+    /// the color is healthy
+    #[arg(long)]
+    wait: bool,
+    /// Print one status line and use the monitoring-plugin exit codes
+    #[arg(long)]
+    nagios: bool,
+    #[command(flatten)]
+    health: HealthArgs,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+/// The monitoring-plugin codes.
+const NAGIOS_OK: u8 = 0;
+const NAGIOS_WARNING: u8 = 1;
+const NAGIOS_CRITICAL: u8 = 2;
+const NAGIOS_UNKNOWN: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = if std::env::args().any(|a| a == "--nagios") {
+        match cli::try_parse_args::<Cli>("ztd-health") {
+            Ok(cli) => cli,
+            Err(cli::ParseStop::Printed) => return ExitCode::SUCCESS,
+            Err(cli::ParseStop::Usage(message)) => {
+                return nagios_line(NAGIOS_UNKNOWN, &message, "");
+            }
+        }
+    } else {
+        match cli::parse_args::<Cli>("ztd-health") {
+            Ok(cli) => cli,
+            Err(code) => return code,
+        }
+    };
+    if cli.nagios {
+        return nagios_main(cli);
+    }
+    cli::run("ztd-health", || async move {
+        let upstream = if cli.color.is_none() {
+            cli::read_upstream().no_project()?
+        } else {
+            None
+        };
+        if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
+            warn!("upstream failed; passing its report on");
+            return Ok(Report::pass_through(upstream.clone()));
+        }
+        let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
+        let requested = match &upstream {
+            Some(upstream) if cli.color.is_none() => {
+                cli::upstream_target(upstream).in_project(&stack)?
+            }
+            _ => cli.color,
+        };
+        let outcome = evaluate(&cli, &stack, requested).await.in_project(&stack)?;
+        Ok(Report::from_ok(outcome_json(&stack, &outcome)))
+    })
+}
+
+/// What a run found: a report, or nothing deployed to check.
+enum Outcome {
+    Checked { report: HealthReport, waited: bool },
+    NothingDeployed,
+}
+
+async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<Outcome, Error> {
+    let engine = DockerEngine::connect().await?;
+    let (color, active) = match requested {
+        Some(color) => {
+            let recorded = state::read_current_deployment(stack)?
+                .or(state::read_state(stack)?.and_then(|s| s.active));
+            (color, recorded.is_none_or(|active| active == color))
+        }
+        None => {
+            let detection = detect(&engine, stack).await?;
+            if let Some(conflict) = detection.conflict {
+                return Err(Error::State(format!(
+                    "cannot tell which color is active: {conflict}; name a color"
+                )));
+            }
+            match detection.active {
+                Some(active) => (active, true),
+                None => return Ok(Outcome::NothingDeployed),
+            }
+        }
+    };
+    let target = Target {
+        stack,
+        color,
+        active,
+    };
+    let policy = cli.health.policy();
+    let report = if cli.wait {
+        let deadline = cli.health.deadline();
+        info!(
+            "waiting up to {} for {color} to become healthy",
+            ztd_core::units::format_duration(deadline)
+        );
+        health::wait(&engine, &target, &policy, deadline).await?
+    } else {
+        health::check(&engine, &target, &policy).await?
+    };
+    if report.healthy() {
+        info!("{}", report.summary_line());
+    } else {
+        warn!("{}", report.summary_line());
+    }
+    Ok(Outcome::Checked {
+        report,
+        waited: cli.wait,
+    })
+}
+
+fn outcome_json(stack: &Stack, outcome: &Outcome) -> Value {
+    let mut json = json!({
+        "tool": "ztd-health",
+        "project": stack.name,
+        "project_dir": stack.dir,
+    });
+    match outcome {
+        Outcome::Checked { report, waited } => {
+            json["ok"] = Value::Bool(report.healthy());
+            json["waited"] = Value::Bool(*waited);
+            if let (Value::Object(target), Value::Object(fields)) = (&mut json, report.to_json()) {
+                target.extend(fields);
+            }
+        }
+        Outcome::NothingDeployed => {
+            warn!("nothing is deployed in {}", stack.name);
+            json["ok"] = Value::Bool(false);
+            json["color"] = Value::Null;
+            json["target"] = Value::Null;
+            json["healthy"] = Value::Bool(false);
+            json["status"] = Value::from("unhealthy");
+            json["problem"] = Value::from("nothing is deployed");
+            json["containers"] = json!([]);
+        }
+    }
+    json
+}
+
+fn nagios_main(cli: Cli) -> ExitCode {
+    let _ = ztd_core::output::init("ztd-health");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return nagios_line(NAGIOS_UNKNOWN, &format!("cannot start: {e}"), ""),
+    };
+    let result = runtime.block_on(async {
+        let stack = cli.stack.resolve(None)?;
+        let outcome = evaluate(&cli, &stack, cli.color).await?;
+        Ok::<_, Error>((stack, outcome))
+    });
+    match result {
+        Ok((stack, Outcome::NothingDeployed)) => nagios_line(
+            NAGIOS_CRITICAL,
+            &format!("{}: nothing is deployed", stack.name),
+            "",
+        ),
+        Ok((stack, Outcome::Checked { report, .. })) => {
+            let code = match report.status_word() {
+                "healthy" => NAGIOS_OK,
+                "warning" => NAGIOS_WARNING,
+                _ => NAGIOS_CRITICAL,
+            };
+            let perfdata = format!(
+                "containers={} healthy={} warning={} unhealthy={} time={:.3}s",
+                report.containers.len(),
+                report.count(health::ContainerStatus::Healthy),
+                report.count(health::ContainerStatus::Warning),
+                report.count(health::ContainerStatus::Unhealthy),
+                report.duration.as_secs_f64()
+            );
+            nagios_line(
+                code,
+                &format!("{} {}", stack.name, report.summary_line()),
+                &perfdata,
+            )
+        }
+        Err(err) => nagios_line(NAGIOS_UNKNOWN, err.message(), ""),
+    }
+}
+
+fn nagios_line(code: u8, text: &str, perfdata: &str) -> ExitCode {
+    let word = match code {
+        NAGIOS_OK => "OK",
+        NAGIOS_WARNING => "WARNING",
+        NAGIOS_CRITICAL => "CRITICAL",
+        _ => "UNKNOWN",
+    };
+    let text = text.replace('|', "/");
+    if perfdata.is_empty() {
+        println!("ZTD-HEALTH {word} - {text}");
+    } else {
+        println!("ZTD-HEALTH {word} - {text} | {perfdata}");
+    }
+    ExitCode::from(code)
+}
