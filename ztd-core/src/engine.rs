@@ -123,6 +123,18 @@ impl ContainerInfo {
         (now - started).to_std().ok()
     }
 
+    /// Where the log of its current run begins. The first lines of a run are stamped a little
+    /// before the engine records `StartedAt`, so the window opens a second earlier, but never
+    /// before the previous run ended.
+    pub fn run_log_start(&self) -> Option<DateTime<Utc>> {
+        let started = self.started_at?;
+        let early = started - chrono::Duration::seconds(1);
+        Some(match self.finished_at {
+            Some(finished) if finished < started => early.max(finished),
+            _ => early,
+        })
+    }
+
     /// Fill `service`, `color` and `version` from the labels.
     pub fn apply_labels(&mut self) {
         let service = self

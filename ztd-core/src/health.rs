@@ -655,7 +655,7 @@ async fn log_check<E: Engine>(
 ) -> Check {
     let timer = Timer::start();
     let query = LogQuery {
-        since: container.started_at,
+        since: container.run_log_start(),
         tail: Some(policy.log_tail),
     };
     let lines = match engine.logs(&container.id, query).await {
@@ -911,8 +911,12 @@ mod tests {
             "web-green",
             &[
                 (
-                    now - chrono::Duration::seconds(120),
+                    now - chrono::Duration::seconds(62),
                     "ERROR before this start",
+                ),
+                (
+                    now - chrono::Duration::milliseconds(60_500),
+                    "ERROR stamped just before StartedAt",
                 ),
                 (now, "ERROR: database unreachable"),
                 (now, "an errorless line"),
@@ -922,10 +926,10 @@ mod tests {
         let report = checked(&engine, &HealthPolicy::default());
         let logs = check_named(&report, "web-green", "log_errors");
         assert_eq!(logs.status, CheckStatus::Warn);
-        assert!(logs.detail.starts_with("2 error lines"), "{}", logs.detail);
+        assert!(logs.detail.starts_with("3 error lines"), "{}", logs.detail);
         assert!(report.healthy(), "warnings do not make a color unhealthy");
         let strict = HealthPolicy {
-            max_log_errors: Some(1),
+            max_log_errors: Some(2),
             ..Default::default()
         };
         let report = checked(&engine, &strict);

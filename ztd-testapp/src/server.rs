@@ -144,6 +144,14 @@ fn start_behaviours(app: &Arc<App>) {
             std::process::exit(code);
         });
     }
+    if let Some(after) = env_duration("HEALTHY_AFTER") {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            if !env_flag("HEALTH_FAIL") {
+                stamp("now healthy (HEALTHY_AFTER)");
+            }
+        });
+    }
     if let Some(every) = env_duration("LOG_ERROR_EVERY") {
         std::thread::spawn(move || {
             let mut n = 0u64;
@@ -210,7 +218,11 @@ fn handle(stream: &TcpStream, app: &App) -> std::io::Result<()> {
                 Ok(upstream) => match http::get(&upstream, "/count", Duration::from_secs(2)) {
                     Ok((200, body)) => format!(", visit {}", body.trim()),
                     Ok((status, _)) => {
-                        return http::respond(stream, 502, &format!("upstream answered {status}\n"));
+                        return http::respond(
+                            stream,
+                            502,
+                            &format!("upstream answered {status}\n"),
+                        );
                     }
                     Err(err) => return http::respond(stream, 502, &format!("upstream: {err}\n")),
                 },

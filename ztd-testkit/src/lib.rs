@@ -1,0 +1,516 @@
+//! The harness of ztd's integration tests: each test gets its own stack (a temp dir and unique
+//! Compose project names), starts real containers of the test app with real Compose, runs the
+//! built tools, compares snapshots to prove that nothing changed, and removes everything it
+//! made when it ends, passing or failing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The test app image, built by `make images`.
+pub fn testapp_image() -> String {
+    std::env::var("ZTD_TESTAPP_IMAGE").unwrap_or_else(|_| "ztd-testapp:latest".into())
+}
+
+/// The path of a built tool (`target/debug/<name>`), found from the test binary's own path.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .expect("deps dir")
+        .parent()
+        .expect("profile dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// How to call Compose v2: the docker plugin, else a v2 `docker-compose`.
+pub fn compose_command() -> Vec<String> {
+    let plugin = Command::new("docker")
+        .args(["compose", "version", "--short"])
+        .output();
+    if plugin.is_ok_and(|o| o.status.success()) {
+        return vec!["docker".into(), "compose".into()];
+    }
+    vec!["docker-compose".into()]
+}
+
+/// Run a command, panic with its output if it fails, return stdout.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a tool did.
+#[derive(Debug)]
+pub struct ToolOutput {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Raw stdout.
+    pub stdout: String,
+    /// Raw stderr.
+    pub stderr: String,
+    /// stdout parsed as JSON (the last line, for streams), or Null.
+    pub json: Value,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ToolOutput {
+    /// Assert the exit code, showing everything when it differs.
+    pub fn expect_code(&self, code: i32) -> &ToolOutput {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Assert stderr holds exactly one non-empty line that contains `needle`.
+    pub fn expect_one_line_error(&self, needle: &str) -> &ToolOutput {
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "stderr should be one line: {:?}",
+            self.stderr
+        );
+        assert!(
+            lines[0].contains(needle),
+            "stderr {:?} lacks {needle:?}",
+            lines[0]
+        );
+        self
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A service of a colored test stack, rendered as ztd-up labels it.
+#[derive(Debug, Clone)]
+pub struct Service {
+    base: String,
+    env: Vec<(String, String)>,
+    labels: Vec<(String, String)>,
+    healthcheck: Option<String>,
+    restart: Option<String>,
+    extra: Vec<String>,
+}
+
+impl Service {
+    /// A test app service called `base` (made unique per stack).
+    pub fn new(base: &str) -> Service {
+        Service {
+            base: base.to_string(),
+            env: Vec::new(),
+            labels: Vec::new(),
+            healthcheck: None,
+            restart: None,
+            extra: Vec::new(),
+        }
+    }
+    /// Set an environment variable of the test app.
+    pub fn env(mut self, key: &str, value: &str) -> Service {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+    /// Add a label.
+    pub fn label(mut self, key: &str, value: &str) -> Service {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+    /// A Docker HEALTHCHECK (`ztd-testapp probe`) at this interval.
+    pub fn healthcheck(mut self, interval: &str) -> Service {
+        self.healthcheck = Some(interval.into());
+        self
+    }
+    /// A restart policy.
+    pub fn restart(mut self, policy: &str) -> Service {
+        self.restart = Some(policy.into());
+        self
+    }
+    /// A raw YAML line under the service (indented by the caller's four spaces).
+    pub fn yaml(mut self, line: &str) -> Service {
+        self.extra.push(line.into());
+        self
+    }
+}
+
+/// One test's stack.
+#[derive(Debug)]
+pub struct TestStack {
+    /// Base project name, unique per test.
+    pub name: String,
+    /// The project directory.
+    pub dir: PathBuf,
+    /// A short unique id, appended to service names so container names never clash.
+    pub id: String,
+}
+
+impl TestStack {
+    /// A fresh stack for the test `tag`.
+    pub fn new(tag: &str) -> TestStack {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let name = format!("zt-{tag}-{id}");
+        let dir = std::env::temp_dir().join("ztd-tests").join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let stack = TestStack { name, dir, id };
+        stack.remove_containers();
+        stack
+    }
+
+    /// The unique service name for a base name.
+    pub fn service(&self, base: &str) -> String {
+        format!("{base}{}", self.id)
+    }
+
+    /// The container name ztd gives a service of a color: `<service>-<color>`.
+    pub fn container(&self, base: &str, color: &str) -> String {
+        format!("{}-{color}", self.service(base))
+    }
+
+    /// The Compose project of a color.
+    pub fn project(&self, color: &str) -> String {
+        format!("{}-{color}", self.name)
+    }
+
+    /// Render a color's compose file as ztd-up would label it.
+    pub fn render(&self, color: &str, services: &[Service]) -> String {
+        let mut yaml = String::from("services:\n");
+        for s in services {
+            let name = self.service(&s.base);
+            yaml += &format!("  {name}:\n    image: {}\n", testapp_image());
+            yaml += &format!("    container_name: {name}-{color}\n");
+            if let Some(policy) = &s.restart {
+                yaml += &format!("    restart: {policy}\n");
+            }
+            yaml += "    environment:\n";
+            yaml +=
+                &format!("      DEPLOYMENT_COLOR: {color}\n      DEPLOYMENT_MODE: blue-green\n");
+            for (k, v) in &s.env {
+                yaml += &format!("      {k}: {}\n", quote(v));
+            }
+            yaml += "    labels:\n";
+            yaml += &format!(
+                "      deployment.color: {color}\n      deployment.service: {name}\n      deployment.version: {color}-test\n"
+            );
+            for (k, v) in &s.labels {
+                yaml += &format!("      {k}: {}\n", quote(v));
+            }
+            if let Some(interval) = &s.healthcheck {
+                yaml += &format!(
+                    "    healthcheck:\n      test: [\"CMD\", \"/ztd-testapp\", \"probe\"]\n      interval: {interval}\n      timeout: 2s\n      retries: 2\n"
+                );
+            }
+            for line in &s.extra {
+                yaml += &format!("    {line}\n");
+            }
+        }
+        yaml
+    }
+
+    /// Start a color as its own Compose project, labelled as ztd-up labels it.
+    pub fn up(&self, color: &str, services: &[Service]) {
+        let file = self.dir.join(format!(".test-{color}.yml"));
+        std::fs::write(&file, self.render(color, services)).expect("compose file");
+        self.compose(color, &file, &["up", "-d", "--no-build"]);
+    }
+
+    /// Run a Compose command against a color's project.
+    pub fn compose(&self, color: &str, file: &Path, args: &[&str]) {
+        let cmd = compose_command();
+        let project = self.project(color);
+        let mut all: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
+        all.extend(["-p", &project, "-f", file.to_str().expect("utf-8 path")]);
+        all.extend(args);
+        sh(&cmd[0], &all);
+    }
+
+    /// Run a tool in the stack's directory.
+    pub fn run(&self, tool: &str, args: &[&str]) -> ToolOutput {
+        self.run_with(tool, args, &[], None)
+    }
+
+    /// Run a tool with extra environment and optional stdin (None: stdin is /dev/null).
+    pub fn run_with(
+        &self,
+        tool: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> ToolOutput {
+        let started = Instant::now();
+        let mut command = Command::new(bin(tool));
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env("COMPOSE_PROJECT_NAME", &self.name)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for key in [
+            "HEALTH_CHECK_RETRIES",
+            "HEALTH_CHECK_INTERVAL",
+            "MIGRATION_GRACE_PERIOD",
+            "ROLLBACK_TIMEOUT",
+            "DEPLOYMENT_LOG_LEVEL",
+            "ZTD_MIN_UPTIME",
+            "NO_COLOR",
+        ] {
+            command.env_remove(key);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn tool");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(input.as_bytes()).expect("write stdin");
+        }
+        let output = wait_with_timeout(child, Duration::from_secs(180));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let json = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        ToolOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            json,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Every container of the stack (all its projects and its proxy): id, name, state, start time.
+    pub fn containers(&self) -> Vec<String> {
+        let mut rows = Vec::new();
+        for project in self.projects() {
+            let out = sh(
+                "docker",
+                &[
+                    "ps",
+                    "-a",
+                    "--no-trunc",
+                    "--filter",
+                    &format!("label=com.docker.compose.project={project}"),
+                    "--format",
+                    "{{.ID}} {{.Names}} {{.State}} {{.Status}}",
+                ],
+            );
+            rows.extend(out.lines().map(|l| {
+                // "Up 3 seconds" changes by itself; keep id, name, state.
+                l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            }));
+        }
+        rows.sort();
+        rows
+    }
+
+    /// Files of the project dir (recursively) with their contents, and the stack's containers.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut files = BTreeMap::new();
+        collect_files(&self.dir, &self.dir, &mut files);
+        Snapshot {
+            files,
+            containers: self.containers(),
+        }
+    }
+
+    /// A container's `docker inspect` as JSON.
+    pub fn inspect(&self, container: &str) -> Value {
+        let out = sh("docker", &["inspect", container]);
+        let all: Value = serde_json::from_str(&out).expect("inspect json");
+        all[0].clone()
+    }
+
+    fn projects(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.project("blue"),
+            self.project("green"),
+            self.project("shared"),
+            format!("{}-ztd", self.name),
+        ]
+    }
+
+    fn remove_containers(&self) {
+        let mut ids = Vec::new();
+        for project in self.projects() {
+            if let Ok(out) = Command::new("docker")
+                .args([
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=com.docker.compose.project={project}"),
+                ])
+                .output()
+            {
+                ids.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+        }
+        ids.push(format!("{}-ztd-proxy", self.name));
+        let _ = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for project in self.projects() {
+            if let Ok(out) = Command::new("docker")
+                .args([
+                    "network",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    &format!("label=com.docker.compose.project={project}"),
+                ])
+                .output()
+            {
+                let nets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                if !nets.is_empty() {
+                    let _ = Command::new("docker")
+                        .arg("network")
+                        .arg("rm")
+                        .args(&nets)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.remove_containers();
+        if std::env::var_os("ZTD_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// What a stack looked like at one moment.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Path (relative) to contents.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// `id name state` of every container.
+    pub containers: Vec<String>,
+}
+
+fn collect_files(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.insert(rel(root, &path) + "/", Vec::new());
+            collect_files(root, &path, files);
+        } else {
+            files.insert(rel(root, &path), std::fs::read(&path).unwrap_or_default());
+        }
+    }
+}
+
+fn rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn quote(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                break child.wait().expect("wait");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("wait: {e}"),
+        }
+    };
+    std::process::Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Poll `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
