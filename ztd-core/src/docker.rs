@@ -224,7 +224,15 @@ impl Engine for DockerEngine {
         if !query.labels.is_empty() {
             filters.insert("label".into(), query.labels.clone());
         }
+        // The request goes out when the stream is first polled; `since` = now makes the engine
+        // replay what happens in between, so no event after this call is lost.
+        let now = Utc::now();
         let options = EventsOptions {
+            since: Some(format!(
+                "{}.{:09}",
+                now.timestamp(),
+                now.timestamp_subsec_nanos()
+            )),
             filters: Some(filters),
             ..Default::default()
         };

@@ -272,6 +272,7 @@ pub trait Engine {
     async fn stop(&self, id: &str, timeout: Duration) -> Result<()>;
     /// Send a signal to a container's main process.
     async fn kill(&self, id: &str, signal: &str) -> Result<()>;
-    /// Container events for containers matching the query's label filters, from now on.
+    /// Container events for containers matching the query's label filters, from the moment of
+    /// this call on (none is lost before the stream is first polled).
     async fn events(&self, query: &ContainerQuery) -> Result<EventStream>;
 }
