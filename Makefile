@@ -6,13 +6,13 @@ SHELL := bash
 
 CARGO ?= cargo
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-TOOLS := ztd-detect ztd-health
+TOOLS := ztd-detect ztd-health ztd-up ztd-switch
 BIN := target/debug
 RELEASE_BIN := target/release
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
-.PHONY: build release images testapp-image test lint fmt-check clippy unit bench clean
+.PHONY: build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean
 
 ## build: the tools, debug profile
 build:
@@ -22,8 +22,9 @@ build:
 release:
 	$(CARGO) build --release --workspace --bins
 
-## images: the test app image (FROM scratch, one static binary), reused by tests and the demo
-images: testapp-image
+## images: the test app image (FROM scratch, one static binary) and the proxy image (Debian's
+## nginx on an assembled rootfs), reused by tests and the demo
+images: testapp-image proxy-image
 
 testapp-image:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p ztd-testapp --target $(HOST_TRIPLE)
@@ -32,6 +33,10 @@ testapp-image:
 	cp target/$(HOST_TRIPLE)/release/ztd-testapp $(IMAGE_DIR)/testapp/ztd-testapp
 	docker build -q -t $(TESTAPP_IMAGE) $(IMAGE_DIR)/testapp >/dev/null 2>&1 || docker build -t $(TESTAPP_IMAGE) $(IMAGE_DIR)/testapp
 	@echo "built $(TESTAPP_IMAGE)"
+
+## proxy-image: ztd-nginx:latest (ZTD_PROXY_IMAGE overrides), skipped when already up to date
+proxy-image:
+	bash images/nginx/build.sh
 
 ## test: format check, clippy with -D warnings, unit tests and tests against the real engine
 test: fmt-check clippy images

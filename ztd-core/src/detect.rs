@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::engine::{ContainerInfo, ContainerQuery, Engine};
 use crate::error::Result;
+use crate::journal::{self, Journal};
 use crate::stack::{Color, Stack};
 use crate::state::{self, LockHolder};
 
@@ -86,6 +87,13 @@ pub struct Detection {
     pub colors: BTreeMap<Color, ColorView>,
     /// Services shared by both colors.
     pub shared: Vec<ContainerInfo>,
+    /// Containers of the stack run outside ztd (plain `docker compose up`, project `<name>`),
+    /// to be adopted by the first deploy.
+    pub legacy: Vec<ContainerInfo>,
+    /// A switch or rollback in progress, or interrupted.
+    pub journal: Option<Journal>,
+    /// Whether that change was interrupted (its journal remains and nobody holds the lock).
+    pub interrupted: bool,
     /// Where the state files and the running containers disagree.
     pub conflict: Option<String>,
     /// Who holds the deploy lock now.
@@ -105,13 +113,16 @@ impl Detection {
             "tool": "ztd-detect",
             "project": stack.name,
             "project_dir": stack.dir,
-            "ok": self.conflict.is_none(),
+            "ok": self.conflict.is_none() && !self.interrupted,
             "active": self.active,
             "standby": self.standby,
             "target": self.target,
             "recorded": self.recorded,
             "colors": self.colors,
             "shared": self.shared,
+            "legacy": self.legacy,
+            "journal": self.journal,
+            "interrupted": self.interrupted,
             "conflict": self.conflict,
             "lock": self.lock,
         })
@@ -131,11 +142,15 @@ pub async fn detect<E: Engine>(engine: &E, stack: &Stack) -> Result<Detection> {
     let blue_query = ContainerQuery::project(&stack.color_project(Color::Blue));
     let green_query = ContainerQuery::project(&stack.color_project(Color::Green));
     let shared_query = ContainerQuery::project(&stack.shared_project());
-    let (blue, green, shared) = futures_util::try_join!(
+    let legacy_query = ContainerQuery::project(&stack.name);
+    let (blue, green, shared, legacy) = futures_util::try_join!(
         engine.list(&blue_query),
         engine.list(&green_query),
         engine.list(&shared_query),
+        engine.list(&legacy_query),
     )?;
+    let journal = journal::read(stack)?;
+    let lock = state::lock_holder(stack);
     let mut colors = BTreeMap::new();
     colors.insert(
         Color::Blue,
@@ -145,7 +160,15 @@ pub async fn detect<E: Engine>(engine: &E, stack: &Stack) -> Result<Detection> {
         Color::Green,
         ColorView::new(stack.color_project(Color::Green), green),
     );
-    let (active, conflict) = judge(&recorded, &colors);
+    let (active, mut conflict) = judge(&recorded, &colors);
+    let legacy_up = legacy.iter().any(|c| c.state.is_up());
+    if conflict.is_none() && legacy_up && active.is_some_and(|a| colors[&a].is_up()) {
+        conflict = Some(format!(
+            "the stack also runs outside ztd (Compose project {}) beside the active color",
+            stack.name
+        ));
+    }
+    let interrupted = journal.is_some() && lock.is_none();
     Ok(Detection {
         active,
         standby: active.map(Color::other),
@@ -153,8 +176,11 @@ pub async fn detect<E: Engine>(engine: &E, stack: &Stack) -> Result<Detection> {
         recorded,
         colors,
         shared,
+        legacy,
+        journal,
+        interrupted,
         conflict,
-        lock: state::lock_holder(stack),
+        lock,
     })
 }
 
@@ -196,7 +222,12 @@ fn judge(
             };
             (Some(active), conflict)
         }
-        None => match (up(Color::Blue), up(Color::Green)) {
+        // Nothing recorded: a running color is adopted as active, unless it is the candidate
+        // that ztd-up just started (the first deploy, before its switch).
+        None => match (
+            up(Color::Blue) && recorded.candidate != Some(Color::Blue),
+            up(Color::Green) && recorded.candidate != Some(Color::Green),
+        ) {
             (true, true) => (
                 None,
                 Some("both colors run and no state file says which is active".into()),
@@ -282,6 +313,25 @@ mod tests {
         ]);
         let d = run(&engine, &s);
         assert_eq!((d.active, d.target), (Some(Color::Green), Color::Blue));
+        assert_eq!(d.conflict, None);
+    }
+
+    #[test]
+    fn the_candidate_of_a_first_deploy_is_not_active() {
+        let s = stack("first");
+        let st = state::StateFile {
+            candidate: Some(Color::Green),
+            ..Default::default()
+        };
+        state::write_state(&s, &st).expect("state");
+        let engine = FakeEngine::with(vec![container(
+            "web-green",
+            "shop-green",
+            Color::Green,
+            RunState::Running,
+        )]);
+        let d = run(&engine, &s);
+        assert_eq!((d.active, d.target), (None, Color::Green));
         assert_eq!(d.conflict, None);
     }
 

@@ -19,7 +19,7 @@ use futures_util::{StreamExt, future::join_all};
 
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, EventStream, ExecOutput,
-    LogLine, LogQuery, ResourceSample, RunState,
+    LogLine, LogQuery, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result, one_line};
 
@@ -218,6 +218,94 @@ impl Engine for DockerEngine {
         Ok(self.docker.kill_container(id, Some(options)).await?)
     }
 
+    async fn connect(&self, network: &str, id: &str, aliases: &[String]) -> Result<()> {
+        let request = bollard::models::NetworkConnectRequest {
+            container: id.to_string(),
+            endpoint_config: Some(bollard::models::EndpointSettings {
+                aliases: (!aliases.is_empty()).then(|| aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        match self.docker.connect_network(network, request).await {
+            Ok(()) => Ok(()),
+            // 403 "endpoint ... already exists": connected before.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403,
+                message,
+            }) if message.contains("already exists") => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn disconnect(&self, network: &str, id: &str) -> Result<()> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: id.to_string(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            }) if status_code == 404 || message.contains("is not connected") => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn ensure_volume(&self, volume: &VolumeSpec) -> Result<()> {
+        match self.docker.inspect_volume(&volume.name).await {
+            Ok(_) => return Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(volume.name.clone()),
+            driver: volume.driver.clone(),
+            driver_opts: Some(volume.driver_opts.clone().into_iter().collect()),
+            labels: Some(volume.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker.create_volume(request).await?;
+        Ok(())
+    }
+
+    async fn set_restart_policy(&self, id: &str, policy: &str) -> Result<()> {
+        use bollard::models::{RestartPolicy, RestartPolicyNameEnum};
+        let name = match policy {
+            "" | "no" => RestartPolicyNameEnum::NO,
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+            p if p.starts_with("on-failure") => RestartPolicyNameEnum::ON_FAILURE,
+            other => return Err(Error::State(format!("unknown restart policy {other:?}"))),
+        };
+        let retries = policy
+            .strip_prefix("on-failure:")
+            .and_then(|n| n.parse().ok());
+        let body = bollard::models::ContainerUpdateBody {
+            restart_policy: Some(RestartPolicy {
+                name: Some(name),
+                maximum_retry_count: retries,
+            }),
+            ..Default::default()
+        };
+        Ok(self.docker.update_container(id, body).await?)
+    }
+
+    async fn processes(&self, id: &str) -> Result<Vec<String>> {
+        let options = bollard::query_parameters::TopOptions {
+            ps_args: "-eo args".into(),
+        };
+        let top = self.docker.top_processes(id, Some(options)).await?;
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| row.join(" "))
+            .collect())
+    }
+
     async fn events(&self, query: &ContainerQuery) -> Result<EventStream> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         filters.insert("type".into(), vec!["container".into()]);
@@ -309,6 +397,17 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
             addresses
         })
         .unwrap_or_default();
+    let mut published_ports: Vec<u16> = host
+        .port_bindings
+        .clone()
+        .unwrap_or_default()
+        .into_values()
+        .flatten()
+        .flatten()
+        .filter_map(|b| b.host_port.and_then(|p| p.parse().ok()))
+        .collect();
+    published_ports.sort_unstable();
+    published_ports.dedup();
     let mut exposed_ports: Vec<u16> = config
         .exposed_ports
         .unwrap_or_default()
@@ -344,6 +443,7 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
             .unwrap_or_else(|| "no".into()),
         addresses,
         exposed_ports,
+        published_ports,
         labels: config.labels.unwrap_or_default().into_iter().collect(),
     };
     info.apply_labels();

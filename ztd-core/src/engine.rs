@@ -99,6 +99,9 @@ pub struct ContainerInfo {
     /// The TCP ports it exposes.
     #[serde(skip)]
     pub exposed_ports: Vec<u16>,
+    /// The host ports it publishes.
+    #[serde(skip)]
+    pub published_ports: Vec<u16>,
     /// All labels.
     #[serde(skip)]
     pub labels: Labels,
@@ -250,6 +253,19 @@ pub struct EngineEvent {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A named volume to create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Its name.
+    pub name: String,
+    /// Driver (default when `None`).
+    pub driver: Option<String>,
+    /// Driver options.
+    pub driver_opts: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A stream of engine events.
 pub type EventStream = BoxStream<'static, Result<EngineEvent>>;
 
@@ -272,6 +288,16 @@ pub trait Engine {
     async fn stop(&self, id: &str, timeout: Duration) -> Result<()>;
     /// Send a signal to a container's main process.
     async fn kill(&self, id: &str, signal: &str) -> Result<()>;
+    /// Connect a container to a network under these aliases; already connected is fine.
+    async fn connect(&self, network: &str, id: &str, aliases: &[String]) -> Result<()>;
+    /// Disconnect a container from a network; not connected is fine.
+    async fn disconnect(&self, network: &str, id: &str) -> Result<()>;
+    /// Create a named volume unless it exists.
+    async fn ensure_volume(&self, volume: &VolumeSpec) -> Result<()>;
+    /// Change a container's restart policy (`no`, `always`, `unless-stopped`, `on-failure`).
+    async fn set_restart_policy(&self, id: &str, policy: &str) -> Result<()>;
+    /// The command lines of the processes running in a container.
+    async fn processes(&self, id: &str) -> Result<Vec<String>>;
     /// Container events for containers matching the query's label filters, from the moment of
     /// this call on (none is lost before the stream is first polled).
     async fn events(&self, query: &ContainerQuery) -> Result<EventStream>;

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EventStream, ExecOutput, LogLine,
-    LogQuery, ResourceSample, RunState,
+    LogQuery, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result};
 use crate::labels;
@@ -50,6 +50,7 @@ pub fn container(name: &str, project: &str, color: Color, state: RunState) -> Co
         restart_policy: "no".into(),
         addresses: vec!["127.0.0.1".into()],
         exposed_ports: vec![],
+        published_ports: vec![],
         labels: [
             (labels::COMPOSE_PROJECT.to_string(), project.to_string()),
             (labels::COMPOSE_SERVICE.to_string(), service.clone()),
@@ -197,6 +198,32 @@ impl Engine for FakeEngine {
 
     async fn kill(&self, id: &str, _signal: &str) -> Result<()> {
         self.set_state(id, RunState::Exited)
+    }
+
+    async fn connect(&self, _network: &str, _id: &str, _aliases: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn disconnect(&self, _network: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn ensure_volume(&self, _volume: &VolumeSpec) -> Result<()> {
+        Ok(())
+    }
+
+    async fn set_restart_policy(&self, id: &str, policy: &str) -> Result<()> {
+        let mut containers = self.lock_containers();
+        let found = containers
+            .iter_mut()
+            .find(|c| c.id == id || c.name == id)
+            .ok_or_else(|| Error::NotFound(format!("No such container: {id}")))?;
+        found.restart_policy = policy.to_string();
+        Ok(())
+    }
+
+    async fn processes(&self, _id: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 
     async fn events(&self, _query: &ContainerQuery) -> Result<EventStream> {

@@ -269,6 +269,8 @@ pub struct Target<'a> {
     pub color: Color,
     /// Whether that color is the active one (a standby handover service is then not expected).
     pub active: bool,
+    /// Only this service, if set.
+    pub service: Option<&'a str>,
 }
 
 /// Check every container of a color once.
@@ -357,6 +359,7 @@ async fn round<E: Engine>(
         .await?
         .into_iter()
         .filter(|c| c.labels.get(labels::COMPOSE_ONEOFF).map(String::as_str) != Some("True"))
+        .filter(|c| target.service.is_none_or(|s| s == c.service))
         .collect();
     let mut settings = BTreeMap::new();
     for container in &containers {
@@ -794,6 +797,7 @@ mod tests {
             stack: &stack,
             color: Color::Green,
             active: true,
+            service: None,
         };
         run(check(engine, &target, policy)).expect("check")
     }
@@ -997,6 +1001,7 @@ mod tests {
             stack: &stack,
             color: Color::Green,
             active: false,
+            service: None,
         };
         let report = run(check(&engine, &candidate, &HealthPolicy::default())).expect("check");
         assert!(report.healthy(), "{}", report.summary_line());
@@ -1019,6 +1024,7 @@ mod tests {
             stack: &stack,
             color: Color::Green,
             active: true,
+            service: None,
         };
         let err = run(check(&engine, &target, &HealthPolicy::default())).expect_err("bad label");
         assert_eq!(err.exit_status().code(), 5);
@@ -1041,6 +1047,7 @@ mod tests {
             stack: &stack,
             color: Color::Green,
             active: true,
+            service: None,
         };
         let report = run(wait(
             &engine,
@@ -1070,6 +1077,7 @@ mod tests {
             stack: &stack,
             color: Color::Green,
             active: true,
+            service: None,
         };
         let report = run(wait(
             &engine,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::units::{MemoryLimit, parse_duration, parse_percent};
@@ -26,7 +26,7 @@ pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
 
 /// How a service moves from the old color to the new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SwitchMode {
     /// Runs beside the old color; the old one stops after the switch.
@@ -40,12 +40,27 @@ pub enum SwitchMode {
     Shared,
 }
 
+/// How the front proxy forwards a published TCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// HTTP: requests are proxied, so a switch lets in-flight requests finish.
+    #[default]
+    Http,
+    /// Plain TCP through nginx's stream module.
+    Tcp,
+    /// UDP through nginx's stream module (`/udp` ports).
+    Udp,
+}
+
 /// The default pattern of an error line: error, exception or critical as words, any case.
 pub const DEFAULT_LOG_ERROR_PATTERN: &str = r"(?i)\b(error|exception|critical)\b";
 
 /// Every `ztd.*` label ztd understands; anything else under `ztd.` is refused as a typo.
-pub const KNOWN_LABELS: [&str; 13] = [
+pub const KNOWN_LABELS: [&str; 15] = [
     "ztd.switch",
+    "ztd.proxy.protocol",
+    "ztd.stop.timeout",
     "ztd.drain",
     "ztd.drain.timeout",
     "ztd.activate",
@@ -65,6 +80,11 @@ pub const KNOWN_LABELS: [&str; 13] = [
 pub struct ServiceSettings {
     /// `ztd.switch`.
     pub switch: SwitchMode,
+    /// `ztd.proxy.protocol`: how the proxy forwards this service's published TCP ports.
+    pub proxy_protocol: ProxyProtocol,
+    /// `ztd.stop.timeout`: how long a stop waits before SIGKILL.
+    #[serde(skip)]
+    pub stop_timeout: Option<Duration>,
     /// `ztd.drain`: argv run in the old container before it stops.
     pub drain: Option<Vec<String>>,
     /// `ztd.drain.timeout`.
@@ -120,6 +140,16 @@ impl ServiceSettings {
                         "" => SwitchMode::Side,
                         _ => return Err(bad("expected proxy, handover or shared".into())),
                     }
+                }
+                "ztd.proxy.protocol" => {
+                    settings.proxy_protocol = match value.as_str() {
+                        "http" => ProxyProtocol::Http,
+                        "tcp" => ProxyProtocol::Tcp,
+                        _ => return Err(bad("expected http or tcp".into())),
+                    }
+                }
+                "ztd.stop.timeout" => {
+                    settings.stop_timeout = Some(parse_duration(value).map_err(bad)?)
                 }
                 "ztd.drain" => settings.drain = Some(parse_command(value).map_err(bad)?),
                 "ztd.drain.timeout" => {

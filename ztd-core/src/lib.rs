@@ -1,6 +1,7 @@
 //! ztd-core: the logic of ztd's tools, shared by every thin tool crate.
 
 pub mod cli;
+pub mod compose;
 pub mod detect;
 pub mod docker;
 pub mod engine;
@@ -8,11 +9,16 @@ pub mod error;
 #[cfg(test)]
 pub mod fake;
 pub mod health;
+pub mod journal;
 pub mod labels;
 pub mod output;
 pub mod probe;
+pub mod proxy;
+pub mod render;
 pub mod stack;
 pub mod state;
+pub mod switch;
 pub mod units;
+pub mod up;
 
 pub use error::{Error, ExitStatus, Result};

@@ -70,6 +70,32 @@ pub fn http_get(address: &str, port: u16, path: &str, timeout: Duration) -> Prob
     }
 }
 
+/// GET a path and return the status, the `X-Ztd-Color` header and the body; `None` when no
+/// answer came. Blocking.
+pub fn http_get_text(
+    address: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Option<(u16, Option<String>, String)> {
+    let url = format!("http://{}:{port}{path}", host_part(address));
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .build();
+    let mut response = ureq::Agent::new_with_config(config).get(&url).call().ok()?;
+    let status = response.status().as_u16();
+    let color = response
+        .headers()
+        .get("x-ztd-color")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    Some((status, color, body))
+}
+
 /// Open a TCP connection to `address:port`. Blocking.
 pub fn tcp_connect(address: &str, port: u16, timeout: Duration) -> ProbeOutcome {
     let started = Instant::now();

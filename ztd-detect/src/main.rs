@@ -23,6 +23,7 @@ Exit codes:
   4  the Docker engine failed a request
   5  a conflict: the state files and the running containers disagree, both colors claim to be
      active, or a state file is unreadable
+  6  a switch or rollback was interrupted (journal left, lock free): resume or roll back
 
 Examples:
   ztd-detect
@@ -47,7 +48,9 @@ fn main() -> ExitCode {
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let detection = detect(&engine, &stack).await.in_project(&stack)?;
         describe(&stack, &detection);
-        let status = if detection.conflict.is_some() {
+        let status = if detection.interrupted {
+            ExitStatus::Incomplete
+        } else if detection.conflict.is_some() {
             ExitStatus::StateOrConfig
         } else {
             ExitStatus::Success
@@ -83,6 +86,22 @@ fn describe(stack: &Stack, detection: &Detection) {
     }
     if let Some(conflict) = &detection.conflict {
         warn!("conflict: {conflict}");
+    }
+    if let (true, Some(journal)) = (detection.interrupted, &detection.journal) {
+        let step = journal
+            .unfinished()
+            .map_or("after its last step", |s| s.name.as_str());
+        warn!(
+            "a {} to {} was interrupted at {step}: run ztd-switch --resume or ztd-rollback",
+            journal.operation, journal.to
+        );
+    }
+    if !detection.legacy.is_empty() {
+        info!(
+            "{} containers run outside ztd (Compose project {}); the first deploy adopts them",
+            detection.legacy.len(),
+            stack.name
+        );
     }
     if let Some(lock) = &detection.lock {
         info!(

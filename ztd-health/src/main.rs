@@ -112,9 +112,15 @@ async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<
     let engine = DockerEngine::connect().await?;
     let (color, active) = match requested {
         Some(color) => {
-            let recorded = state::read_current_deployment(stack)?
-                .or(state::read_state(stack)?.and_then(|s| s.active));
-            (color, recorded.is_none_or(|active| active == color))
+            let state_file = state::read_state(stack)?;
+            let candidate = state_file.as_ref().and_then(|s| s.candidate);
+            let recorded =
+                state::read_current_deployment(stack)?.or(state_file.and_then(|s| s.active));
+            let active = match recorded {
+                Some(active) => active == color,
+                None => candidate != Some(color),
+            };
+            (color, active)
         }
         None => {
             let detection = detect(&engine, stack).await?;
@@ -133,6 +139,7 @@ async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<
         stack,
         color,
         active,
+        service: None,
     };
     let policy = cli.health.policy();
     let report = if cli.wait {

@@ -1,0 +1,771 @@
+//! Rendering a color: from Compose's resolved model of the user's unchanged compose file to the
+//! color's own Compose project (`<name>-<color>`, `<service>-<color>` containers, the
+//! `deployment.*` labels, no host ports), the shared project, and the front proxy's listeners.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::labels::{self, ProxyProtocol, ServiceSettings, SwitchMode};
+use crate::stack::{Color, Stack};
+
+/// The version and build metadata of one deploy, as the original scripts exported them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildInfo {
+    /// `<color>-YYYYmmdd-HHMMSS` in local time.
+    pub version: String,
+    /// UTC, `YYYY-mm-ddTHH:MM:SSZ`.
+    pub build_date: String,
+    /// Short git hash of the project directory, or `unknown`.
+    pub vcs_ref: String,
+}
+
+impl BuildInfo {
+    /// Metadata for a deploy of `color` now.
+    pub fn now(color: Color, project_dir: &Path) -> BuildInfo {
+        let vcs_ref = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(project_dir)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        BuildInfo {
+            version: format!("{color}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")),
+            build_date: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            vcs_ref,
+        }
+    }
+
+    /// The variables given to Compose (for `${VERSION}` in image names) and to builds.
+    pub fn variables(&self, color: Color) -> BTreeMap<String, String> {
+        [
+            ("DEPLOYMENT_COLOR", color.to_string()),
+            ("BUILD_DATE", self.build_date.clone()),
+            ("VCS_REF", self.vcs_ref.clone()),
+            ("VERSION", self.version.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// One host port the front proxy listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    /// The service it forwards to.
+    pub service: String,
+    /// The host address it binds (all when `None`).
+    pub host_ip: Option<String>,
+    /// The published host port.
+    pub port: u16,
+    /// The container port it forwards to.
+    pub target: u16,
+    /// HTTP, TCP or UDP.
+    pub protocol: ProxyProtocol,
+}
+
+/// What ztd needs to know of one service of a rendered color.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePlan {
+    /// Service name.
+    pub name: String,
+    /// How it switches.
+    pub mode: SwitchMode,
+    /// Its container name.
+    pub container: String,
+    /// Whether it is built from source.
+    pub build: bool,
+    /// Whether `ztd-up` starts it (handover services without `ztd.activate` wait for the switch).
+    pub start_at_up: bool,
+    /// The restart policy the user asked for (handover containers are created with `no` until
+    /// they take over).
+    pub restart: Option<String>,
+    /// The names of the networks it joins, in the order of their keys.
+    pub networks: Vec<String>,
+}
+
+/// A shared service and the networks (by key, with aliases) it must be reachable on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedAttachment {
+    /// Service name.
+    pub service: String,
+    /// Network key to the aliases it answers to there (its name first).
+    pub networks: BTreeMap<String, Vec<String>>,
+}
+
+/// A named volume both colors use, created by ztd before either project starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumePlan {
+    /// The volume's key in the compose file.
+    pub key: String,
+    /// Its name on the engine.
+    pub name: String,
+    /// Its driver, if not the default.
+    pub driver: Option<String>,
+    /// Driver options.
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// Everything about a rendered color, kept in the rendered file under `x-ztd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployMeta {
+    /// The color.
+    pub color: Color,
+    /// Its Compose project.
+    pub project: String,
+    /// Version and build metadata.
+    pub build: BuildInfo,
+    /// Its services.
+    pub services: Vec<ServicePlan>,
+    /// The shared services and where they must be reachable.
+    pub shared: Vec<SharedAttachment>,
+    /// The front proxy's listeners.
+    pub listeners: Vec<Listener>,
+    /// Network key to network name, for this color.
+    pub networks: BTreeMap<String, String>,
+    /// The named volumes.
+    pub volumes: Vec<VolumePlan>,
+}
+
+impl DeployMeta {
+    /// The plan of one service.
+    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// A rendered color.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The metadata.
+    pub meta: DeployMeta,
+    /// The color's Compose model (written as `docker-compose.<color>.yml`).
+    pub color_model: Value,
+    /// The shared project's model, if any service is shared.
+    pub shared_model: Option<Value>,
+}
+
+/// The header of every rendered file (YAML comments; the rest is JSON, which is YAML).
+pub const RENDERED_HEADER: &str = "# Rendered by ztd-up from the project's compose file; do not edit: every deploy rewrites it.\n# It is a complete Compose project, for example: docker compose -f docker-compose.<color>.yml ps\n";
+
+/// Render `color` from Compose's resolved model of the user's file (`config --format json`).
+pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) -> Result<Plan> {
+    let services = config
+        .get("services")
+        .and_then(Value::as_object)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::State("the compose file defines no services".into()))?;
+    let project = stack.color_project(color);
+
+    let mut settings = BTreeMap::new();
+    for (name, service) in services {
+        let labels = string_map(service.get("labels"));
+        settings.insert(name.clone(), ServiceSettings::from_labels(name, &labels)?);
+    }
+    let shared: BTreeSet<&String> = settings
+        .iter()
+        .filter(|(_, s)| s.switch == SwitchMode::Shared)
+        .map(|(n, _)| n)
+        .collect();
+    let waiting: BTreeSet<&String> = settings
+        .iter()
+        .filter(|(_, s)| s.switch == SwitchMode::Handover && s.activate.is_none())
+        .map(|(n, _)| n)
+        .collect();
+
+    // Networks: each color gets its own copy of every network the file defines, so service
+    // names and fixed aliases resolve within one color only. External networks stay as they are.
+    let mut color_networks = Map::new();
+    let mut network_names = BTreeMap::new();
+    let mut shared_networks = Map::new();
+    for (key, network) in object(config.get("networks")) {
+        if network.get("external").and_then(Value::as_bool) == Some(true) {
+            let name = network
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(key.as_str());
+            network_names.insert(key.clone(), name.to_string());
+            color_networks.insert(key.clone(), network.clone());
+            shared_networks.insert(key.clone(), network.clone());
+            continue;
+        }
+        let mut own = network.clone();
+        if let Some(ipam) = own.get_mut("ipam").and_then(Value::as_object_mut) {
+            // Two colors cannot share fixed subnets.
+            ipam.remove("config");
+        }
+        let name = format!("{project}_{key}");
+        own["name"] = Value::from(name.clone());
+        network_names.insert(key.clone(), name);
+        color_networks.insert(key.clone(), own.clone());
+        own["name"] = Value::from(format!("{}_{key}", stack.shared_project()));
+        shared_networks.insert(key.clone(), own);
+    }
+
+    // Named volumes: one volume for both colors (the data survives a switch), created by ztd.
+    let mut volumes_out = Map::new();
+    let mut volumes = Vec::new();
+    for (key, volume) in object(config.get("volumes")) {
+        let name = volume
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("{}_{key}", stack.name), str::to_string);
+        volumes_out.insert(key.clone(), json!({"name": name, "external": true}));
+        if volume.get("external").and_then(Value::as_bool) != Some(true) {
+            volumes.push(VolumePlan {
+                key: key.clone(),
+                name,
+                driver: volume
+                    .get("driver")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                driver_opts: string_map(volume.get("driver_opts")),
+            });
+        }
+    }
+
+    let mut colored = Map::new();
+    let mut shared_services = Map::new();
+    let mut plans = Vec::new();
+    let mut attachments = Vec::new();
+    let mut listeners: Vec<Listener> = Vec::new();
+    for (name, service) in services {
+        let setting = &settings[name];
+        let mut out = service.clone();
+        let Some(fields) = out.as_object_mut() else {
+            return Err(Error::State(format!("service {name} is not a mapping")));
+        };
+        let mut labels = string_map(service.get("labels"));
+        labels.insert(labels::DEPLOYMENT_SERVICE.into(), name.clone());
+        if setting.switch == SwitchMode::Shared {
+            fields.insert("labels".into(), json!(labels));
+            attachments.push(SharedAttachment {
+                service: name.clone(),
+                networks: network_aliases(name, service),
+            });
+            shared_services.insert(name.clone(), out);
+            continue;
+        }
+        for port in fields
+            .remove("ports")
+            .and_then(|p| p.as_array().cloned())
+            .unwrap_or_default()
+        {
+            let listener = listener(name, &port, setting.proxy_protocol)?;
+            if let Some(clash) = listeners
+                .iter()
+                .find(|l| l.port == listener.port && same_family(l, &listener))
+            {
+                return Err(Error::State(format!(
+                    "host port {} is published by both {} and {name}",
+                    listener.port, clash.service
+                )));
+            }
+            listeners.push(listener);
+        }
+        if setting.switch == SwitchMode::Proxy && !listeners.iter().any(|l| &l.service == name) {
+            return Err(Error::State(format!(
+                "service {name}: ztd.switch=proxy but it publishes no host port for the proxy to listen on"
+            )));
+        }
+        let container = format!("{name}-{color}");
+        fields.insert("container_name".into(), Value::from(container.clone()));
+        labels.insert(labels::DEPLOYMENT_COLOR.into(), color.to_string());
+        labels.insert(labels::DEPLOYMENT_VERSION.into(), build.version.clone());
+        labels.insert(
+            labels::DEPLOYMENT_TIMESTAMP.into(),
+            build.build_date.clone(),
+        );
+        fields.insert("labels".into(), json!(labels));
+        let mut environment = string_map(service.get("environment"));
+        environment.insert("DEPLOYMENT_COLOR".into(), color.to_string());
+        environment.insert("DEPLOYMENT_MODE".into(), "blue-green".into());
+        fields.insert("environment".into(), json!(environment));
+        let has_build = fields.contains_key("build");
+        if let Some(build_section) = fields.get_mut("build").and_then(Value::as_object_mut) {
+            let mut args = string_map(build_section.get("args"));
+            args.extend(build.variables(color));
+            build_section.insert("args".into(), json!(args));
+        }
+        if let Some(depends) = fields.get_mut("depends_on").and_then(Value::as_object_mut) {
+            // Shared services live in another project; waiting handover services start at the
+            // switch, not at `up`.
+            depends.retain(|dep, _| !shared.contains(dep) && !waiting.contains(dep));
+        }
+        let restart = service
+            .get("restart")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if setting.switch == SwitchMode::Handover {
+            fields.insert("restart".into(), Value::from("no"));
+        }
+        let networks = object(service.get("networks"))
+            .keys()
+            .filter_map(|key| network_names.get(key).cloned())
+            .collect();
+        plans.push(ServicePlan {
+            name: name.clone(),
+            mode: match setting.switch {
+                SwitchMode::Side if listeners.iter().any(|l| &l.service == name) => {
+                    SwitchMode::Proxy
+                }
+                mode => mode,
+            },
+            container,
+            build: has_build,
+            start_at_up: !waiting.contains(name),
+            restart,
+            networks,
+        });
+        colored.insert(name.clone(), out);
+    }
+    if colored.is_empty() {
+        return Err(Error::State(
+            "every service is ztd.switch=shared: there is nothing to deploy per color".into(),
+        ));
+    }
+
+    let meta = DeployMeta {
+        color,
+        project: project.clone(),
+        build: build.clone(),
+        services: plans,
+        shared: attachments,
+        listeners,
+        networks: network_names,
+        volumes,
+    };
+    let mut color_model = Map::new();
+    color_model.insert("name".into(), Value::from(project));
+    color_model.insert("services".into(), Value::Object(colored));
+    let used =
+        |model_services: &Map<String, Value>, all: &Map<String, Value>| -> Map<String, Value> {
+            let keys: BTreeSet<String> = model_services
+                .values()
+                .flat_map(|s| {
+                    object(s.get("networks"))
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            all.iter()
+                .filter(|(k, _)| keys.contains(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+    let color_services = color_model["services"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    color_model.insert(
+        "networks".into(),
+        Value::Object(used(&color_services, &color_networks)),
+    );
+    if !volumes_out.is_empty() {
+        color_model.insert("volumes".into(), Value::Object(volumes_out.clone()));
+    }
+    for key in ["secrets", "configs"] {
+        if let Some(value) = config.get(key) {
+            color_model.insert(key.into(), value.clone());
+        }
+    }
+    color_model.insert(
+        "x-ztd".into(),
+        serde_json::to_value(&meta)
+            .map_err(|e| Error::State(format!("cannot encode the plan: {e}")))?,
+    );
+
+    let shared_model = (!shared_services.is_empty()).then(|| {
+        let mut model = Map::new();
+        model.insert("name".into(), Value::from(stack.shared_project()));
+        let networks = used(&shared_services, &shared_networks);
+        model.insert("services".into(), Value::Object(shared_services));
+        model.insert("networks".into(), Value::Object(networks));
+        if !volumes_out.is_empty() {
+            model.insert("volumes".into(), Value::Object(volumes_out));
+        }
+        for key in ["secrets", "configs"] {
+            if let Some(value) = config.get(key) {
+                model.insert(key.into(), value.clone());
+            }
+        }
+        Value::Object(model)
+    });
+
+    Ok(Plan {
+        meta,
+        color_model: Value::Object(color_model),
+        shared_model,
+    })
+}
+
+/// Read the `x-ztd` metadata back from a rendered file's text.
+pub fn read_meta(text: &str) -> Result<DeployMeta> {
+    let model = parse_rendered(text)?;
+    serde_json::from_value(model.get("x-ztd").cloned().unwrap_or(Value::Null))
+        .map_err(|e| Error::State(format!("rendered file lacks valid x-ztd metadata: {e}")))
+}
+
+/// Parse a rendered file (comment header, then JSON).
+pub fn parse_rendered(text: &str) -> Result<Value> {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&body)
+        .map_err(|e| Error::State(format!("rendered file is not valid: {e}")))
+}
+
+/// The text of a rendered file.
+pub fn rendered_text(model: &Value) -> String {
+    let body = serde_json::to_string_pretty(model).unwrap_or_default();
+    format!("{RENDERED_HEADER}{body}\n")
+}
+
+/// A copy of a model with every environment value and build argument replaced, for printing.
+pub fn redact(model: &Value) -> Value {
+    let mut copy = model.clone();
+    if let Some(services) = copy.get_mut("services").and_then(Value::as_object_mut) {
+        for service in services.values_mut() {
+            for path in [&["environment"][..], &["build", "args"][..]] {
+                let mut node = Some(&mut *service);
+                for key in path {
+                    node = node.and_then(|n| n.get_mut(*key));
+                }
+                if let Some(map) = node.and_then(Value::as_object_mut) {
+                    for (key, value) in map.iter_mut() {
+                        if !matches!(
+                            key.as_str(),
+                            "DEPLOYMENT_COLOR"
+                                | "DEPLOYMENT_MODE"
+                                | "VERSION"
+                                | "BUILD_DATE"
+                                | "VCS_REF"
+                        ) {
+                            *value = Value::from("<redacted>");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    copy
+}
+
+fn listener(service: &str, port: &Value, http_or_tcp: ProxyProtocol) -> Result<Listener> {
+    let bad = |why: &str| Error::State(format!("service {service}: port {port} {why}"));
+    let published = match port.get("published") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad("has no fixed host port; the front proxy needs one")),
+    };
+    if published.contains('-') {
+        return Err(bad("is a range; the front proxy needs single ports"));
+    }
+    let port_number: u16 = published
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("has a bad host port"))?;
+    let target = port
+        .get("target")
+        .and_then(Value::as_u64)
+        .and_then(|t| u16::try_from(t).ok())
+        .ok_or_else(|| bad("has no container port"))?;
+    let protocol = match port
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("tcp")
+    {
+        "udp" => ProxyProtocol::Udp,
+        "tcp" => http_or_tcp,
+        other => return Err(bad(&format!("uses protocol {other}, not tcp or udp"))),
+    };
+    Ok(Listener {
+        service: service.to_string(),
+        host_ip: port
+            .get("host_ip")
+            .and_then(Value::as_str)
+            .filter(|ip| !ip.is_empty())
+            .map(str::to_string),
+        port: port_number,
+        target,
+        protocol,
+    })
+}
+
+fn same_family(a: &Listener, b: &Listener) -> bool {
+    (a.protocol == ProxyProtocol::Udp) == (b.protocol == ProxyProtocol::Udp)
+}
+
+fn network_aliases(name: &str, service: &Value) -> BTreeMap<String, Vec<String>> {
+    object(service.get("networks"))
+        .iter()
+        .map(|(key, settings)| {
+            let mut aliases = vec![name.to_string()];
+            for alias in settings
+                .get("aliases")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if !aliases.iter().any(|a| a == alias) {
+                    aliases.push(alias.to_string());
+                }
+            }
+            (key.clone(), aliases)
+        })
+        .collect()
+}
+
+fn object(value: Option<&Value>) -> Map<String, Value> {
+    value
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    match value {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|item| match item.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (item.to_string(), String::new()),
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack() -> Stack {
+        Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        }
+    }
+
+    fn build() -> BuildInfo {
+        BuildInfo {
+            version: "green-20261126-031141".into(),
+            build_date: "2026-11-26T03:11:41Z".into(),
+            vcs_ref: "abc1234".into(),
+        }
+    }
+
+    fn config() -> Value {
+        json!({
+            "name": "shop",
+            "networks": {
+                "backend": {"name": "trading-network", "ipam": {"config": [{"subnet": "10.9.0.0/16"}]}},
+                "default": {"name": "shop_default", "ipam": {}},
+                "outside": {"name": "edge", "external": true}
+            },
+            "services": {
+                "db": {"image": "db:1", "labels": {"ztd.switch": "shared"},
+                       "ports": [{"target": 5432, "published": "5432", "protocol": "tcp"}],
+                       "networks": {"default": null, "backend": {"aliases": ["database"]}}},
+                "web": {"build": {"context": "/srv/shop/web", "args": {"FOO": "bar"}},
+                        "image": "shop-web:v7",
+                        "environment": {"SECRET": "hunter2"},
+                        "depends_on": {"db": {"condition": "service_started"}, "bot": {"condition": "service_started"}, "memory": {"condition": "service_healthy"}},
+                        "labels": {"ztd.health.http": "/health"},
+                        "networks": {"default": null, "backend": null},
+                        "ports": [{"target": 8080, "published": "80", "protocol": "tcp"},
+                                  {"target": 9000, "published": "9000", "protocol": "udp", "host_ip": "127.0.0.1"}],
+                        "volumes": [{"type": "volume", "source": "data", "target": "/data"}]},
+                "bot": {"image": "bot:1", "restart": "unless-stopped", "labels": {"ztd.switch": "handover"},
+                        "networks": {"backend": {"aliases": ["trading-bot"]}}},
+                "memory": {"image": "mem:1", "networks": {"default": null}}
+            },
+            "volumes": {"data": {"name": "shop_data"}}
+        })
+    }
+
+    #[test]
+    fn a_color_gets_its_own_project_names_labels_and_no_host_ports() {
+        let plan = render(&config(), &stack(), Color::Green, &build()).expect("render");
+        let model = &plan.color_model;
+        assert_eq!(model["name"], "shop-green");
+        let web = &model["services"]["web"];
+        assert_eq!(web["container_name"], "web-green");
+        assert!(web.get("ports").is_none(), "the proxy owns host ports");
+        assert_eq!(web["labels"]["deployment.color"], "green");
+        assert_eq!(web["labels"]["deployment.service"], "web");
+        assert_eq!(web["labels"]["deployment.version"], "green-20261126-031141");
+        assert_eq!(web["labels"]["ztd.health.http"], "/health");
+        assert_eq!(web["environment"]["DEPLOYMENT_COLOR"], "green");
+        assert_eq!(web["environment"]["DEPLOYMENT_MODE"], "blue-green");
+        assert_eq!(web["environment"]["SECRET"], "hunter2");
+        assert_eq!(web["build"]["args"]["FOO"], "bar");
+        assert_eq!(web["build"]["args"]["VERSION"], "green-20261126-031141");
+        assert_eq!(web["build"]["args"]["VCS_REF"], "abc1234");
+        assert_eq!(web["build"]["args"]["DEPLOYMENT_COLOR"], "green");
+        assert!(
+            web["build"]["args"]["BUILD_DATE"]
+                .as_str()
+                .expect("date")
+                .ends_with('Z')
+        );
+        assert!(
+            model["services"].get("db").is_none(),
+            "shared services are not per color"
+        );
+    }
+
+    #[test]
+    fn networks_are_per_color_volumes_are_shared_and_external_networks_stay() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        let networks = &plan.color_model["networks"];
+        assert_eq!(networks["backend"]["name"], "shop-blue_backend");
+        assert!(
+            networks["backend"]["ipam"].get("config").is_none(),
+            "fixed subnets dropped"
+        );
+        assert_eq!(networks["default"]["name"], "shop-blue_default");
+        assert!(
+            networks.get("outside").is_none(),
+            "unused networks are left out"
+        );
+        assert_eq!(
+            plan.color_model["volumes"]["data"],
+            json!({"name": "shop_data", "external": true})
+        );
+        assert_eq!(plan.meta.volumes[0].name, "shop_data");
+        assert_eq!(plan.meta.networks["backend"], "shop-blue_backend");
+        let bot = plan.meta.service("bot").expect("bot");
+        assert_eq!(bot.networks, vec!["shop-blue_backend".to_string()]);
+    }
+
+    #[test]
+    fn depends_on_drops_shared_and_waiting_handover_services() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        let depends = plan.color_model["services"]["web"]["depends_on"]
+            .as_object()
+            .expect("map");
+        assert_eq!(depends.keys().collect::<Vec<_>>(), vec!["memory"]);
+    }
+
+    #[test]
+    fn handover_services_wait_with_restart_no_and_remember_the_policy() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        assert_eq!(plan.color_model["services"]["bot"]["restart"], "no");
+        let bot = plan.meta.service("bot").expect("bot");
+        assert_eq!(bot.mode, SwitchMode::Handover);
+        assert!(!bot.start_at_up);
+        assert_eq!(bot.restart.as_deref(), Some("unless-stopped"));
+        assert!(plan.meta.service("memory").expect("memory").start_at_up);
+        assert_eq!(
+            plan.meta.service("memory").expect("memory").mode,
+            SwitchMode::Side
+        );
+        assert_eq!(
+            plan.meta.service("web").expect("web").mode,
+            SwitchMode::Proxy,
+            "ports imply proxy"
+        );
+    }
+
+    #[test]
+    fn published_ports_become_proxy_listeners() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        assert_eq!(
+            plan.meta.listeners,
+            vec![
+                Listener {
+                    service: "web".into(),
+                    host_ip: None,
+                    port: 80,
+                    target: 8080,
+                    protocol: ProxyProtocol::Http
+                },
+                Listener {
+                    service: "web".into(),
+                    host_ip: Some("127.0.0.1".into()),
+                    port: 9000,
+                    target: 9000,
+                    protocol: ProxyProtocol::Udp
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_services_get_their_own_project_keeping_their_ports() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        let shared = plan.shared_model.expect("shared model");
+        assert_eq!(shared["name"], "shop-shared");
+        assert_eq!(shared["services"]["db"]["ports"][0]["published"], "5432");
+        assert_eq!(shared["networks"]["default"]["name"], "shop-shared_default");
+        assert_eq!(
+            plan.meta.shared[0].networks["backend"],
+            vec!["db".to_string(), "database".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_metadata_survives_the_rendered_file() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        let text = rendered_text(&plan.color_model);
+        assert!(text.starts_with("# Rendered by ztd-up"));
+        assert_eq!(read_meta(&text).expect("meta"), plan.meta);
+    }
+
+    #[test]
+    fn redaction_hides_environment_values_and_build_args() {
+        let plan = render(&config(), &stack(), Color::Blue, &build()).expect("render");
+        let text = redact(&plan.color_model).to_string();
+        assert!(!text.contains("hunter2"));
+        assert!(!text.contains("\"bar\""));
+        assert!(text.contains("\"DEPLOYMENT_COLOR\":\"blue\""));
+    }
+
+    #[test]
+    fn bad_models_are_config_errors() {
+        let mut c = config();
+        c["services"]["web"]["labels"]["ztd.switch"] = json!("sideways");
+        assert!(matches!(
+            render(&c, &stack(), Color::Blue, &build()),
+            Err(Error::State(_))
+        ));
+        let mut c = config();
+        c["services"]["memory"]["ports"] =
+            json!([{"target": 1, "published": "80", "protocol": "tcp"}]);
+        let err = render(&c, &stack(), Color::Blue, &build()).expect_err("clash");
+        assert!(err.message().contains("published by both"), "{err}");
+        let mut c = config();
+        c["services"]["memory"]["labels"] = json!({"ztd.switch": "proxy"});
+        assert!(render(&c, &stack(), Color::Blue, &build()).is_err());
+        let mut c = config();
+        c["services"]["web"]["ports"] = json!([{"target": 8080, "protocol": "tcp"}]);
+        assert!(render(&c, &stack(), Color::Blue, &build()).is_err());
+        assert!(render(&json!({"services": {}}), &stack(), Color::Blue, &build()).is_err());
+    }
+}

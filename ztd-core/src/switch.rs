@@ -1,0 +1,621 @@
+//! Switching the active color: refuse an unhealthy target, take the lock, journal each step,
+//! move the front proxy (in-flight requests finish), hand over each singleton (drain and stop
+//! the old one, then start or activate the new one), stop the rest of the old color, and record
+//! the result; any failure puts everything back as it was.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::detect::{self, Detection};
+use crate::engine::{ContainerInfo, Engine, RunState};
+use crate::error::{Error, ExitStatus, Result};
+use crate::health::{self, HealthPolicy, Target};
+use crate::journal::{Journal, StepState};
+use crate::labels::{ServiceSettings, SwitchMode};
+use crate::proxy::{self, Proxy, ProxySwitch};
+use crate::render::DeployMeta;
+use crate::stack::{Color, Stack};
+use crate::state::{self, DeployLock};
+use crate::up::{Steps, millis, proxy_networks, read_color_meta};
+use crate::{info, warn};
+
+/// What `ztd-switch` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SwitchOptions {
+    /// The color to switch to (default: the candidate started by ztd-up, else the standby).
+    pub to: Option<Color>,
+    /// Switch even if the target is not healthy.
+    pub force: bool,
+    /// Longest wait for in-flight requests and for a `ztd.drain` command.
+    pub drain_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL when stopping a container.
+    pub stop_timeout: Duration,
+    /// Health thresholds.
+    pub policy: HealthPolicy,
+    /// How long a handed-over service may take to become healthy.
+    pub health_deadline: Duration,
+}
+
+/// The result of a switch: its JSON and its exit status.
+#[derive(Debug)]
+pub struct SwitchOutcome {
+    /// The report.
+    pub json: Value,
+    /// 0 switched, 1 refused or undone.
+    pub status: ExitStatus,
+}
+
+/// A step that was carried out and can be reverted.
+#[derive(Debug)]
+enum Done {
+    /// The proxy was pointed at the new color.
+    Proxy,
+    /// The proxy took over the ports of an adopted stack, whose holders were stopped.
+    Adopted { holders: Vec<ContainerInfo> },
+    /// A singleton was handed over.
+    Handover {
+        old: Option<Box<ContainerInfo>>,
+        new: Box<ContainerInfo>,
+    },
+}
+
+/// One handover's report.
+#[derive(Debug, Clone, serde::Serialize)]
+struct HandoverReport {
+    service: String,
+    old: Option<String>,
+    new: String,
+    drain_exit_code: Option<i64>,
+    stop_ms: f64,
+    gap_ms: f64,
+    healthy_ms: f64,
+}
+
+struct Run<'a, E: Engine> {
+    engine: &'a E,
+    stack: &'a Stack,
+    opts: &'a SwitchOptions,
+    from: Option<Color>,
+    to: Color,
+    to_meta: DeployMeta,
+    from_meta: Option<DeployMeta>,
+    old: Vec<ContainerInfo>,
+    new: Vec<ContainerInfo>,
+    adopting: Option<String>,
+    journal: Journal,
+    steps: Steps,
+    done: Vec<Done>,
+    handovers: Vec<HandoverReport>,
+    proxy: Option<ProxySwitch>,
+    ports_gap_ms: Option<f64>,
+}
+
+/// Switch the active color.
+pub async fn switch<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+) -> Result<SwitchOutcome> {
+    let started = Instant::now();
+    let detection = detect::detect(engine, stack).await?;
+    if detection.interrupted {
+        return Err(Error::Incomplete(
+            "an earlier switch was interrupted: run ztd-switch --resume or ztd-rollback".into(),
+        ));
+    }
+    if let Some(conflict) = &detection.conflict {
+        return Err(Error::State(format!("cannot switch: {conflict}")));
+    }
+    let from = detection.active;
+    let to = opts
+        .to
+        .or(detection.recorded.candidate)
+        .unwrap_or(detection.target);
+    if from == Some(to) {
+        return Err(Error::Usage(format!("{to} is already the active color")));
+    }
+    let to_meta = read_color_meta(stack, to)?.ok_or_else(|| {
+        Error::State(format!(
+            "nothing is deployed in {to}: run ztd-up {to} first"
+        ))
+    })?;
+    if detection.color(to).containers.is_empty() {
+        return Err(Error::State(format!(
+            "{to} has no containers: run ztd-up {to} first"
+        )));
+    }
+    let from_meta = match from {
+        Some(from) => read_color_meta(stack, from)?,
+        None => None,
+    };
+
+    let lock = DeployLock::acquire(stack, "ztd-switch")?;
+    let target = Target {
+        stack,
+        color: to,
+        active: false,
+        service: None,
+    };
+    let health = health::check(engine, &target, &opts.policy).await?;
+    if !health.healthy() && !opts.force {
+        warn!("switch refused: {}", health.summary_line());
+        drop(lock);
+        return Ok(SwitchOutcome {
+            json: json!({
+                "tool": "ztd-switch",
+                "project": stack.name,
+                "project_dir": stack.dir,
+                "ok": false,
+                "from": from,
+                "to": to,
+                "target": to,
+                "active": from,
+                "refused": format!("{to} is not healthy: {}", health.summary_line()),
+                "health": health.to_json(),
+                "duration_ms": millis(started),
+            }),
+            status: ExitStatus::Negative,
+        });
+    }
+    if !health.healthy() {
+        warn!("{to} is not healthy; switching anyway (--force)");
+    }
+
+    let (old, adopting) = old_side(&detection, stack, from);
+    let journal = Journal::begin(stack, "switch", from, to, adopting.clone())?;
+    let mut run = Run {
+        engine,
+        stack,
+        opts,
+        from,
+        to,
+        to_meta,
+        from_meta,
+        old,
+        new: detection.color(to).containers.clone(),
+        adopting,
+        journal,
+        steps: Steps::default(),
+        done: Vec::new(),
+        handovers: Vec::new(),
+        proxy: None,
+        ports_gap_ms: None,
+    };
+    info!(
+        "switching {} -> {to}",
+        run.adopting
+            .clone()
+            .or(from.map(|c| c.to_string()))
+            .unwrap_or_else(|| "nothing".into())
+    );
+    match run.forward().await {
+        Ok(()) => {
+            run.record().await?;
+            let json = run.report(true, None, started);
+            run.journal.finish(stack)?;
+            info!("{to} is active");
+            Ok(SwitchOutcome {
+                json,
+                status: ExitStatus::Success,
+            })
+        }
+        Err(failure) => {
+            warn!("switch failed: {failure}; putting everything back");
+            if let Err(undo) = run.undo().await {
+                return Err(Error::Incomplete(format!(
+                    "switch to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback"
+                )));
+            }
+            state::append_history(
+                stack,
+                &json!({"event": "switch_undone", "at": now(), "from": from, "to": to, "reason": failure.message()}),
+            )?;
+            let json = run.report(false, Some(failure.message().to_string()), started);
+            run.journal.clone().finish(stack)?;
+            Ok(SwitchOutcome {
+                json,
+                status: ExitStatus::Negative,
+            })
+        }
+    }
+}
+
+/// The containers to take over from: the active color's, or those of a stack being adopted.
+fn old_side(
+    detection: &Detection,
+    stack: &Stack,
+    from: Option<Color>,
+) -> (Vec<ContainerInfo>, Option<String>) {
+    match from {
+        Some(from) => (detection.color(from).containers.clone(), None),
+        None => {
+            let legacy: Vec<ContainerInfo> = detection
+                .legacy
+                .iter()
+                .filter(|c| c.state.is_up())
+                .cloned()
+                .collect();
+            let adopting = (!legacy.is_empty()).then(|| stack.name.clone());
+            (legacy, adopting)
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl<E: Engine> Run<'_, E> {
+    async fn forward(&mut self) -> Result<()> {
+        if !self.to_meta.listeners.is_empty() {
+            self.journal.start(self.stack, "proxy")?;
+            let started = Instant::now();
+            let result = self.switch_proxy().await;
+            self.steps.push(
+                "proxy",
+                started,
+                json!({"result": self.proxy, "ports_gap_ms": self.ports_gap_ms, "ok": result.is_ok()}),
+            );
+            result?;
+            self.journal.mark(self.stack, "proxy", StepState::Done)?;
+        }
+        let handover_services: Vec<String> = self
+            .to_meta
+            .services
+            .iter()
+            .filter(|s| s.mode == SwitchMode::Handover)
+            .map(|s| s.name.clone())
+            .collect();
+        for service in handover_services {
+            let step = format!("handover:{service}");
+            self.journal.start(self.stack, &step)?;
+            let started = Instant::now();
+            let result = self.handover(&service).await;
+            self.steps
+                .push(&step, started, json!({"ok": result.is_ok()}));
+            result?;
+            self.journal.mark(self.stack, &step, StepState::Done)?;
+        }
+        self.journal.start(self.stack, "stop_old")?;
+        let started = Instant::now();
+        self.stop_old().await;
+        self.steps.push("stop_old", started, json!({}));
+        self.journal.mark(self.stack, "stop_old", StepState::Done)?;
+        Ok(())
+    }
+
+    fn probe_paths(&self) -> BTreeMap<String, String> {
+        self.to_meta
+            .listeners
+            .iter()
+            .map(|l| {
+                let path = self
+                    .new
+                    .iter()
+                    .find(|c| c.service == l.service)
+                    .and_then(|c| c.labels.get("ztd.health.http").cloned())
+                    .unwrap_or_else(|| "/".into());
+                (l.service.clone(), path)
+            })
+            .collect()
+    }
+
+    async fn switch_proxy(&mut self) -> Result<()> {
+        let proxy = Proxy::new(self.engine, self.stack);
+        let listeners = self.to_meta.listeners.clone();
+        let routes = proxy::routes_to(&listeners, Some(self.to));
+        proxy.connect(&proxy_networks(&self.to_meta)).await?;
+        match proxy.status().await? {
+            None => {
+                return Err(Error::State(
+                    "the front proxy does not exist: run ztd-up again to create it".into(),
+                ));
+            }
+            Some(RunState::Running) => {}
+            Some(_) => {
+                // Created but not started: the ports still belong to the stack being adopted.
+                let conf = proxy::nginx_conf(self.stack, &routes, Some(self.to), 0);
+                state::write_atomic(
+                    &proxy::conf_dir(self.stack).join("nginx.conf"),
+                    conf.as_bytes(),
+                    0o644,
+                )?;
+                let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+                let holders: Vec<ContainerInfo> = self
+                    .old
+                    .iter()
+                    .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
+                    .cloned()
+                    .collect();
+                self.done.push(Done::Adopted {
+                    holders: holders.clone(),
+                });
+                join_all(holders.iter().map(|c| self.retire(c))).await;
+                let released = Instant::now();
+                proxy.start(&listeners).await?;
+                self.ports_gap_ms = Some(millis(released));
+                info!(
+                    "the proxy took over ports {ports:?} after {:.0} ms",
+                    self.ports_gap_ms.unwrap_or_default()
+                );
+            }
+        }
+        if !matches!(self.done.last(), Some(Done::Adopted { .. })) {
+            self.done.push(Done::Proxy);
+        }
+        let switched = proxy
+            .point_to(
+                &routes,
+                Some(self.to),
+                &self.probe_paths(),
+                self.opts.drain_timeout,
+            )
+            .await?;
+        info!(
+            "proxy now serves {} (reload {:.0} ms, confirmed in {:.0} ms, old requests done in {:.0} ms)",
+            self.to, switched.reload_ms, switched.confirm_ms, switched.drain_ms
+        );
+        self.proxy = Some(switched);
+        Ok(())
+    }
+
+    /// Stop a container for good: it must not come back by its restart policy.
+    async fn retire(&self, container: &ContainerInfo) -> Result<()> {
+        if !container.state.is_up() {
+            return Ok(());
+        }
+        let settings =
+            ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
+        self.engine.set_restart_policy(&container.id, "no").await?;
+        self.engine
+            .stop(
+                &container.id,
+                settings.stop_timeout.unwrap_or(self.opts.stop_timeout),
+            )
+            .await?;
+        let after = self.engine.inspect(&container.id).await?;
+        if after.state.is_up() {
+            self.engine.kill(&container.id, "SIGKILL").await?;
+        }
+        Ok(())
+    }
+
+    async fn handover(&mut self, service: &str) -> Result<()> {
+        let new = self
+            .new
+            .iter()
+            .find(|c| c.service == service)
+            .cloned()
+            .ok_or_else(|| Error::State(format!("{service} has no container in {}", self.to)))?;
+        let old = self
+            .old
+            .iter()
+            .find(|c| c.service == service && c.state.is_up())
+            .cloned();
+        let new_settings = ServiceSettings::from_labels(service, &new.labels)?;
+        let mut drain_exit_code = None;
+        if let Some(old) = &old {
+            let old_settings =
+                ServiceSettings::from_labels(service, &old.labels).unwrap_or_default();
+            if let Some(drain) = &old_settings.drain {
+                let timeout = old_settings
+                    .drain_timeout
+                    .unwrap_or(self.opts.drain_timeout);
+                info!("{service}: draining {}", old.name);
+                let out = self.engine.exec(&old.id, drain, timeout).await?;
+                drain_exit_code = out.exit_code;
+                if out.exit_code != Some(0) {
+                    return Err(Error::Engine(format!(
+                        "{service}: ztd.drain in {} {}: {}",
+                        old.name,
+                        out.exit_code
+                            .map_or("timed out".to_string(), |c| format!("exited {c}")),
+                        crate::error::one_line(&out.output)
+                    )));
+                }
+            }
+        }
+        let stopping = Instant::now();
+        if let Some(old) = &old {
+            self.retire(old).await?;
+        }
+        let stop_ms = millis(stopping);
+        let stopped = Instant::now();
+        self.done.push(Done::Handover {
+            old: old.clone().map(Box::new),
+            new: Box::new(new.clone()),
+        });
+        let current = self.engine.inspect(&new.id).await?;
+        if !current.state.is_up() {
+            self.engine.start(&new.id).await?;
+        }
+        if let Some(activate) = &new_settings.activate {
+            let out = self
+                .engine
+                .exec(&new.id, activate, self.opts.drain_timeout)
+                .await?;
+            if out.exit_code != Some(0) {
+                return Err(Error::Engine(format!(
+                    "{service}: ztd.activate in {} {}: {}",
+                    new.name,
+                    out.exit_code
+                        .map_or("timed out".to_string(), |c| format!("exited {c}")),
+                    crate::error::one_line(&out.output)
+                )));
+            }
+        }
+        let gap_ms = millis(stopped);
+        info!(
+            "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
+            old.as_ref().map_or("(none)", |o| o.name.as_str()),
+            new.name
+        );
+        let checking = Instant::now();
+        let target = Target {
+            stack: self.stack,
+            color: self.to,
+            active: true,
+            service: Some(service),
+        };
+        let report = health::wait(
+            self.engine,
+            &target,
+            &self.opts.policy,
+            self.opts.health_deadline,
+        )
+        .await?;
+        if !report.healthy() {
+            return Err(Error::Engine(format!(
+                "{service}: {} is not healthy after the handover: {}",
+                new.name,
+                report.summary_line()
+            )));
+        }
+        let restart = self
+            .to_meta
+            .service(service)
+            .and_then(|s| s.restart.clone())
+            .unwrap_or_else(|| "no".into());
+        self.engine.set_restart_policy(&new.id, &restart).await?;
+        self.handovers.push(HandoverReport {
+            service: service.to_string(),
+            old: old.map(|o| o.name),
+            new: new.name,
+            drain_exit_code,
+            stop_ms,
+            gap_ms,
+            healthy_ms: millis(checking),
+        });
+        Ok(())
+    }
+
+    async fn stop_old(&mut self) {
+        let remaining: Vec<ContainerInfo> = self
+            .old
+            .iter()
+            .filter(|c| c.state.is_up())
+            .cloned()
+            .collect();
+        let results = join_all(remaining.iter().map(|c| self.retire(c))).await;
+        for (container, result) in remaining.iter().zip(results) {
+            if let Err(err) = result {
+                warn!("could not stop {}: {err}", container.name);
+            }
+        }
+    }
+
+    async fn record(&mut self) -> Result<()> {
+        self.journal.start(self.stack, "record")?;
+        state::write_current_deployment(self.stack, self.to)?;
+        let mut record = state::read_state(self.stack)?.unwrap_or_default();
+        record.active = Some(self.to);
+        record.previous = self.from;
+        record.candidate = None;
+        record.switched_at = Some(now());
+        let images: BTreeMap<String, String> = self
+            .new
+            .iter()
+            .map(|c| (c.service.clone(), c.image_id.clone()))
+            .collect();
+        let deployment = record.deployments.entry(self.to).or_default();
+        if deployment.images.is_empty() {
+            deployment.images = images;
+        }
+        state::write_state(self.stack, &record)?;
+        state::append_history(
+            self.stack,
+            &json!({
+                "event": "switch",
+                "at": now(),
+                "from": self.from,
+                "to": self.to,
+                "adopted": self.adopting,
+                "version": self.to_meta.build.version,
+                "handovers": self.handovers,
+                "ports_gap_ms": self.ports_gap_ms,
+            }),
+        )?;
+        self.journal.mark(self.stack, "record", StepState::Done)
+    }
+
+    async fn undo(&mut self) -> Result<()> {
+        while let Some(done) = self.done.pop() {
+            match done {
+                Done::Handover { old, new } => {
+                    let stopped = self.retire(&self.engine.inspect(&new.id).await?).await;
+                    stopped?;
+                    if let Some(old) = old {
+                        self.engine
+                            .set_restart_policy(&old.id, &old.restart_policy)
+                            .await?;
+                        self.engine.start(&old.id).await?;
+                        let settings = ServiceSettings::from_labels(&old.service, &old.labels)
+                            .unwrap_or_default();
+                        if let Some(activate) = &settings.activate {
+                            self.engine
+                                .exec(&old.id, activate, self.opts.drain_timeout)
+                                .await?;
+                        }
+                        info!("{}: {} is back", old.service, old.name);
+                    }
+                }
+                Done::Proxy => {
+                    let proxy = Proxy::new(self.engine, self.stack);
+                    let (listeners, color) = match (&self.from_meta, self.from) {
+                        (Some(meta), Some(from)) => (meta.listeners.clone(), Some(from)),
+                        _ => (self.to_meta.listeners.clone(), None),
+                    };
+                    let routes = proxy::routes_to(&listeners, color);
+                    proxy
+                        .point_to(&routes, color, &BTreeMap::new(), self.opts.drain_timeout)
+                        .await?;
+                    info!(
+                        "proxy serves {} again",
+                        color.map_or("nothing".into(), |c| c.to_string())
+                    );
+                }
+                Done::Adopted { holders } => {
+                    let proxy = self.stack.proxy_container();
+                    self.engine.stop(&proxy, self.opts.stop_timeout).await?;
+                    for holder in holders {
+                        self.engine
+                            .set_restart_policy(&holder.id, &holder.restart_policy)
+                            .await?;
+                        self.engine.start(&holder.id).await?;
+                    }
+                    info!("the adopted stack holds its ports again");
+                }
+            }
+        }
+        for step in &mut self.journal.steps {
+            if step.state == StepState::Done || step.state == StepState::Started {
+                step.state = StepState::Undone;
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
+        json!({
+            "tool": "ztd-switch",
+            "project": self.stack.name,
+            "project_dir": self.stack.dir,
+            "ok": ok,
+            "from": self.from,
+            "to": self.to,
+            "target": self.to,
+            "active": if ok { Some(self.to) } else { self.from },
+            "adopted": self.adopting,
+            "undone": undone,
+            "version": self.to_meta.build.version,
+            "steps": self.steps.to_json(),
+            "proxy": self.proxy,
+            "ports_gap_ms": self.ports_gap_ms,
+            "handovers": self.handovers,
+            "duration_ms": millis(started),
+        })
+    }
+}

@@ -1,0 +1,447 @@
+//! Deploying a color beside the active one: render it from the user's compose file, build it,
+//! start it as its own Compose project (handover services wait for the switch), keep the shared
+//! services running once for both colors, and make sure the front proxy owns the host ports.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::compose::Compose;
+use crate::detect::{self, Detection};
+use crate::engine::{ContainerQuery, Engine, RunState, VolumeSpec};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::proxy::{Proxy, Route};
+use crate::render::{self, BuildInfo, DeployMeta, Plan};
+use crate::stack::{Color, Stack};
+use crate::state::{self, DeployLock, DeploymentRecord};
+use crate::{info, warn};
+
+/// What `ztd-up` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// The color to deploy to (default: the target, the standby).
+    pub color: Option<Color>,
+    /// Print the plan and the rendered file; change nothing.
+    pub dry_run: bool,
+    /// Skip building images.
+    pub no_build: bool,
+}
+
+/// Timings of the steps of a run.
+#[derive(Debug, Default)]
+pub struct Steps(Vec<Value>);
+
+impl Steps {
+    /// Time an async step.
+    pub async fn run<T, F: std::future::Future<Output = Result<T>>>(
+        &mut self,
+        name: &str,
+        step: F,
+    ) -> Result<T> {
+        let started = Instant::now();
+        info!("{name}...");
+        let result = step.await;
+        self.0
+            .push(json!({"name": name, "duration_ms": millis(started), "ok": result.is_ok()}));
+        result
+    }
+
+    /// Record a step with extra fields.
+    pub fn push(&mut self, name: &str, started: Instant, extra: Value) {
+        let mut entry = json!({"name": name, "duration_ms": millis(started), "ok": true});
+        if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
+            entry.extend(extra);
+        }
+        self.0.push(entry);
+    }
+
+    /// The steps as JSON.
+    pub fn to_json(&self) -> Value {
+        Value::Array(self.0.clone())
+    }
+}
+
+/// Milliseconds since `started`, rounded to microseconds.
+pub fn millis(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Where the shared project's file is written.
+pub fn shared_compose_path(stack: &Stack) -> std::path::PathBuf {
+    stack.ztd_dir().join("shared").join("compose.yml")
+}
+
+/// Read the rendered metadata of a color, if it has been deployed.
+pub fn read_color_meta(stack: &Stack, color: Color) -> Result<Option<DeployMeta>> {
+    let path = stack.rendered_compose_path(color);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => render::read_meta(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::State(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Deploy a color. Returns the JSON report.
+pub async fn up<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    opts: &UpOptions,
+) -> Result<Value> {
+    let started = Instant::now();
+    let mut steps = Steps::default();
+    let detection = detect::detect(engine, stack).await?;
+    if let Some(conflict) = &detection.conflict {
+        return Err(Error::State(format!("cannot deploy: {conflict}")));
+    }
+    if detection.interrupted {
+        return Err(Error::Incomplete(
+            "a switch was interrupted: run ztd-switch --resume or ztd-rollback first".into(),
+        ));
+    }
+    let target = opts.color.unwrap_or(detection.target);
+    if detection.active == Some(target) {
+        return Err(Error::Usage(format!(
+            "{target} is the active color: deploy to {} (the standby)",
+            target.other()
+        )));
+    }
+    let file = stack.compose_file().ok_or_else(|| {
+        Error::State(format!(
+            "no compose file in {} (looked for {})",
+            stack.dir.display(),
+            crate::stack::COMPOSE_FILE_NAMES.join(", ")
+        ))
+    })?;
+    let build = BuildInfo::now(target, &stack.dir);
+    let config = steps
+        .run(
+            "read compose file",
+            compose.config(stack, &file, &build.variables(target)),
+        )
+        .await?;
+    let plan = render::render(&config, stack, target, &build)?;
+
+    if opts.dry_run {
+        describe(&plan, &detection, true);
+        return Ok(json!({
+            "tool": "ztd-up",
+            "project": stack.name,
+            "project_dir": stack.dir,
+            "ok": true,
+            "dry_run": true,
+            "active": detection.active,
+            "target": target,
+            "version": build.version,
+            "plan": plan.meta,
+            "rendered": render::redact(&plan.color_model),
+            "shared_rendered": plan.shared_model.as_ref().map(render::redact),
+        }));
+    }
+
+    let _lock = DeployLock::acquire(stack, "ztd-up")?;
+    describe(&plan, &detection, false);
+    let rendered_path = stack.rendered_compose_path(target);
+    state::write_atomic(
+        &rendered_path,
+        render::rendered_text(&plan.color_model).as_bytes(),
+        0o600,
+    )?;
+    write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
+    let mut record = state::read_state(stack)?.unwrap_or_default();
+    record.candidate = Some(target);
+    if record.previous == Some(target) {
+        // The color kept for rollback is being replaced by the new version.
+        record.previous = None;
+    }
+    record.deployments.insert(
+        target,
+        DeploymentRecord {
+            version: Some(build.version.clone()),
+            deployed_at: Some(build.build_date.clone()),
+            images: BTreeMap::new(),
+        },
+    );
+    state::write_state(stack, &record)?;
+    state::append_history(
+        stack,
+        &json!({"event": "up", "at": build.build_date, "color": target, "version": build.version, "active": detection.active}),
+    )?;
+
+    steps
+        .run("volumes", async {
+            for volume in &plan.meta.volumes {
+                engine
+                    .ensure_volume(&VolumeSpec {
+                        name: volume.name.clone(),
+                        driver: volume.driver.clone(),
+                        driver_opts: volume.driver_opts.clone(),
+                        labels: [
+                            (labels::COMPOSE_PROJECT.to_string(), stack.name.clone()),
+                            ("com.docker.compose.volume".to_string(), volume.key.clone()),
+                        ]
+                        .into(),
+                    })
+                    .await?;
+            }
+            Ok(())
+        })
+        .await?;
+
+    if let Some(shared_model) = &plan.shared_model {
+        let path = shared_compose_path(stack);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::State(format!("{}: {e}", parent.display())))?;
+        }
+        state::write_atomic(&path, render::rendered_text(shared_model).as_bytes(), 0o600)?;
+        steps
+            .run(
+                "shared services",
+                compose.run(
+                    stack,
+                    &stack.shared_project(),
+                    &path,
+                    &["up", "-d", "--no-recreate", "--remove-orphans"],
+                ),
+            )
+            .await?;
+    }
+
+    let project = stack.color_project(target);
+    if !opts.no_build && plan.meta.services.iter().any(|s| s.build) {
+        steps
+            .run(
+                "build",
+                compose.run(stack, &project, &rendered_path, &["build"]),
+            )
+            .await?;
+    }
+    steps
+        .run(
+            "create",
+            compose.run(
+                stack,
+                &project,
+                &rendered_path,
+                &["up", "--no-start", "--remove-orphans"],
+            ),
+        )
+        .await?;
+    steps
+        .run(
+            "attach shared services",
+            attach_shared(engine, stack, &plan.meta),
+        )
+        .await?;
+    let starting: Vec<&str> = plan
+        .meta
+        .services
+        .iter()
+        .filter(|s| s.start_at_up)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !starting.is_empty() {
+        let mut args = vec!["up", "-d", "--no-recreate"];
+        args.extend(&starting);
+        steps
+            .run("start", compose.run(stack, &project, &rendered_path, &args))
+            .await?;
+    }
+
+    if !plan.meta.listeners.is_empty() {
+        steps
+            .run(
+                "front proxy",
+                ensure_proxy(engine, compose, stack, &plan.meta, &detection),
+            )
+            .await?;
+    }
+
+    let containers = engine.list(&ContainerQuery::project(&project)).await?;
+    let images: BTreeMap<String, String> = containers
+        .iter()
+        .map(|c| (c.service.clone(), c.image_id.clone()))
+        .collect();
+    let mut record = state::read_state(stack)?.unwrap_or_default();
+    if let Some(deployment) = record.deployments.get_mut(&target) {
+        deployment.images = images;
+    }
+    state::write_state(stack, &record)?;
+    info!(
+        "{target} is up as {project} ({}); next: ztd-health {target} --wait, then ztd-switch",
+        build.version
+    );
+    Ok(json!({
+        "tool": "ztd-up",
+        "project": stack.name,
+        "project_dir": stack.dir,
+        "ok": true,
+        "active": detection.active,
+        "target": target,
+        "version": build.version,
+        "compose_project": project,
+        "rendered_file": rendered_path,
+        "services": plan.meta.services.iter().map(|s| {
+            let container = containers.iter().find(|c| c.service == s.name);
+            json!({
+                "service": s.name,
+                "mode": s.mode,
+                "container": s.container,
+                "state": container.map(|c| c.state),
+                "image_id": container.map(|c| c.image_id.clone()),
+            })
+        }).collect::<Vec<_>>(),
+        "shared": plan.meta.shared.iter().map(|s| &s.service).collect::<Vec<_>>(),
+        "listeners": plan.meta.listeners,
+        "steps": steps.to_json(),
+        "duration_ms": millis(started),
+    }))
+}
+
+/// Write `.rollback_state` as the original scripts did: three shell-sourceable lines.
+pub fn write_rollback_state(stack: &Stack, current: Color, target: Color) -> Result<()> {
+    let text = format!(
+        "CURRENT={current}\nTARGET={target}\nTIMESTAMP={}\n",
+        chrono::Utc::now().timestamp()
+    );
+    state::write_atomic(&stack.rollback_state_path(), text.as_bytes(), 0o644)
+}
+
+/// Connect each shared service to the color's networks, answering to its name and aliases.
+pub async fn attach_shared<E: Engine>(engine: &E, stack: &Stack, meta: &DeployMeta) -> Result<()> {
+    if meta.shared.is_empty() {
+        return Ok(());
+    }
+    let shared = engine
+        .list(&ContainerQuery::project(&stack.shared_project()))
+        .await?;
+    for attachment in &meta.shared {
+        let Some(container) = shared.iter().find(|c| c.service == attachment.service) else {
+            warn!("shared service {} has no container", attachment.service);
+            continue;
+        };
+        for (key, aliases) in &attachment.networks {
+            if let Some(network) = meta.networks.get(key) {
+                engine.connect(network, &container.id, aliases).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The networks the proxy needs to reach a color's proxied services.
+pub fn proxy_networks(meta: &DeployMeta) -> Vec<String> {
+    let mut networks: Vec<String> = meta
+        .listeners
+        .iter()
+        .filter_map(|l| meta.service(&l.service))
+        .filter_map(|s| s.networks.first().cloned())
+        .collect();
+    networks.sort();
+    networks.dedup();
+    networks
+}
+
+async fn ensure_proxy<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    meta: &DeployMeta,
+    detection: &Detection,
+) -> Result<()> {
+    // Routes keep serving the active color; ports only the new version publishes answer 503.
+    let active_meta = match detection.active {
+        Some(active) => read_color_meta(stack, active)?,
+        None => None,
+    };
+    let routes: Vec<Route> = meta
+        .listeners
+        .iter()
+        .map(|l| {
+            let served = active_meta.as_ref().and_then(|m| {
+                m.listeners
+                    .iter()
+                    .find(|a| a.port == l.port && a.protocol == l.protocol)
+                    .map(|a| format!("{}-{}:{}", a.service, m.color, a.target))
+            });
+            Route {
+                listener: l.clone(),
+                upstream: served,
+            }
+        })
+        .collect();
+    let color = if routes.iter().any(|r| r.upstream.is_some()) {
+        detection.active
+    } else {
+        None
+    };
+    // A stack being adopted still holds the ports: create the proxy, start it at the switch.
+    let ports_held = detection
+        .legacy
+        .iter()
+        .any(|c| c.state == RunState::Running);
+    let proxy = Proxy::new(engine, stack);
+    proxy
+        .ensure(compose, &meta.listeners, &routes, color, !ports_held)
+        .await?;
+    if let (Some(active_meta), true) = (
+        &active_meta,
+        proxy.status().await? == Some(RunState::Running),
+    ) {
+        // The proxy may have been recreated: make sure it still reaches the active color.
+        proxy.connect(&proxy_networks(active_meta)).await?;
+    }
+    proxy.connect(&proxy_networks(meta)).await
+}
+
+fn describe(plan: &Plan, detection: &Detection, dry_run: bool) {
+    let meta = &plan.meta;
+    let verb = if dry_run { "would deploy" } else { "deploying" };
+    info!(
+        "{verb} {} as {} ({}), active: {}",
+        meta.color,
+        meta.project,
+        meta.build.version,
+        detection
+            .active
+            .map_or("none".to_string(), |c| c.to_string())
+    );
+    for service in &meta.services {
+        let when = if service.start_at_up {
+            "start now"
+        } else {
+            "start at the switch"
+        };
+        info!(
+            "  {} -> {} ({:?}, {when})",
+            service.name, service.container, service.mode
+        );
+    }
+    for shared in &meta.shared {
+        info!("  {} (shared by both colors, left running)", shared.service);
+    }
+    for listener in &meta.listeners {
+        info!(
+            "  port {}{} -> {}:{} through the front proxy ({:?})",
+            listener
+                .host_ip
+                .as_deref()
+                .map(|ip| format!("{ip}:"))
+                .unwrap_or_default(),
+            listener.port,
+            listener.service,
+            listener.target,
+            listener.protocol
+        );
+    }
+    if !detection.legacy.is_empty() {
+        info!(
+            "  adopting {} containers of Compose project {} at the switch",
+            detection.legacy.len(),
+            detection.legacy[0].project.clone().unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! ztd-switch: make the deployed standby color the active one, without a failed request and
+//! without ever running a singleton twice.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::docker::DockerEngine;
+use ztd_core::stack::Color;
+use ztd_core::switch::{SwitchOptions, switch};
+use ztd_core::warn;
+
+const AFTER_HELP: &str = "\
+Steps, each journaled in .ztd/journal.json and timed in the JSON report:
+  1. refuse unless the target is healthy (exit 1, nothing changed), unless --force;
+  2. take the deploy lock (.ztd/lock; exit 7 when another deploy holds it);
+  3. proxy: write the front proxy's new config atomically, test it (nginx -t), reload nginx
+     gracefully (SIGHUP), confirm through the proxy that the target answers, and wait for the
+     old workers to finish their in-flight requests;
+  4. handover, per ztd.switch=handover service: run ztd.drain in the old container (with a
+     timeout), stop it (SIGTERM, then SIGKILL after the stop timeout) and confirm it stopped,
+     then start the new one (or run ztd.activate in it) and wait until it is healthy; the gap
+     (old stopped to new running) is reported;
+  5. stop the rest of the old color (kept for rollback; restart policy set to no);
+  6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl.
+A failure at any step puts everything back as it was (proxy included) and exits 1.
+
+Exit codes:
+  0  switched             1  refused (target unhealthy) or undone after a failure
+  2  bad usage, or the target is already active
+  3  Docker engine unreachable     4  the engine failed a request
+  5  nothing deployed in the target, or a state conflict
+  6  a change was left incomplete: resume or roll back
+  7  another deploy holds the lock
+
+Examples:
+  ztd-switch                 # to the candidate started by ztd-up
+  ztd-switch --to blue
+  ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
+
+/// Make the deployed standby color the active one.
+#[derive(Debug, Parser)]
+#[command(name = "ztd-switch", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// The color to switch to [default: the upstream tool's target on stdin, else the deploy
+    /// candidate, else the standby]
+    #[arg(long, value_parser = cli::color_arg)]
+    to: Option<Color>,
+    /// Switch even when the target is not healthy
+    #[arg(long)]
+    force: bool,
+    /// Longest wait for in-flight requests to the old color and for a ztd.drain command
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
+    drain_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL when stopping an old container (label
+    /// ztd.stop.timeout overrides)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
+    stop_timeout: Duration,
+    #[command(flatten)]
+    health: HealthArgs,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_args::<Cli>("ztd-switch") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    cli::run("ztd-switch", || async move {
+        let upstream = if cli.to.is_none() {
+            cli::read_upstream().no_project()?
+        } else {
+            None
+        };
+        if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
+            warn!("upstream failed; passing its report on");
+            return Ok(Report::pass_through(upstream.clone()));
+        }
+        let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
+        let to = match &upstream {
+            Some(upstream) if cli.to.is_none() => {
+                cli::upstream_target(upstream).in_project(&stack)?
+            }
+            _ => cli.to,
+        };
+        let engine = DockerEngine::connect().await.in_project(&stack)?;
+        let options = SwitchOptions {
+            to,
+            force: cli.force,
+            drain_timeout: cli.drain_timeout,
+            stop_timeout: cli.stop_timeout,
+            policy: cli.health.policy(),
+            health_deadline: cli.health.deadline(),
+        };
+        let outcome = switch(&engine, &stack, &options).await.in_project(&stack)?;
+        Ok(Report {
+            json: outcome.json,
+            status: outcome.status,
+        })
+    })
+}

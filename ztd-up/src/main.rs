@@ -1,0 +1,93 @@
+//! ztd-up: deploy a new version of a Compose stack as the standby color, beside the active one.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ztd_core::cli::{self, Report, StackArgs, WithProject};
+use ztd_core::compose::Compose;
+use ztd_core::docker::DockerEngine;
+use ztd_core::stack::Color;
+use ztd_core::up::{UpOptions, up};
+use ztd_core::warn;
+
+const AFTER_HELP: &str = "\
+What it does: renders the color's own Compose project from your unchanged compose file into
+docker-compose.<COLOR>.yml (readable by its owner only: it holds the resolved environment):
+containers named <service>-<COLOR>, the deployment.* labels, DEPLOYMENT_COLOR and
+DEPLOYMENT_MODE=blue-green in the environment, the build args DEPLOYMENT_COLOR, BUILD_DATE,
+VCS_REF and VERSION (VERSION=<COLOR>-YYYYmmdd-HHMMSS is also set for ${VERSION} in your file),
+its own networks, your named volumes shared by both colors, and no published ports: the front
+proxy (<name>-ztd-proxy, nginx) owns them and forwards to the active color. Then it builds and
+starts the project <name>-<COLOR>. Services labelled ztd.switch=handover are created but not
+started (or started in standby when they have ztd.activate) until the switch;
+ztd.switch=shared services run once for both colors (project <name>-shared) and are never
+touched by a deploy. Writes .rollback_state, and records the color as the deploy candidate.
+
+Requires Compose v2 (the docker compose plugin, or set ZTD_COMPOSE); Compose v1 is refused.
+
+Exit codes:
+  0  deployed (not yet active: run ztd-health --wait, then ztd-switch)
+  1  the upstream tool failed (its report is passed on)
+  2  bad usage, or COLOR is the active color
+  3  Docker engine unreachable     4  Compose or the engine failed (build, create, start)
+  5  no compose file, a bad ztd.* label, no Compose v2, or a state conflict
+  6  an interrupted switch must be resumed or rolled back first
+  7  another deploy holds the lock
+
+Examples:
+  ztd-up --dry-run          # the plan and the rendered file, secrets redacted; changes nothing
+  ztd-up                    # deploy to the standby color
+  ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
+
+/// Deploy a new version as the standby color, beside the active one.
+#[derive(Debug, Parser)]
+#[command(name = "ztd-up", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// The color to deploy to [default: the upstream tool's target on stdin, else the standby]
+    #[arg(value_parser = cli::color_arg)]
+    color: Option<Color>,
+    /// Print the plan and the rendered compose file (environment values redacted); change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not build images (use what is there)
+    #[arg(long)]
+    no_build: bool,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_args::<Cli>("ztd-up") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    cli::run("ztd-up", || async move {
+        let upstream = if cli.color.is_none() {
+            cli::read_upstream().no_project()?
+        } else {
+            None
+        };
+        if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
+            warn!("upstream failed; passing its report on");
+            return Ok(Report::pass_through(upstream.clone()));
+        }
+        let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
+        let color = match &upstream {
+            Some(upstream) if cli.color.is_none() => {
+                cli::upstream_target(upstream).in_project(&stack)?
+            }
+            _ => cli.color,
+        };
+        let engine = DockerEngine::connect().await.in_project(&stack)?;
+        let compose = Compose::find().await.in_project(&stack)?;
+        let options = UpOptions {
+            color,
+            dry_run: cli.dry_run,
+            no_build: cli.no_build,
+        };
+        let json = up(&engine, &compose, &stack, &options)
+            .await
+            .in_project(&stack)?;
+        Ok(Report::from_ok(json))
+    })
+}
