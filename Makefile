@@ -12,7 +12,12 @@ RELEASE_BIN := target/release
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
-.PHONY: build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean
+.PHONY: build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
+	deploy status health up switch demo demo-clean
+
+# The stack the deploy targets act on, and the tools they run (built here, first on PATH).
+PROJECT_DIR ?= .
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 ## build: the tools, debug profile
 build:
@@ -37,6 +42,34 @@ testapp-image:
 ## proxy-image: ztd-nginx:latest (ZTD_PROXY_IMAGE overrides), skipped when already up to date
 proxy-image:
 	bash images/nginx/build.sh
+
+## deploy: the whole pipeline on PROJECT_DIR: detect | up | health --wait | switch
+deploy: build
+	cd $(PROJECT_DIR) && ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-switch
+
+## status: what is deployed in PROJECT_DIR, and which color is active
+status: build
+	cd $(PROJECT_DIR) && ztd-detect </dev/null
+
+## health: the health of the active color of PROJECT_DIR (COLOR= for another)
+health: build
+	cd $(PROJECT_DIR) && ztd-health $(COLOR) </dev/null
+
+## up: deploy PROJECT_DIR to the standby color, without switching
+up: build
+	cd $(PROJECT_DIR) && ztd-up $(COLOR) </dev/null
+
+## switch: make the deployed standby of PROJECT_DIR active (COLOR= to name it)
+switch: build
+	cd $(PROJECT_DIR) && ztd-switch $(if $(COLOR),--to $(COLOR)) </dev/null
+
+## demo: deploy the bundled example twice under load, on a machine with only a Docker engine
+demo: build images
+	bash examples/demo.sh
+
+## demo-clean: remove the demo's containers, networks, volumes and files
+demo-clean:
+	bash examples/demo.sh --clean
 
 ## test: format check, clippy with -D warnings, unit tests and tests against the real engine
 test: fmt-check clippy images

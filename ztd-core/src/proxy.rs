@@ -182,8 +182,19 @@ pub fn proxy_model(stack: &Stack, listeners: &[Listener]) -> Value {
                 "volumes": [format!("{}:{CONF_MOUNT}:ro", conf_dir(stack).display())],
                 "labels": {"ztd.role": "proxy", "deployment.service": "ztd-proxy"},
             }
-        }
+        },
+        // The engine publishes a container's ports through its gateway endpoint, which it picks
+        // among the container's networks by name. Joining a color's network that sorts before
+        // the proxy's own would move the gateway and refuse connections for a moment, so the
+        // proxy's network gets a name that sorts before any other ("0-" is the lowest start
+        // Docker allows).
+        "networks": {"default": {"name": proxy_network(stack)}},
     })
+}
+
+/// The proxy's own network.
+pub fn proxy_network(stack: &Stack) -> String {
+    format!("0-ztd-proxy-{}", stack.name)
 }
 
 /// `.ztd/proxy/conf`, mounted into the proxy.

@@ -206,7 +206,9 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
         own["name"] = Value::from(name.clone());
         network_names.insert(key.clone(), name);
         color_networks.insert(key.clone(), own.clone());
-        own["name"] = Value::from(format!("{}_{key}", stack.shared_project()));
+        // Shared services join each color's networks later; their own networks sort first so
+        // their published ports stay on the same gateway (see `proxy::proxy_model`).
+        own["name"] = Value::from(format!("0-ztd-shared-{}_{key}", stack.name));
         shared_networks.insert(key.clone(), own);
     }
 
@@ -723,7 +725,10 @@ mod tests {
         let shared = plan.shared_model.expect("shared model");
         assert_eq!(shared["name"], "shop-shared");
         assert_eq!(shared["services"]["db"]["ports"][0]["published"], "5432");
-        assert_eq!(shared["networks"]["default"]["name"], "shop-shared_default");
+        assert_eq!(
+            shared["networks"]["default"]["name"],
+            "0-ztd-shared-shop_default"
+        );
         assert_eq!(
             plan.meta.shared[0].networks["backend"],
             vec!["db".to_string(), "database".to_string()]

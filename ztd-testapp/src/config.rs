@@ -10,6 +10,7 @@ Commands:
   probe [PATH]      GET http://127.0.0.1:$PORT/PATH (default /health); exit 0 on 2xx
   activate          signal the server (PID 1, or $TESTAPP_PID) to become active (SIGUSR1)
   drain             signal it to stop working and go standby (SIGUSR2)
+  sleep DUR         wait DUR and exit 0 (a slow drain command)
   load URL [--interval DUR] [--stop-file PATH] [--for DUR]
                     GET URL in a loop until SIGINT/SIGTERM, the stop file or the time is up;
                     print {\"total\":N,\"failed\":N,...} on stdout

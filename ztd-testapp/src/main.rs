@@ -20,6 +20,14 @@ fn main() -> ExitCode {
         "activate" => signal_main("SIGUSR1"),
         "drain" => signal_main("SIGUSR2"),
         "load" => load::run(rest),
+        "sleep" => {
+            let pause = rest
+                .first()
+                .and_then(|d| config::duration(d))
+                .unwrap_or_default();
+            std::thread::sleep(pause);
+            ExitCode::SUCCESS
+        }
         "-h" | "--help" | "help" => {
             print!("{}", config::HELP);
             ExitCode::SUCCESS

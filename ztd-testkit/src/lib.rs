@@ -112,6 +112,226 @@ impl ToolOutput {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// GET `path` from 127.0.0.1:`port` with `Connection: close`; the status line, the
+/// `X-Ztd-Color` header and the body.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, Option<String>, String), String> {
+    use std::io::Read;
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad response {text:?}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let color = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-ztd-color")
+            .then(|| v.trim().to_string())
+    });
+    Ok((status, color, body.to_string()))
+}
+
+/// A load loop on a published port: GET requests one after another on a thread until stopped.
+#[derive(Debug)]
+pub struct LoadLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<LoadReport>>,
+}
+
+/// What a load loop saw.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Requests sent.
+    pub total: u64,
+    /// Requests that failed (no answer, or a status other than 200).
+    pub failed: u64,
+    /// The first few failures.
+    pub errors: Vec<String>,
+    /// The bodies seen, in order, without repeats in a row.
+    pub bodies: Vec<String>,
+}
+
+impl LoadLoop {
+    /// Start hitting 127.0.0.1:`port``path`.
+    pub fn start(port: u16, path: &str) -> LoadLoop {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let path = path.to_string();
+        let handle = std::thread::spawn(move || {
+            let mut report = LoadReport::default();
+            while !flag.load(Ordering::SeqCst) {
+                report.total += 1;
+                match http_get(port, &path) {
+                    Ok((200, _, body)) => {
+                        let body = body.trim().to_string();
+                        if report.bodies.last() != Some(&body) {
+                            report.bodies.push(body);
+                        }
+                    }
+                    Ok((status, _, body)) => {
+                        report.failed += 1;
+                        if report.errors.len() < 20 {
+                            report.errors.push(format!("{status} {}", body.trim()));
+                        }
+                    }
+                    Err(err) => {
+                        report.failed += 1;
+                        if report.errors.len() < 20 {
+                            report.errors.push(err);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            report
+        });
+        LoadLoop {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stop and report.
+    pub fn stop(mut self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for LoadLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Docker's container events for some label filter, recorded by `docker events` while alive.
+#[derive(Debug)]
+pub struct EventLog {
+    child: std::process::Child,
+    since: String,
+}
+
+/// One container event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Container name.
+    pub name: String,
+    /// `start`, `die`, ...
+    pub action: String,
+    /// Nanoseconds since the epoch.
+    pub time_nano: i64,
+}
+
+impl EventLog {
+    /// Record container events with this label filter (`key=value`) from now on.
+    pub fn start(label: &str) -> EventLog {
+        let since = format!(
+            "{:.9}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        );
+        let child = Command::new("docker")
+            .args([
+                "events",
+                "--since",
+                &since,
+                "--filter",
+                "type=container",
+                "--filter",
+                &format!("label={label}"),
+                "--format",
+                "{{.Actor.Attributes.name}} {{.Action}} {{.TimeNano}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events");
+        EventLog { child, since }
+    }
+
+    /// Stop recording and return the events.
+    pub fn stop(mut self) -> Vec<Event> {
+        use std::io::Read;
+        // Let the last events arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let mut text = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        let _ = self.child.wait();
+        let _ = &self.since;
+        text.lines()
+            .filter_map(|line| {
+                let mut parts = line.rsplitn(3, ' ');
+                let time_nano = parts.next()?.parse().ok()?;
+                let action = parts.next()?.to_string();
+                let name = parts.next()?.to_string();
+                Some(Event {
+                    name,
+                    action,
+                    time_nano,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The intervals (start, end) during which each container ran, from start and die events;
+/// a container still running at the end runs until `i64::MAX`.
+pub fn running_intervals(events: &[Event], name: &str) -> Vec<(i64, i64)> {
+    let mut intervals = Vec::new();
+    let mut since = None;
+    let mut sorted: Vec<&Event> = events.iter().filter(|e| e.name == name).collect();
+    sorted.sort_by_key(|e| e.time_nano);
+    for event in sorted {
+        match event.action.as_str() {
+            "start" => since = since.or(Some(event.time_nano)),
+            "die" => {
+                if let Some(start) = since.take() {
+                    intervals.push((start, event.time_nano));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = since {
+        intervals.push((start, i64::MAX));
+    }
+    intervals
+}
+
+/// Whether two containers ever ran at the same instant.
+pub fn ever_overlapped(events: &[Event], a: &str, b: &str) -> bool {
+    let (xs, ys) = (running_intervals(events, a), running_intervals(events, b));
+    xs.iter()
+        .any(|(s1, e1)| ys.iter().any(|(s2, e2)| s1 < e2 && s2 < e1))
+}
+
 /// A service of a colored test stack, rendered as ztd-up labels it.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -369,6 +589,61 @@ impl TestStack {
         ]
     }
 
+    /// Write the stack's compose file.
+    pub fn write_compose(&self, yaml: &str) {
+        std::fs::write(self.dir.join("compose.yaml"), yaml).expect("compose.yaml");
+    }
+
+    /// Run a shell pipeline in the stack's directory with the built tools first on PATH.
+    pub fn pipeline(&self, script: &str, env: &[(&str, &str)]) -> ToolOutput {
+        let tools = bin("ztd-detect").parent().expect("bin dir").to_path_buf();
+        let path = format!(
+            "{}:{}",
+            tools.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let started = Instant::now();
+        let mut command = Command::new("bash");
+        command
+            .args(["-o", "pipefail", "-c", script])
+            .current_dir(&self.dir)
+            .env("PATH", path)
+            .env("COMPOSE_PROJECT_NAME", &self.name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = wait_with_timeout(command.spawn().expect("bash"), Duration::from_secs(300));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let json = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        ToolOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            json,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// The id of a running container by name, if any.
+    pub fn container_id(&self, name: &str) -> Option<String> {
+        let out = Command::new("docker")
+            .args(["inspect", "--format", "{{.Id}} {{.State.Running}}", name])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        let id = words.next()?.to_string();
+        (words.next() == Some("true")).then_some(id)
+    }
+
     fn remove_containers(&self) {
         let mut ids = Vec::new();
         for project in self.projects() {
@@ -396,6 +671,30 @@ impl TestStack {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        if let Ok(out) = Command::new("docker")
+            .args([
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.name),
+            ])
+            .output()
+        {
+            let volumes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if !volumes.is_empty() {
+                let _ = Command::new("docker")
+                    .arg("volume")
+                    .arg("rm")
+                    .args(&volumes)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         for project in self.projects() {
             if let Ok(out) = Command::new("docker")
                 .args([
