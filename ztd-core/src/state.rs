@@ -207,9 +207,12 @@ impl DeployLock {
         let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => locked,
             Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
-                let holder = lock_holder(stack)
-                    .map(|h| format!("{} (pid {}) since {}", h.tool, h.pid, h.since))
-                    .unwrap_or_else(|| "another process".into());
+                let holder = match lock_holder(stack) {
+                    Some(h) if h.pid != 0 => {
+                        format!("{} (pid {}) since {}", h.tool, h.pid, h.since)
+                    }
+                    _ => "an unknown process".into(),
+                };
                 return Err(Error::Locked(format!(
                     "another deploy holds the lock on {}: {holder}",
                     stack.dir.display()
@@ -231,7 +234,8 @@ impl DeployLock {
     }
 }
 
-/// The current holder of the lock, if a live process holds it.
+/// The current holder of the lock, if a live process holds it. When the lock is held by a
+/// process that did not write its name (the pid in the file is gone), the holder is unknown.
 pub fn lock_holder(stack: &Stack) -> Option<LockHolder> {
     let path = stack.lock_path();
     let file = File::open(&path).ok()?;
@@ -239,8 +243,18 @@ pub fn lock_holder(stack: &Stack) -> Option<LockHolder> {
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         Ok(_free) => None,
         Err(_) => {
-            let text = fs::read_to_string(&path).ok()?;
-            serde_json::from_str(&text).ok()
+            let written: Option<LockHolder> = fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok());
+            Some(
+                written
+                    .filter(|h| Path::new(&format!("/proc/{}", h.pid)).exists())
+                    .unwrap_or(LockHolder {
+                        pid: 0,
+                        tool: "an unknown process".into(),
+                        since: "unknown".into(),
+                    }),
+            )
         }
     }
 }

@@ -116,12 +116,11 @@ pub async fn up<E: Engine>(
         ))
     })?;
     let build = BuildInfo::now(target, &stack.dir);
-    let config = steps
-        .run(
-            "read compose file",
-            compose.config(stack, &file, &build.variables(target)),
-        )
+    let reading = Instant::now();
+    let config = compose
+        .config(stack, &file, &build.variables(target))
         .await?;
+    steps.push("read compose file", reading, json!({}));
     let plan = render::render(&config, stack, target, &build)?;
 
     if opts.dry_run {

@@ -91,7 +91,7 @@ fn list_inspect_exec_logs_stats_stop_start_kill_and_events() {
             .logs(
                 &name,
                 LogQuery {
-                    since: web.started_at,
+                    since: web.run_log_start(),
                     tail: None,
                 },
             )

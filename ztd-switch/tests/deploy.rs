@@ -1,0 +1,571 @@
+//! Deploys against the real Docker engine: ztd-up, the front proxy and ztd-switch through the
+//! design's pipeline, under load, with a singleton that must never run twice, a shared service,
+//! a stack adopted from plain Compose, refusals, undo, the lock, and bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use ztd_testkit::{
+    EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, free_port, http_get, sh,
+};
+
+const PIPELINE: &str = "ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
+
+/// The example stack, made unique: a web service on a host port, a handover singleton, a side
+/// service and a shared database stand-in.
+fn compose(stack: &TestStack, port: u16) -> String {
+    let id = &stack.id;
+    let image = ztd_testkit::testapp_image();
+    format!(
+        r#"services:
+  web{id}:
+    image: {image}
+    ports: ["127.0.0.1:{port}:8080"]
+    environment:
+      VERSION: ${{APP_VERSION:-v1}}
+      UPSTREAM: db{id}:8080
+      HEALTH_FAIL: ${{WEB_HEALTH_FAIL:-0}}
+      SECRET: ${{SECRET:-none}}
+    labels:
+      ztd.health.http: /health
+    restart: unless-stopped
+  bot{id}:
+    image: {image}
+    environment:
+      VERSION: ${{APP_VERSION:-v1}}
+      LOG_EVERY: 200ms
+      HEALTH_FAIL: ${{BOT_HEALTH_FAIL:-0}}
+    labels:
+      ztd.switch: handover
+      ztd.drain: ${{BOT_DRAIN:-/ztd-testapp drain}}
+    healthcheck:
+      test: ["CMD", "/ztd-testapp", "probe"]
+      interval: 300ms
+      timeout: 2s
+      retries: 2
+    restart: unless-stopped
+  side{id}:
+    image: {image}
+    labels:
+      ztd.health.tcp: "8080"
+  db{id}:
+    image: {image}
+    labels:
+      ztd.switch: shared
+      ztd.health.http: /health
+    volumes: ["data:/data"]
+volumes:
+  data:
+"#
+    )
+}
+
+fn deploy(stack: &TestStack, version: &str, env: &[(&str, &str)]) -> ToolOutput {
+    let mut all = vec![("APP_VERSION", version)];
+    all.extend_from_slice(env);
+    stack.pipeline(PIPELINE, &all)
+}
+
+fn read(stack: &TestStack, file: &str) -> String {
+    std::fs::read_to_string(stack.dir.join(file)).unwrap_or_default()
+}
+
+fn state(stack: &TestStack) -> Value {
+    serde_json::from_str(&read(stack, ".ztd/state.json")).unwrap()
+}
+
+fn running(stack: &TestStack, name: &str) -> bool {
+    stack.container_id(name).is_some()
+}
+
+#[test]
+fn the_first_deploy_goes_to_green_and_the_second_to_blue() {
+    let stack = TestStack::new("d-first");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    let first = deploy(&stack, "v1", &[]);
+    first.expect_code(0);
+    let j = &first.json;
+    assert_eq!(
+        (j["tool"].as_str(), j["ok"].as_bool()),
+        (Some("ztd-switch"), Some(true))
+    );
+    assert_eq!(j["from"], Value::Null);
+    assert_eq!(j["to"], "green");
+    assert_eq!(read(&stack, ".current_deployment"), "green\n");
+    let st = state(&stack);
+    assert_eq!(
+        (st["active"].as_str(), st["candidate"].as_str()),
+        (Some("green"), None)
+    );
+    let rollback = read(&stack, ".rollback_state");
+    let lines: Vec<&str> = rollback.lines().collect();
+    assert_eq!(lines[..2], ["CURRENT=blue", "TARGET=green"]);
+    assert!(
+        lines[2]
+            .strip_prefix("TIMESTAMP=")
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+    let history = read(&stack, ".ztd/history.jsonl");
+    assert!(history.contains("\"event\":\"up\"") && history.contains("\"event\":\"switch\""));
+
+    let (status, color, body) = http_get(port, "/").unwrap();
+    assert_eq!((status, color.as_deref()), (200, Some("green")));
+    assert!(body.starts_with("hello from v1 (green), visit "), "{body}");
+    let web = stack.inspect(&stack.container("web", "green"));
+    let labels = &web["Config"]["Labels"];
+    assert_eq!(labels["deployment.color"], "green");
+    assert_eq!(labels["deployment.service"], stack.service("web").as_str());
+    let version = labels["deployment.version"].as_str().unwrap();
+    assert!(
+        version.starts_with("green-") && version.len() == "green-20261126-031141".len(),
+        "{version}"
+    );
+    assert!(
+        labels["deployment.timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let env: Vec<&str> = web["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(env.contains(&"DEPLOYMENT_COLOR=green") && env.contains(&"DEPLOYMENT_MODE=blue-green"));
+    assert!(
+        web["HostConfig"]["PortBindings"]
+            .as_object()
+            .is_none_or(|p| p.is_empty()),
+        "no host ports on colors"
+    );
+    assert!(running(&stack, &stack.container("bot", "green")));
+    let db = stack
+        .container_id(&format!("{}-shared-db{}-1", stack.name, stack.id))
+        .expect("shared db runs");
+
+    let second = deploy(&stack, "v2", &[]);
+    second.expect_code(0);
+    assert_eq!(
+        (second.json["from"].as_str(), second.json["to"].as_str()),
+        (Some("green"), Some("blue"))
+    );
+    assert_eq!(read(&stack, ".current_deployment"), "blue\n");
+    let st = state(&stack);
+    assert_eq!(
+        (st["active"].as_str(), st["previous"].as_str()),
+        (Some("blue"), Some("green"))
+    );
+    assert!(
+        st["deployments"]["blue"]["images"][stack.service("web")]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let (_, color, body) = http_get(port, "/").unwrap();
+    assert_eq!(color.as_deref(), Some("blue"));
+    assert!(body.starts_with("hello from v2 (blue)"), "{body}");
+    for service in ["web", "bot", "side"] {
+        let old = stack.inspect(&stack.container(service, "green"));
+        assert_eq!(
+            old["State"]["Status"], "exited",
+            "{service}-green is kept, stopped"
+        );
+        assert_eq!(
+            old["HostConfig"]["RestartPolicy"]["Name"], "no",
+            "and stays stopped"
+        );
+    }
+    let db_after = stack.container_id(&format!("{}-shared-db{}-1", stack.name, stack.id));
+    assert_eq!(
+        db_after.as_deref(),
+        Some(db.as_str()),
+        "the shared service keeps its container"
+    );
+    let detect = stack.run("ztd-detect", &[]);
+    detect.expect_code(0);
+    assert_eq!(detect.json["active"], "blue");
+}
+
+#[test]
+fn three_deploys_under_load_lose_no_request_and_never_run_the_singleton_twice() {
+    let stack = TestStack::new("d-load");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    deploy(&stack, "v1", &[]).expect_code(0);
+    let bot = stack.service("bot");
+    let events = EventLog::start(&format!("deployment.service={bot}"));
+    let load = LoadLoop::start(port, "/");
+    let mut gaps = Vec::new();
+    let mut walls = Vec::new();
+    for version in ["v2", "v3", "v4"] {
+        let out = deploy(&stack, version, &[]);
+        out.expect_code(0);
+        let handover = &out.json["handovers"][0];
+        assert_eq!(handover["service"], bot.as_str());
+        gaps.push(handover["gap_ms"].as_f64().unwrap());
+        walls.push(out.elapsed.as_secs_f64());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop();
+    let events = events.stop();
+    eprintln!(
+        "three deploys under load: {} requests, {} failed; handover gaps {gaps:?} ms; deploy wall times {walls:?} s",
+        report.total, report.failed
+    );
+    assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
+    assert!(report.total > 100, "the load loop ran: {}", report.total);
+    let versions: Vec<&str> = report
+        .bodies
+        .iter()
+        .filter_map(|b| b.split_whitespace().nth(2))
+        .collect();
+    for version in ["v1", "v2", "v3", "v4"] {
+        assert!(
+            versions.contains(&version),
+            "served {version}: {versions:?}"
+        );
+    }
+    let (blue, green) = (
+        stack.container("bot", "blue"),
+        stack.container("bot", "green"),
+    );
+    assert!(events.iter().any(|e| e.name == blue && e.action == "start"));
+    assert!(
+        !ever_overlapped(&events, &blue, &green),
+        "the singleton ran in both colors: {events:?}"
+    );
+    assert!(gaps.iter().all(|g| *g > 0.0 && *g < 10_000.0), "{gaps:?}");
+}
+
+#[test]
+fn an_unhealthy_new_version_is_refused_and_the_old_one_keeps_serving() {
+    let stack = TestStack::new("d-refuse");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    deploy(&stack, "v1", &[]).expect_code(0);
+    let load = LoadLoop::start(port, "/");
+    let env = [
+        ("WEB_HEALTH_FAIL", "1"),
+        ("HEALTH_CHECK_RETRIES", "2"),
+        ("HEALTH_CHECK_INTERVAL", "1"),
+    ];
+    let out = deploy(&stack, "v2", &env);
+    out.expect_code(1);
+    assert_eq!(out.json["ok"], false);
+    assert_eq!(
+        out.json["tool"], "ztd-health",
+        "ztd-switch passed the failure on without acting"
+    );
+    assert_eq!(read(&stack, ".current_deployment"), "green\n");
+    assert!(running(&stack, &stack.container("bot", "green")));
+    assert!(!running(&stack, &stack.container("bot", "blue")));
+
+    let files = |s: &TestStack| {
+        [
+            ".current_deployment",
+            ".ztd/state.json",
+            ".ztd/proxy/conf/nginx.conf",
+            ".ztd/history.jsonl",
+        ]
+        .map(|f| read(s, f))
+    };
+    let (before, containers) = (files(&stack), stack.containers());
+    let refused = stack.run("ztd-switch", &[]);
+    refused.expect_code(1);
+    assert!(
+        refused.json["refused"]
+            .as_str()
+            .unwrap()
+            .contains("blue is not healthy"),
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(files(&stack), before, "a refused switch changes no file");
+    assert_eq!(stack.containers(), containers, "and no container");
+    assert!(!stack.dir.join(".ztd/journal.json").exists());
+    let report = load.stop();
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let (_, color, body) = http_get(port, "/").unwrap();
+    assert_eq!(color.as_deref(), Some("green"));
+    assert!(body.starts_with("hello from v1"));
+}
+
+#[test]
+fn a_singleton_that_fails_after_its_handover_puts_everything_back() {
+    let stack = TestStack::new("d-undo");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    deploy(&stack, "v1", &[]).expect_code(0);
+    let events = EventLog::start(&format!("deployment.service={}", stack.service("bot")));
+    let load = LoadLoop::start(port, "/");
+    let env = [
+        ("BOT_HEALTH_FAIL", "1"),
+        ("HEALTH_CHECK_RETRIES", "3"),
+        ("HEALTH_CHECK_INTERVAL", "1"),
+    ];
+    let out = deploy(&stack, "v2", &env);
+    out.expect_code(1);
+    assert_eq!(out.json["tool"], "ztd-switch");
+    let undone = out.json["undone"].as_str().expect("undone reason");
+    assert!(undone.contains(&stack.container("bot", "blue")), "{undone}");
+    assert_eq!(out.json["active"], "green");
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop();
+    let events = events.stop();
+    assert_eq!(read(&stack, ".current_deployment"), "green\n");
+    assert_eq!(state(&stack)["active"], "green");
+    assert!(
+        running(&stack, &stack.container("bot", "green")),
+        "the old singleton is back"
+    );
+    assert!(!running(&stack, &stack.container("bot", "blue")));
+    assert!(running(&stack, &stack.container("web", "green")));
+    let (_, color, body) = http_get(port, "/").unwrap();
+    assert_eq!(
+        color.as_deref(),
+        Some("green"),
+        "the proxy points back at green"
+    );
+    assert!(body.starts_with("hello from v1"));
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(!ever_overlapped(
+        &events,
+        &stack.container("bot", "blue"),
+        &stack.container("bot", "green")
+    ));
+    assert!(!stack.dir.join(".ztd/journal.json").exists());
+    assert!(read(&stack, ".ztd/history.jsonl").contains("switch_undone"));
+}
+
+#[test]
+fn a_stack_started_with_plain_compose_is_adopted() {
+    let stack = TestStack::new("d-adopt");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    let cmd = ztd_testkit::compose_command();
+    let mut args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
+    args.extend(["-p", &stack.name, "up", "-d"]);
+    let compose_file = stack.dir.join("compose.yaml");
+    let file = compose_file.to_str().unwrap();
+    args.splice(cmd.len() - 1..cmd.len() - 1, ["-f", file]);
+    sh(&cmd[0], &args);
+    assert!(ztd_testkit::eventually(Duration::from_secs(10), || {
+        http_get(port, "/health").is_ok_and(|r| r.0 == 200)
+    }));
+    let legacy_bot = format!("{}-bot{}-1", stack.name, stack.id);
+    let detect = stack.run("ztd-detect", &[]);
+    detect.expect_code(0);
+    assert_eq!(detect.json["active"], Value::Null);
+    assert!(!detect.json["legacy"].as_array().unwrap().is_empty());
+
+    let events = EventLog::start(&format!(
+        "com.docker.compose.service={}",
+        stack.service("bot")
+    ));
+    let load = LoadLoop::start(port, "/health");
+    let out = deploy(&stack, "v2", &[]);
+    out.expect_code(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop();
+    let events = events.stop();
+    assert_eq!(out.json["adopted"], stack.name.as_str());
+    let gap = out.json["ports_gap_ms"]
+        .as_f64()
+        .expect("the port takeover gap is reported");
+    eprintln!(
+        "adoption: ports gap {gap:.0} ms; {} of {} requests failed during the takeover",
+        report.failed, report.total
+    );
+    assert!(gap < 5000.0, "{gap}");
+    let (_, color, _) = http_get(port, "/").unwrap();
+    assert_eq!(color.as_deref(), Some("green"));
+    assert!(
+        !running(&stack, &legacy_bot),
+        "the adopted stack's singleton stopped"
+    );
+    assert!(running(&stack, &stack.container("bot", "green")));
+    assert!(!ever_overlapped(
+        &events,
+        &legacy_bot,
+        &stack.container("bot", "green")
+    ));
+    let detect = stack.run("ztd-detect", &[]);
+    detect.expect_code(0);
+    assert_eq!(detect.json["active"], "green");
+}
+
+#[test]
+fn dry_run_prints_the_plan_with_secrets_redacted_and_changes_nothing() {
+    let stack = TestStack::new("d-dry");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    std::fs::write(stack.dir.join(".env"), "SECRET=hunter2-in-dotenv\n").unwrap();
+    let before = stack.snapshot();
+    let out = stack.run("ztd-up", &["--dry-run"]);
+    out.expect_code(0);
+    assert_eq!(out.json["dry_run"], true);
+    assert_eq!(out.json["target"], "green");
+    assert!(
+        !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+        "secrets redacted"
+    );
+    let web = &out.json["rendered"]["services"][stack.service("web")];
+    assert_eq!(web["environment"]["SECRET"], "<redacted>");
+    assert_eq!(
+        web["container_name"],
+        stack.container("web", "green").as_str()
+    );
+    assert_eq!(out.json["plan"]["listeners"][0]["port"], port);
+    assert!(out.stderr.contains("would deploy green"));
+    assert_eq!(stack.snapshot(), before, "a dry run changes nothing");
+
+    stack.run("ztd-up", &[]).expect_code(0);
+    let rendered = stack.dir.join("docker-compose.green.yml");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&rendered).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the rendered file holds secrets: owner only"
+    );
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("hunter2-in-dotenv")
+    );
+}
+
+#[test]
+fn a_second_deploy_while_one_holds_the_lock_exits_7_and_changes_nothing() {
+    let stack = TestStack::new("d-lock");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    deploy(&stack, "v1", &[]).expect_code(0);
+    stack
+        .run_with(
+            "ztd-up",
+            &[],
+            &[
+                ("APP_VERSION", "v2"),
+                ("BOT_DRAIN", "/ztd-testapp sleep 2s"),
+            ],
+            None,
+        )
+        .expect_code(0);
+
+    // Another process holds the lock: nothing at all happens.
+    let mut holder = std::process::Command::new("flock")
+        .args(["-o", "-x", ".ztd/lock", "sleep", "30"])
+        .current_dir(&stack.dir)
+        .spawn()
+        .unwrap();
+    assert!(ztd_testkit::eventually(Duration::from_secs(5), || stack
+        .run("ztd-detect", &[])
+        .json["lock"]
+        .is_object()));
+    let before = stack.snapshot();
+    let locked = stack.run("ztd-switch", &[]);
+    locked
+        .expect_code(7)
+        .expect_one_line_error("holds the lock");
+    assert_eq!(locked.json["error"]["kind"], "locked");
+    stack.run("ztd-up", &["blue"]).expect_code(7);
+    assert_eq!(stack.snapshot(), before);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // Two switches at once: one switches, the other exits 7 at once.
+    let first = std::thread::scope(|scope| {
+        let a = scope.spawn(|| stack.run("ztd-switch", &[]));
+        std::thread::sleep(Duration::from_millis(700));
+        let b = stack.run("ztd-switch", &[]);
+        b.expect_code(7).expect_one_line_error("ztd-switch (pid");
+        a.join().unwrap()
+    });
+    first.expect_code(0);
+    assert_eq!(read(&stack, ".current_deployment"), "blue\n");
+}
+
+#[test]
+fn bad_input_gets_its_code_and_changes_nothing() {
+    let stack = TestStack::new("d-bad");
+    let port = free_port();
+    let before = stack.snapshot();
+    stack
+        .run("ztd-up", &[])
+        .expect_code(5)
+        .expect_one_line_error("no compose file");
+    assert_eq!(stack.snapshot(), before);
+
+    stack.write_compose(&compose(&stack, port));
+    deploy(&stack, "v1", &[]).expect_code(0);
+    let before = stack.snapshot();
+    stack
+        .run("ztd-up", &["purple"])
+        .expect_code(2)
+        .expect_one_line_error("unknown color");
+    stack
+        .run("ztd-up", &["green"])
+        .expect_code(2)
+        .expect_one_line_error("green is the active color");
+    stack
+        .run("ztd-switch", &["--to", "green"])
+        .expect_code(2)
+        .expect_one_line_error("already the active color");
+    stack.run("ztd-switch", &["--to", "teal"]).expect_code(2);
+    stack
+        .run("ztd-switch", &["--drain-timeout", "forever"])
+        .expect_code(2);
+    stack
+        .run("ztd-switch", &["--to", "blue"])
+        .expect_code(5)
+        .expect_one_line_error("nothing is deployed in blue");
+    assert_eq!(stack.snapshot(), before);
+
+    let bad = compose(&stack, port).replace("ztd.switch: handover", "ztd.switch: sideways");
+    stack.write_compose(&bad);
+    let before = stack.snapshot();
+    stack
+        .run("ztd-up", &[])
+        .expect_code(5)
+        .expect_one_line_error("ztd.switch=\"sideways\" is invalid");
+    assert_eq!(stack.snapshot(), before);
+
+    stack.write_compose(&compose(&stack, port));
+    let before = stack.snapshot();
+    let v1 = std::process::Command::new("docker-compose")
+        .arg("version")
+        .arg("--short")
+        .output();
+    if v1.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with('1')) {
+        stack
+            .run_with("ztd-up", &[], &[("ZTD_COMPOSE", "docker-compose")], None)
+            .expect_code(5)
+            .expect_one_line_error("Compose v2 is required");
+    } else if std::path::Path::new("/usr/bin/docker-compose").exists() {
+        stack
+            .run_with(
+                "ztd-up",
+                &[],
+                &[("ZTD_COMPOSE", "/usr/bin/docker-compose")],
+                None,
+            )
+            .expect_code(5)
+            .expect_one_line_error("Compose v2 is required");
+    }
+    let nohost = stack.run_with(
+        "ztd-up",
+        &[],
+        &[("DOCKER_HOST", "unix:///nonexistent.sock")],
+        None,
+    );
+    nohost.expect_code(3);
+    assert_eq!(stack.snapshot(), before);
+}
