@@ -86,9 +86,10 @@ clippy:
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-## bench: speed figures of ztd-detect and ztd-health against a shell baseline, in one run
+## bench: speed of ztd-detect, ztd-health and a deploy, each against a baseline in the same run
 bench: release images
 	bash bench/run.sh
+	bash bench/deploy.sh
 
 clean:
 	$(CARGO) clean

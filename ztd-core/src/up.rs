@@ -195,20 +195,33 @@ pub async fn up<E: Engine>(
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::State(format!("{}: {e}", parent.display())))?;
         }
-        state::write_atomic(&path, render::rendered_text(shared_model).as_bytes(), 0o600)?;
-        steps
-            .run(
-                "shared services",
-                compose.run(
-                    stack,
-                    &stack.shared_project(),
-                    &path,
-                    &["up", "-d", "--no-recreate", "--remove-orphans"],
-                ),
-            )
+        let text = render::rendered_text(shared_model);
+        let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
+        let running = engine
+            .list(&ContainerQuery::project(&stack.shared_project()))
             .await?;
+        let all_running = plan.meta.shared.iter().all(|s| {
+            running
+                .iter()
+                .any(|c| c.service == s.service && c.state == RunState::Running)
+        });
+        if unchanged && all_running {
+            crate::debug!("shared services run unchanged; leaving them alone");
+        } else {
+            state::write_atomic(&path, text.as_bytes(), 0o600)?;
+            steps
+                .run(
+                    "shared services",
+                    compose.run(
+                        stack,
+                        &stack.shared_project(),
+                        &path,
+                        &["up", "-d", "--no-recreate", "--remove-orphans"],
+                    ),
+                )
+                .await?;
+        }
     }
-
     let project = stack.color_project(target);
     if !opts.no_build && plan.meta.services.iter().any(|s| s.build) {
         steps
@@ -243,10 +256,11 @@ pub async fn up<E: Engine>(
         .map(|s| s.name.as_str())
         .collect();
     if !starting.is_empty() {
-        let mut args = vec!["up", "-d", "--no-recreate"];
-        args.extend(&starting);
         steps
-            .run("start", compose.run(stack, &project, &rendered_path, &args))
+            .run(
+                "start",
+                start_services(engine, compose, stack, &rendered_path, &plan, &starting),
+            )
             .await?;
     }
 
@@ -298,6 +312,73 @@ pub async fn up<E: Engine>(
         "steps": steps.to_json(),
         "duration_ms": millis(started),
     }))
+}
+
+/// Start the created containers of these services: straight through the engine, all at once or
+/// in waves along `depends_on` (each wave once the previous one runs); through Compose when a
+/// dependency waits for a health or completion condition, which Compose knows how to honour.
+async fn start_services<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    rendered_path: &std::path::Path,
+    plan: &Plan,
+    starting: &[&str],
+) -> Result<()> {
+    let services = plan.color_model.get("services").and_then(Value::as_object);
+    let mut depends: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut only_started = true;
+    for name in starting {
+        let deps = services
+            .and_then(|s| s.get(*name))
+            .and_then(|s| s.get("depends_on"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut within = Vec::new();
+        for (dep, settings) in deps {
+            if !starting.contains(&dep.as_str()) {
+                continue;
+            }
+            let condition = settings
+                .get("condition")
+                .and_then(Value::as_str)
+                .unwrap_or("service_started");
+            only_started &= condition == "service_started";
+            within.push(dep);
+        }
+        depends.insert(name, within);
+    }
+    if !only_started {
+        let mut args = vec!["up", "-d", "--no-recreate"];
+        args.extend(starting);
+        return compose
+            .run(stack, &plan.meta.project, rendered_path, &args)
+            .await;
+    }
+    let mut started: Vec<&str> = Vec::new();
+    while started.len() < starting.len() {
+        let wave: Vec<&str> = starting
+            .iter()
+            .copied()
+            .filter(|s| !started.contains(s))
+            .filter(|s| depends[s].iter().all(|d| started.contains(&d.as_str())))
+            .collect();
+        if wave.is_empty() {
+            return Err(Error::State("the services' depends_on form a cycle".into()));
+        }
+        let containers: Vec<String> = wave
+            .iter()
+            .filter_map(|s| plan.meta.service(s).map(|p| p.container.clone()))
+            .collect();
+        for result in
+            futures_util::future::join_all(containers.iter().map(|c| engine.start(c))).await
+        {
+            result?;
+        }
+        started.extend(wave);
+    }
+    Ok(())
 }
 
 /// Write `.rollback_state` as the original scripts did: three shell-sourceable lines.
