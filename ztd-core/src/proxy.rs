@@ -432,7 +432,10 @@ impl<'a, E: Engine> Proxy<'a, E> {
                                 .flatten()
                                 .is_some_and(
                                     |(status, color_header, _)| {
-                                        status < 500
+                                        // Any answer of the app counts (nginx itself says 502
+                                        // or 504 when it cannot reach it).
+                                        status != 502
+                                            && status != 504
                                             && color_header.as_deref()
                                                 == Some(wanted_color.as_str())
                                     },

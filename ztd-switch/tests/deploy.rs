@@ -294,6 +294,45 @@ fn an_unhealthy_new_version_is_refused_and_the_old_one_keeps_serving() {
     let (_, color, body) = http_get(port, "/").unwrap();
     assert_eq!(color.as_deref(), Some("green"));
     assert!(body.starts_with("hello from v1"));
+
+    // --force switches anyway: the app answers through the proxy, if not healthily.
+    let forced = stack.run("ztd-switch", &["--force"]);
+    forced.expect_code(0);
+    assert_eq!(read(&stack, ".current_deployment"), "blue\n");
+    let (_, color, _) = http_get(port, "/").unwrap();
+    assert_eq!(color.as_deref(), Some("blue"));
+    assert_eq!(http_get(port, "/health").unwrap().0, 503);
+}
+
+#[test]
+fn a_tcp_port_is_forwarded_through_the_stream_module() {
+    let stack = TestStack::new("d-tcp");
+    let port = free_port();
+    let yaml = compose(&stack, port).replace(
+        "      ztd.health.http: /health\n    restart: unless-stopped\n  bot",
+        "      ztd.health.http: /health\n      ztd.proxy.protocol: tcp\n    restart: unless-stopped\n  bot",
+    );
+    assert!(yaml.contains("ztd.proxy.protocol: tcp"));
+    stack.write_compose(&yaml);
+    deploy(&stack, "v1", &[]).expect_code(0);
+    let conf = read(&stack, ".ztd/proxy/conf/nginx.conf");
+    assert!(
+        conf.contains("stream {")
+            && conf.contains(&format!(
+                "proxy_pass {}:8080;",
+                stack.container("web", "green")
+            ))
+    );
+    let (status, color, body) = http_get(port, "/").unwrap();
+    assert_eq!((status, color), (200, None), "plain TCP: no header added");
+    assert!(body.starts_with("hello from v1 (green)"));
+    let load = LoadLoop::start(port, "/");
+    deploy(&stack, "v2", &[]).expect_code(0);
+    std::thread::sleep(Duration::from_millis(200));
+    let report = load.stop();
+    let (_, _, body) = http_get(port, "/").unwrap();
+    assert!(body.starts_with("hello from v2 (blue)"), "{body}");
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
 }
 
 #[test]
