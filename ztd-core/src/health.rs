@@ -438,16 +438,21 @@ async fn check_container<E: Engine>(
         polls: false,
     };
 
-    // A handover service of the candidate color waits, created, for the switch.
+    // A singleton of a color that is not active waits, stopped, for its handover (unless it has
+    // ztd.activate: then it runs in standby and is checked like any other container).
     if settings.switch == SwitchMode::Handover
+        && settings.activate.is_none()
         && !color_is_active
-        && container.state == RunState::Created
+        && !container.state.is_up()
     {
         let timer = Timer::start();
         checks.push(timer.check(
             "running",
             CheckStatus::Skip,
-            "created, waiting for the switch (handover)".into(),
+            format!(
+                "{}, waiting for its handover",
+                format!("{:?}", container.state).to_lowercase()
+            ),
         ));
         return report(checks, ContainerStatus::Standby, false);
     }

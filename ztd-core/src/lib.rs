@@ -8,13 +8,16 @@ pub mod engine;
 pub mod error;
 #[cfg(test)]
 pub mod fake;
+pub mod fault;
 pub mod health;
 pub mod journal;
 pub mod labels;
 pub mod output;
 pub mod probe;
 pub mod proxy;
+pub mod recover;
 pub mod render;
+pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod switch;

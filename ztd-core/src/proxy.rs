@@ -358,6 +358,7 @@ impl<'a, E: Engine> Proxy<'a, E> {
         }
         std::fs::rename(&next, dir.join("nginx.conf"))
             .map_err(|e| Error::State(format!("{}: {e}", dir.display())))?;
+        crate::fault::point("proxy:renamed");
         let old_workers = self.workers().await.unwrap_or_default();
         self.engine.kill(&container, "SIGHUP").await?;
         let reload_ms = millis(started.elapsed());

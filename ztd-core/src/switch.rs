@@ -20,7 +20,7 @@ use crate::render::DeployMeta;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
 use crate::up::{Steps, millis, proxy_networks, read_color_meta};
-use crate::{info, warn};
+use crate::{fault, info, signals, warn};
 
 /// What `ztd-switch` was asked to do.
 #[derive(Debug, Clone)]
@@ -78,6 +78,7 @@ struct Run<'a, E: Engine> {
     engine: &'a E,
     stack: &'a Stack,
     opts: &'a SwitchOptions,
+    operation: Operation,
     from: Option<Color>,
     to: Color,
     to_meta: DeployMeta,
@@ -165,17 +166,99 @@ pub async fn switch<E: Engine>(
     }
 
     let (old, adopting) = old_side(&detection, stack, from);
-    let journal = Journal::begin(stack, "switch", from, to, adopting.clone())?;
-    let mut run = Run {
-        engine,
-        stack,
-        opts,
+    let plan = Move {
+        operation: Operation::Switch,
         from,
         to,
         to_meta,
         from_meta,
         old,
         new: detection.color(to).containers.clone(),
+        adopting,
+    };
+    let outcome = execute(engine, stack, opts, plan, started).await;
+    drop(lock);
+    outcome
+}
+
+/// Which change moves the stack from one color to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// ztd-switch: to the new version.
+    Switch,
+    /// ztd-rollback: back to the previous version.
+    Rollback,
+}
+
+impl Operation {
+    /// `switch` or `rollback`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Switch => "switch",
+            Operation::Rollback => "rollback",
+        }
+    }
+
+    fn tool(self) -> &'static str {
+        match self {
+            Operation::Switch => "ztd-switch",
+            Operation::Rollback => "ztd-rollback",
+        }
+    }
+}
+
+/// A planned move from one color (or an adopted stack) to another.
+#[derive(Debug, Clone)]
+pub struct Move {
+    /// Switch or rollback.
+    pub operation: Operation,
+    /// The active color, if any.
+    pub from: Option<Color>,
+    /// The color to make active.
+    pub to: Color,
+    /// What was rendered for `to`.
+    pub to_meta: DeployMeta,
+    /// What was rendered for `from`.
+    pub from_meta: Option<DeployMeta>,
+    /// The containers to take over from.
+    pub old: Vec<ContainerInfo>,
+    /// The containers of `to`.
+    pub new: Vec<ContainerInfo>,
+    /// The Compose project being adopted, if any.
+    pub adopting: Option<String>,
+}
+
+/// Carry out a move with the lock held: journal, proxy, handovers, stop the old side, record;
+/// undo on failure or interruption.
+pub async fn execute<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    plan: Move,
+    started: Instant,
+) -> Result<SwitchOutcome> {
+    let Move {
+        operation,
+        from,
+        to,
+        to_meta,
+        from_meta,
+        old,
+        new,
+        adopting,
+    } = plan;
+    let journal = Journal::begin(stack, operation.name(), from, to, adopting.clone())?;
+    let mut run = Run {
+        engine,
+        stack,
+        opts,
+        operation,
+        from,
+        to,
+        to_meta,
+        from_meta,
+        old,
+        new,
         adopting,
         journal,
         steps: Steps::default(),
@@ -185,7 +268,12 @@ pub async fn switch<E: Engine>(
         ports_gap_ms: None,
     };
     info!(
-        "switching {} -> {to}",
+        "{} {} -> {to}",
+        if operation == Operation::Switch {
+            "switching"
+        } else {
+            "rolling back"
+        },
         run.adopting
             .clone()
             .or(from.map(|c| c.to_string()))
@@ -195,7 +283,7 @@ pub async fn switch<E: Engine>(
         Ok(()) => {
             run.record().await?;
             let json = run.report(true, None, started);
-            run.journal.finish(stack)?;
+            run.journal.clone().finish(stack)?;
             info!("{to} is active");
             Ok(SwitchOutcome {
                 json,
@@ -203,23 +291,81 @@ pub async fn switch<E: Engine>(
             })
         }
         Err(failure) => {
-            warn!("switch failed: {failure}; putting everything back");
+            let interrupted = matches!(failure, Error::Interrupted(_));
+            warn!(
+                "{} failed: {failure}; putting everything back",
+                operation.name()
+            );
             if let Err(undo) = run.undo().await {
-                return Err(Error::Incomplete(format!(
-                    "switch to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback"
-                )));
+                let message = format!(
+                    "{} to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback",
+                    operation.name()
+                );
+                return Err(if interrupted {
+                    Error::Interrupted(message)
+                } else {
+                    Error::Incomplete(message)
+                });
             }
             state::append_history(
                 stack,
-                &json!({"event": "switch_undone", "at": now(), "from": from, "to": to, "reason": failure.message()}),
+                &json!({"event": format!("{}_undone", operation.name()), "at": now(), "from": from, "to": to, "reason": failure.message()}),
             )?;
             let json = run.report(false, Some(failure.message().to_string()), started);
             run.journal.clone().finish(stack)?;
             Ok(SwitchOutcome {
                 json,
-                status: ExitStatus::Negative,
+                status: if interrupted {
+                    ExitStatus::Interrupted
+                } else {
+                    ExitStatus::Negative
+                },
             })
         }
+    }
+}
+
+/// Record that `to` is now active: `.current_deployment`, `.ztd/state.json` (with `from` kept
+/// as the previous color), `.rollback_state` after a rollback, and a line of history.
+pub fn record_move(
+    stack: &Stack,
+    operation: Operation,
+    from: Option<Color>,
+    to: Color,
+    images: BTreeMap<String, String>,
+    details: Value,
+) -> Result<()> {
+    state::write_current_deployment(stack, to)?;
+    fault::point("record:written");
+    let mut record = state::read_state(stack)?.unwrap_or_default();
+    record.active = Some(to);
+    record.previous = from;
+    record.candidate = None;
+    record.switched_at = Some(now());
+    let deployment = record.deployments.entry(to).or_default();
+    if deployment.images.is_empty() {
+        deployment.images = images;
+    }
+    state::write_state(stack, &record)?;
+    if operation == Operation::Rollback
+        && let Some(from) = from
+    {
+        // Advanced, as the original scripts' readers expect: a later rollback of this state is
+        // a no-op rather than an undo of this rollback.
+        crate::up::write_rollback_state(stack, to, from)?;
+    }
+    let mut event = json!({"event": operation.name(), "at": now(), "from": from, "to": to});
+    if let (Some(event), Value::Object(details)) = (event.as_object_mut(), details) {
+        event.extend(details);
+    }
+    state::append_history(stack, &event)
+}
+
+fn check_interrupted() -> Result<()> {
+    if signals::interrupted() {
+        Err(Error::Interrupted("interrupted by a signal".into()))
+    } else {
+        Ok(())
     }
 }
 
@@ -252,6 +398,7 @@ impl<E: Engine> Run<'_, E> {
     async fn forward(&mut self) -> Result<()> {
         if !self.to_meta.listeners.is_empty() {
             self.journal.start(self.stack, "proxy")?;
+            fault::point("proxy:start");
             let started = Instant::now();
             let result = self.switch_proxy().await;
             self.steps.push(
@@ -261,6 +408,8 @@ impl<E: Engine> Run<'_, E> {
             );
             result?;
             self.journal.mark(self.stack, "proxy", StepState::Done)?;
+            fault::point("proxy:done");
+            check_interrupted()?;
         }
         let handover_services: Vec<String> = self
             .to_meta
@@ -272,18 +421,23 @@ impl<E: Engine> Run<'_, E> {
         for service in handover_services {
             let step = format!("handover:{service}");
             self.journal.start(self.stack, &step)?;
+            fault::point(&format!("{step}:start"));
             let started = Instant::now();
             let result = self.handover(&service).await;
             self.steps
                 .push(&step, started, json!({"ok": result.is_ok()}));
             result?;
             self.journal.mark(self.stack, &step, StepState::Done)?;
+            fault::point(&format!("{step}:done"));
+            check_interrupted()?;
         }
         self.journal.start(self.stack, "stop_old")?;
+        fault::point("stop_old:start");
         let started = Instant::now();
         self.stop_old().await;
         self.steps.push("stop_old", started, json!({}));
         self.journal.mark(self.stack, "stop_old", StepState::Done)?;
+        fault::point("stop_old:done");
         Ok(())
     }
 
@@ -423,6 +577,7 @@ impl<E: Engine> Run<'_, E> {
             self.retire(old).await?;
         }
         let stop_ms = millis(stopping);
+        fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
         self.done.push(Done::Handover {
             old: old.clone().map(Box::new),
@@ -509,36 +664,28 @@ impl<E: Engine> Run<'_, E> {
 
     async fn record(&mut self) -> Result<()> {
         self.journal.start(self.stack, "record")?;
-        state::write_current_deployment(self.stack, self.to)?;
-        let mut record = state::read_state(self.stack)?.unwrap_or_default();
-        record.active = Some(self.to);
-        record.previous = self.from;
-        record.candidate = None;
-        record.switched_at = Some(now());
+        fault::point("record:start");
         let images: BTreeMap<String, String> = self
             .new
             .iter()
             .map(|c| (c.service.clone(), c.image_id.clone()))
             .collect();
-        let deployment = record.deployments.entry(self.to).or_default();
-        if deployment.images.is_empty() {
-            deployment.images = images;
-        }
-        state::write_state(self.stack, &record)?;
-        state::append_history(
+        record_move(
             self.stack,
-            &json!({
-                "event": "switch",
-                "at": now(),
-                "from": self.from,
-                "to": self.to,
+            self.operation,
+            self.from,
+            self.to,
+            images,
+            json!({
                 "adopted": self.adopting,
                 "version": self.to_meta.build.version,
                 "handovers": self.handovers,
                 "ports_gap_ms": self.ports_gap_ms,
             }),
         )?;
-        self.journal.mark(self.stack, "record", StepState::Done)
+        self.journal.mark(self.stack, "record", StepState::Done)?;
+        fault::point("record:done");
+        Ok(())
     }
 
     async fn undo(&mut self) -> Result<()> {
@@ -600,7 +747,7 @@ impl<E: Engine> Run<'_, E> {
 
     fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
         json!({
-            "tool": "ztd-switch",
+            "tool": self.operation.tool(),
             "project": self.stack.name,
             "project_dir": self.stack.dir,
             "ok": ok,

@@ -259,7 +259,15 @@ pub async fn up<E: Engine>(
         steps
             .run(
                 "start",
-                start_services(engine, compose, stack, &rendered_path, &plan, &starting),
+                start_services(
+                    engine,
+                    compose,
+                    stack,
+                    &rendered_path,
+                    &plan.meta,
+                    &plan.color_model,
+                    &starting,
+                ),
             )
             .await?;
     }
@@ -317,15 +325,16 @@ pub async fn up<E: Engine>(
 /// Start the created containers of these services: straight through the engine, all at once or
 /// in waves along `depends_on` (each wave once the previous one runs); through Compose when a
 /// dependency waits for a health or completion condition, which Compose knows how to honour.
-async fn start_services<E: Engine>(
+pub async fn start_services<E: Engine>(
     engine: &E,
     compose: &Compose,
     stack: &Stack,
     rendered_path: &std::path::Path,
-    plan: &Plan,
+    meta: &DeployMeta,
+    model: &Value,
     starting: &[&str],
 ) -> Result<()> {
-    let services = plan.color_model.get("services").and_then(Value::as_object);
+    let services = model.get("services").and_then(Value::as_object);
     let mut depends: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut only_started = true;
     for name in starting {
@@ -353,7 +362,7 @@ async fn start_services<E: Engine>(
         let mut args = vec!["up", "-d", "--no-recreate"];
         args.extend(starting);
         return compose
-            .run(stack, &plan.meta.project, rendered_path, &args)
+            .run(stack, &meta.project, rendered_path, &args)
             .await;
     }
     let mut started: Vec<&str> = Vec::new();
@@ -369,7 +378,7 @@ async fn start_services<E: Engine>(
         }
         let containers: Vec<String> = wave
             .iter()
-            .filter_map(|s| plan.meta.service(s).map(|p| p.container.clone()))
+            .filter_map(|s| meta.service(s).map(|p| p.container.clone()))
             .collect();
         for result in
             futures_util::future::join_all(containers.iter().map(|c| engine.start(c))).await

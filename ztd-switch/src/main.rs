@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
 use ztd_core::docker::DockerEngine;
+use ztd_core::recover::resume;
+use ztd_core::signals;
 use ztd_core::stack::Color;
 use ztd_core::switch::{SwitchOptions, switch};
 use ztd_core::warn;
@@ -24,15 +26,22 @@ Steps, each journaled in .ztd/journal.json and timed in the JSON report:
      (old stopped to new running) is reported;
   5. stop the rest of the old color (kept for rollback; restart policy set to no);
   6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl.
-A failure at any step puts everything back as it was (proxy included) and exits 1.
+A failure at any step puts everything back as it was (proxy included) and exits 1. Ctrl-C or
+SIGTERM finishes the current step, puts everything back, releases the lock and exits 130.
+
+--resume finishes or undoes a switch that was killed (its journal remains and nobody holds the
+lock; ztd-detect exits 6), whichever leaves exactly one active color soonest: finished once at
+least half of its proxy and handover steps were done, undone before. Every action checks the
+current state first: the other color's singleton is stopped before this one starts.
 
 Exit codes:
-  0  switched             1  refused (target unhealthy) or undone after a failure
+  0  switched (or resumed)  1  refused (target unhealthy) or undone after a failure
   2  bad usage, or the target is already active
   3  Docker engine unreachable     4  the engine failed a request
   5  nothing deployed in the target, or a state conflict
   6  a change was left incomplete: resume or roll back
   7  another deploy holds the lock
+  130 interrupted by Ctrl-C or SIGTERM (put back, or left journaled)
 
 Examples:
   ztd-switch                 # to the candidate started by ztd-up
@@ -50,6 +59,10 @@ struct Cli {
     /// Switch even when the target is not healthy
     #[arg(long)]
     force: bool,
+    /// Finish or undo a switch that was interrupted (whichever is quicker), so exactly one
+    /// color is active with the proxy pointing at it
+    #[arg(long, conflicts_with_all = ["to", "force"])]
+    resume: bool,
     /// Longest wait for in-flight requests to the old color and for a ztd.drain command
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
     drain_timeout: Duration,
@@ -69,7 +82,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::run("ztd-switch", || async move {
-        let upstream = if cli.to.is_none() {
+        signals::install();
+        let upstream = if cli.to.is_none() && !cli.resume {
             cli::read_upstream().no_project()?
         } else {
             None
@@ -94,7 +108,12 @@ fn main() -> ExitCode {
             policy: cli.health.policy(),
             health_deadline: cli.health.deadline(),
         };
-        let outcome = switch(&engine, &stack, &options).await.in_project(&stack)?;
+        let outcome = if cli.resume {
+            resume(&engine, &stack, &options).await
+        } else {
+            switch(&engine, &stack, &options).await
+        }
+        .in_project(&stack)?;
         Ok(Report {
             json: outcome.json,
             status: outcome.status,

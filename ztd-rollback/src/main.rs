@@ -1,0 +1,102 @@
+//! ztd-rollback: put the previous color back in service, undo an interrupted switch, or clean up
+//! a color that is not active.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::compose::Compose;
+use ztd_core::docker::DockerEngine;
+use ztd_core::recover::{RollbackOptions, cleanup, rollback};
+use ztd_core::signals;
+use ztd_core::stack::Color;
+use ztd_core::switch::SwitchOptions;
+
+const AFTER_HELP: &str = "\
+What it rolls back, in this order:
+  - a switch or rollback that was interrupted (its journal remains): undone, back to the color
+    it started from (a first deploy, with nothing to go back to, is finished instead);
+  - a deploy candidate started by ztd-up and never switched to: stopped (kept for inspection);
+  - otherwise the last switch: the previous color recorded in .ztd/state.json comes back. Its
+    kept containers are started (or recreated from the image ids recorded at its deploy if they
+    were removed), health-checked, and the proxy and the singletons are moved back with the same
+    machinery as ztd-switch; the color rolled back from is stopped and kept for inspection.
+The whole rollback is bounded by --timeout (ROLLBACK_TIMEOUT, 300 s): past it, it stops, exits 1
+and reports where things stand (ztd-switch --resume or ztd-rollback finishes the job).
+Writes .current_deployment, .rollback_state (advanced) and a line in .ztd/history.jsonl.
+
+--cleanup COLOR removes that color's containers, networks and rendered file. The active color
+is refused (exit 1, nothing changed); an unknown color is a usage error (exit 2).
+
+Ctrl-C or SIGTERM finishes the current step, puts everything back, releases the lock and
+exits 130.
+
+Exit codes:
+  0  rolled back (or cleaned up)  1  refused (no previous color, active color), or timed out
+  2  bad usage                    3  Docker engine unreachable
+  4  the engine failed a request  5  state conflict
+  6  left incomplete: resume      7  another deploy holds the lock
+  130 interrupted
+
+Examples:
+  ztd-rollback
+  ztd-detect | ztd-up | ztd-health --wait | ztd-switch || ztd-rollback
+  ztd-rollback --cleanup green";
+
+/// Roll back to the previous color, undo an interrupted switch, or clean up a color.
+#[derive(Debug, Parser)]
+#[command(name = "ztd-rollback", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// Remove this color (not the active one): containers, networks and rendered file
+    #[arg(long, value_name = "COLOR", value_parser = cli::color_arg)]
+    cleanup: Option<Color>,
+    /// Hard deadline of the whole rollback (bare numbers are seconds)
+    #[arg(long, value_name = "DURATION", env = "ROLLBACK_TIMEOUT", default_value = "300", value_parser = cli::duration_arg)]
+    timeout: Duration,
+    /// Longest wait for in-flight requests and for a ztd.drain command
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
+    drain_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL when stopping a container
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
+    stop_timeout: Duration,
+    #[command(flatten)]
+    health: HealthArgs,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_args::<Cli>("ztd-rollback") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    cli::run("ztd-rollback", || async move {
+        signals::install();
+        let stack = cli.stack.resolve(None).no_project()?;
+        let engine = DockerEngine::connect().await.in_project(&stack)?;
+        let compose = Compose::find().await.in_project(&stack)?;
+        let outcome = match cli.cleanup {
+            Some(color) => cleanup(&engine, &compose, &stack, color).await,
+            None => {
+                let options = RollbackOptions {
+                    switch: SwitchOptions {
+                        to: None,
+                        force: false,
+                        drain_timeout: cli.drain_timeout,
+                        stop_timeout: cli.stop_timeout,
+                        policy: cli.health.policy(),
+                        health_deadline: cli.health.deadline(),
+                    },
+                    timeout: cli.timeout,
+                };
+                rollback(&engine, &compose, &stack, &options).await
+            }
+        }
+        .in_project(&stack)?;
+        Ok(Report {
+            json: outcome.json,
+            status: outcome.status,
+        })
+    })
+}
