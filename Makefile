@@ -6,14 +6,14 @@ SHELL := bash
 
 CARGO ?= cargo
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-TOOLS := ztd-detect ztd-health ztd-up ztd-switch
+TOOLS := ztd-detect ztd-health ztd-up ztd-switch ztd-rollback
 BIN := target/debug
 RELEASE_BIN := target/release
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
 .PHONY: build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
-	deploy status health up switch demo demo-clean
+	deploy status health up switch rollback cleanup demo demo-clean
 
 # The stack the deploy targets act on, and the tools they run (built here, first on PATH).
 PROJECT_DIR ?= .
@@ -43,9 +43,20 @@ testapp-image:
 proxy-image:
 	bash images/nginx/build.sh
 
-## deploy: the whole pipeline on PROJECT_DIR: detect | up | health --wait | switch
+## deploy: the whole pipeline on PROJECT_DIR: detect | up | health --wait | switch, and
+## ztd-rollback when a stage fails (the target still fails)
 deploy: build
-	cd $(PROJECT_DIR) && ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-switch
+	cd $(PROJECT_DIR) && { ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-switch \
+	  || { ztd-rollback </dev/null; exit 1; }; }
+
+## rollback: back to the previous color of PROJECT_DIR (or undo an interrupted switch)
+rollback: build
+	cd $(PROJECT_DIR) && ztd-rollback </dev/null
+
+## cleanup: remove COLOR (not the active one) from PROJECT_DIR
+cleanup: build
+	@test -n "$(COLOR)" || { echo "usage: make cleanup COLOR=blue|green" >&2; exit 2; }
+	cd $(PROJECT_DIR) && ztd-rollback --cleanup $(COLOR) </dev/null
 
 ## status: what is deployed in PROJECT_DIR, and which color is active
 status: build

@@ -151,6 +151,15 @@ async fn resolve<E: Engine>(
         None => detection.legacy.clone(),
     };
     let mut steps = Steps::default();
+    let operation = if journal.operation == "rollback" {
+        Operation::Rollback
+    } else {
+        Operation::Switch
+    };
+    // Finishing stops the other side (kept for rollback). Undoing a switch leaves its target
+    // running as the deploy candidate, as before the switch; undoing a rollback stops the
+    // color it was bringing back, as it was before.
+    let retire_other = resolution == Resolution::Finished || operation == Operation::Rollback;
     converge(
         engine,
         stack,
@@ -158,15 +167,18 @@ async fn resolve<E: Engine>(
         &detection,
         keep,
         &other_side,
-        resolution == Resolution::Finished,
+        retire_other,
         &mut steps,
     )
     .await?;
-    let operation = if journal.operation == "rollback" {
-        Operation::Rollback
-    } else {
-        Operation::Switch
-    };
+    if let (Resolution::Undone, Some(from)) = (resolution, journal.from) {
+        // The records may already name the target if the change was killed while writing them.
+        state::write_current_deployment(stack, from)?;
+        let mut record = state::read_state(stack)?.unwrap_or_default();
+        record.active = Some(from);
+        record.candidate = (operation == Operation::Switch).then_some(journal.to);
+        state::write_state(stack, &record)?;
+    }
     if resolution == Resolution::Finished {
         let images: BTreeMap<String, String> = detection
             .color(journal.to)

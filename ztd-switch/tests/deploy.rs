@@ -8,64 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ztd_testkit::{
-    EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, free_port, http_get, sh,
+    EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, example_stack as compose,
+    free_port, http_get, sh,
 };
 
-const PIPELINE: &str = "ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
-
-/// The example stack, made unique: a web service on a host port, a handover singleton, a side
-/// service and a shared database stand-in.
-fn compose(stack: &TestStack, port: u16) -> String {
-    let id = &stack.id;
-    let image = ztd_testkit::testapp_image();
-    format!(
-        r#"services:
-  web{id}:
-    image: {image}
-    ports: ["127.0.0.1:{port}:8080"]
-    environment:
-      VERSION: ${{APP_VERSION:-v1}}
-      UPSTREAM: db{id}:8080
-      HEALTH_FAIL: ${{WEB_HEALTH_FAIL:-0}}
-      SECRET: ${{SECRET:-none}}
-    labels:
-      ztd.health.http: /health
-    restart: unless-stopped
-  bot{id}:
-    image: {image}
-    environment:
-      VERSION: ${{APP_VERSION:-v1}}
-      LOG_EVERY: 200ms
-      HEALTH_FAIL: ${{BOT_HEALTH_FAIL:-0}}
-    labels:
-      ztd.switch: handover
-      ztd.drain: ${{BOT_DRAIN:-/ztd-testapp drain}}
-    healthcheck:
-      test: ["CMD", "/ztd-testapp", "probe"]
-      interval: 300ms
-      timeout: 2s
-      retries: 2
-    restart: unless-stopped
-  side{id}:
-    image: {image}
-    labels:
-      ztd.health.tcp: "8080"
-  db{id}:
-    image: {image}
-    labels:
-      ztd.switch: shared
-      ztd.health.http: /health
-    volumes: ["data:/data"]
-volumes:
-  data:
-"#
-    )
-}
-
 fn deploy(stack: &TestStack, version: &str, env: &[(&str, &str)]) -> ToolOutput {
-    let mut all = vec![("APP_VERSION", version)];
-    all.extend_from_slice(env);
-    stack.pipeline(PIPELINE, &all)
+    stack.deploy(version, env)
 }
 
 fn read(stack: &TestStack, file: &str) -> String {

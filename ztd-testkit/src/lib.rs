@@ -112,6 +112,60 @@ impl ToolOutput {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The design's deploy pipeline.
+pub const PIPELINE: &str = "ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
+
+/// The example stack of the tests, made unique per stack: a web service on a host port (the
+/// proxy's), a handover singleton (`bot`), a side service and a shared database stand-in.
+/// Environment knobs at deploy time: `APP_VERSION`, `WEB_HEALTH_FAIL`, `BOT_HEALTH_FAIL`,
+/// `BOT_DRAIN` (the singleton's drain command), `SECRET`.
+pub fn example_stack(stack: &TestStack, port: u16) -> String {
+    let id = &stack.id;
+    let image = testapp_image();
+    format!(
+        r#"services:
+  web{id}:
+    image: {image}
+    ports: ["127.0.0.1:{port}:8080"]
+    environment:
+      VERSION: ${{APP_VERSION:-v1}}
+      UPSTREAM: db{id}:8080
+      HEALTH_FAIL: ${{WEB_HEALTH_FAIL:-0}}
+      SECRET: ${{SECRET:-none}}
+    labels:
+      ztd.health.http: /health
+    restart: unless-stopped
+  bot{id}:
+    image: {image}
+    environment:
+      VERSION: ${{APP_VERSION:-v1}}
+      LOG_EVERY: 200ms
+      HEALTH_FAIL: ${{BOT_HEALTH_FAIL:-0}}
+    labels:
+      ztd.switch: handover
+      ztd.drain: ${{BOT_DRAIN:-/ztd-testapp drain}}
+    healthcheck:
+      test: ["CMD", "/ztd-testapp", "probe"]
+      interval: 300ms
+      timeout: 2s
+      retries: 2
+    restart: unless-stopped
+  side{id}:
+    image: {image}
+    labels:
+      ztd.health.tcp: "8080"
+  db{id}:
+    image: {image}
+    labels:
+      ztd.switch: shared
+      ztd.health.http: /health
+    volumes: ["data:/data"]
+volumes:
+  data:
+"#
+    )
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -630,6 +684,13 @@ impl TestStack {
             json,
             elapsed: started.elapsed(),
         }
+    }
+
+    /// Deploy through the design's pipeline with `APP_VERSION=version` and more environment.
+    pub fn deploy(&self, version: &str, env: &[(&str, &str)]) -> ToolOutput {
+        let mut all = vec![("APP_VERSION", version)];
+        all.extend_from_slice(env);
+        self.pipeline(PIPELINE, &all)
     }
 
     /// The id of a running container by name, if any.
