@@ -6,14 +6,14 @@ SHELL := bash
 
 CARGO ?= cargo
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-TOOLS := ztd-detect ztd-health ztd-up ztd-switch ztd-rollback
+TOOLS := ztd-detect ztd-health ztd-up ztd-switch ztd-rollback ztd-monitor
 BIN := target/debug
 RELEASE_BIN := target/release
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
 .PHONY: build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
-	deploy status health up switch rollback cleanup demo demo-clean
+	deploy status health up switch monitor rollback cleanup demo demo-clean
 
 # The stack the deploy targets act on, and the tools they run (built here, first on PATH).
 PROJECT_DIR ?= .
@@ -43,11 +43,12 @@ testapp-image:
 proxy-image:
 	bash images/nginx/build.sh
 
-## deploy: the whole pipeline on PROJECT_DIR: detect | up | health --wait | switch, and
-## ztd-rollback when a stage fails (the target still fails)
+## deploy: the whole pipeline on PROJECT_DIR: detect | up | health --wait | monitor | switch |
+## monitor, each watch window MIGRATION_GRACE_PERIOD (30 s) long; when a stage fails or a window
+## trips, ztd-rollback puts the stack back (and the target fails)
 deploy: build
-	cd $(PROJECT_DIR) && { ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-switch \
-	  || { ztd-rollback </dev/null; exit 1; }; }
+	cd $(PROJECT_DIR) && { ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-monitor --for \
+	  | ztd-switch | ztd-monitor --for || { ztd-rollback </dev/null; exit 1; }; }
 
 ## rollback: back to the previous color of PROJECT_DIR (or undo an interrupted switch)
 rollback: build
@@ -69,6 +70,10 @@ health: build
 ## up: deploy PROJECT_DIR to the standby color, without switching
 up: build
 	cd $(PROJECT_DIR) && ztd-up $(COLOR) </dev/null
+
+## monitor: watch PROJECT_DIR (the live view on a terminal, else a JSON stream)
+monitor: build
+	cd $(PROJECT_DIR) && ztd-monitor $(COLOR) </dev/null
 
 ## switch: make the deployed standby of PROJECT_DIR active (COLOR= to name it)
 switch: build

@@ -45,12 +45,14 @@ APP_VERSION=v1 bash -o pipefail -c 'ztd-detect </dev/null | ztd-up | ztd-health 
 echo "switched to $(jq -r .to first.json 2>/dev/null || grep -o '"to":"[a-z]*"' first.json) in $(jq -r .duration_ms first.json 2>/dev/null) ms"
 echo "GET http://127.0.0.1:$DEMO_PORT/ -> $(curl -s "http://127.0.0.1:$DEMO_PORT/" 2>/dev/null || true)"
 
-say "2. second deploy (v2) while a load loop hits port $DEMO_PORT"
+say "2. second deploy (v2) while a load loop hits port $DEMO_PORT: detect | up | health --wait | monitor --for 3s | switch | monitor --for 3s || rollback"
 rm -f load.stop
 "$LOADER" load "http://127.0.0.1:$DEMO_PORT/" --interval 5ms --stop-file load.stop >load.json &
 loader=$!
 sleep 1
-APP_VERSION=v2 bash -o pipefail -c 'ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-switch' >second.json
+# The full pipeline: a short watch window before and after the switch, ztd-rollback if one trips.
+MIGRATION_GRACE_PERIOD=3s APP_VERSION=v2 bash -o pipefail -c \
+  'ztd-detect </dev/null | ztd-up | ztd-health --wait | ztd-monitor --for | ztd-switch | ztd-monitor --for || ztd-rollback </dev/null' >second.json
 sleep 1
 touch load.stop
 wait "$loader"
@@ -62,7 +64,8 @@ if command -v jq >/dev/null; then
   jq '{active, standby, target,
        colors: (.colors | map_values({status, containers: [.containers[] | "\(.name) \(.state) \(.health)"]})),
        shared: [.shared[] | "\(.name) \(.state)"]}' detect.json
-  jq -r '.handovers[] | "handover of \(.service): \(.old) -> \(.new), gap \(.gap_ms) ms"' second.json
+  jq -r '.handovers[]? | "handover of \(.service): \(.old) -> \(.new), gap \(.gap_ms) ms"' second.json
+  jq -r '"watch window after the switch: " + (if .monitor.tripped then "tripped: " + .monitor.reason else "clean" end)' second.json
 else
   cat detect.json
 fi

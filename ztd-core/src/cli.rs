@@ -51,7 +51,27 @@ impl StackArgs {
     }
 }
 
-/// Health thresholds shared by ztd-health, ztd-switch and ztd-monitor.
+/// Thresholds shared by every tool that judges containers (ztd-health, ztd-switch,
+/// ztd-rollback, ztd-monitor). Flags > environment > defaults; `ztd.*` labels override them.
+#[derive(Debug, Clone, Args)]
+pub struct ThresholdArgs {
+    /// Connect and read timeout of each HTTP or TCP probe
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration_arg)]
+    pub probe_timeout: Duration,
+    /// Restarts allowed per container (label ztd.restarts.max overrides)
+    #[arg(long, value_name = "N", env = "ZTD_MAX_RESTARTS", default_value_t = 0)]
+    pub max_restarts: u64,
+    /// Memory ceiling as a share of the limit (80%) or a size (512MiB); unset, no ceiling
+    /// (label ztd.memory.max overrides)
+    #[arg(long, value_name = "LIMIT", env = "ZTD_MAX_MEMORY", value_parser = memory_arg)]
+    pub max_memory: Option<MemoryLimit>,
+    /// CPU ceiling in percent of one core; unset, no ceiling (label ztd.cpu.max overrides)
+    #[arg(long, value_name = "PERCENT", env = "ZTD_MAX_CPU", value_parser = percent_arg)]
+    pub max_cpu: Option<f64>,
+}
+
+/// Health settings of ztd-health, ztd-switch and ztd-rollback: the wait's deadline, the
+/// minimum uptime, log errors and CPU sampling, and the shared thresholds.
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
     /// Attempts a wait allows; with --interval it makes the deadline (retries x interval)
@@ -69,40 +89,38 @@ pub struct HealthArgs {
     /// A container with no HEALTHCHECK and no probe label passes once up this long
     #[arg(long, value_name = "DURATION", env = "ZTD_MIN_UPTIME", default_value = "10s", value_parser = duration_arg)]
     pub min_uptime: Duration,
-    /// Connect and read timeout of each HTTP or TCP probe
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration_arg)]
-    pub probe_timeout: Duration,
-    /// Restarts allowed per container (label ztd.restarts.max overrides)
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub max_restarts: u64,
     /// Error lines allowed in a container's log since it started; unset, any error line is a
     /// warning only (label ztd.logs.max_errors overrides)
     #[arg(long, value_name = "N")]
     pub max_log_errors: Option<u64>,
-    /// Memory ceiling as a share of the limit (80%) or a size (512MiB); unset, memory is not
-    /// read (label ztd.memory.max overrides)
-    #[arg(long, value_name = "LIMIT", value_parser = memory_arg)]
-    pub max_memory: Option<MemoryLimit>,
-    /// CPU ceiling in percent of one core; unset, CPU is not sampled (label ztd.cpu.max overrides)
-    #[arg(long, value_name = "PERCENT", value_parser = percent_arg)]
-    pub max_cpu: Option<f64>,
     /// How long CPU is sampled when a CPU ceiling applies
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration_arg)]
     pub cpu_window: Duration,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+impl ThresholdArgs {
+    /// The thresholds as a policy (other settings at their defaults).
+    pub fn policy(&self) -> HealthPolicy {
+        HealthPolicy {
+            probe_timeout: self.probe_timeout,
+            max_restarts: self.max_restarts,
+            max_memory: self.max_memory,
+            max_cpu: self.max_cpu,
+            ..HealthPolicy::default()
+        }
+    }
 }
 
 impl HealthArgs {
-    /// The thresholds as a policy.
+    /// The settings as a policy.
     pub fn policy(&self) -> HealthPolicy {
         HealthPolicy {
             min_uptime: self.min_uptime,
-            probe_timeout: self.probe_timeout,
-            max_restarts: self.max_restarts,
             max_log_errors: self.max_log_errors,
-            max_memory: self.max_memory,
-            max_cpu: self.max_cpu,
             cpu_window: self.cpu_window,
-            ..HealthPolicy::default()
+            ..self.thresholds.policy()
         }
     }
 

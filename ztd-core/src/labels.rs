@@ -57,7 +57,7 @@ pub enum ProxyProtocol {
 pub const DEFAULT_LOG_ERROR_PATTERN: &str = r"(?i)\b(error|exception|critical)\b";
 
 /// Every `ztd.*` label ztd understands; anything else under `ztd.` is refused as a typo.
-pub const KNOWN_LABELS: [&str; 15] = [
+pub const KNOWN_LABELS: [&str; 16] = [
     "ztd.switch",
     "ztd.proxy.protocol",
     "ztd.stop.timeout",
@@ -70,6 +70,7 @@ pub const KNOWN_LABELS: [&str; 15] = [
     "ztd.health.min_uptime",
     "ztd.logs.error",
     "ztd.logs.max_errors",
+    "ztd.logs.max_rate",
     "ztd.restarts.max",
     "ztd.memory.max",
     "ztd.cpu.max",
@@ -106,6 +107,8 @@ pub struct ServiceSettings {
     pub log_error_pattern: Option<Regex>,
     /// `ztd.logs.max_errors`: error lines allowed before the check fails.
     pub max_log_errors: Option<u64>,
+    /// `ztd.logs.max_rate`: new error lines allowed per minute while a color is watched.
+    pub max_error_rate: Option<f64>,
     /// `ztd.restarts.max`: restarts allowed.
     pub max_restarts: Option<u64>,
     /// `ztd.memory.max`: a memory ceiling.
@@ -175,6 +178,12 @@ impl ServiceSettings {
                 }
                 "ztd.logs.max_errors" => {
                     settings.max_log_errors = Some(parse_count(value).map_err(bad)?)
+                }
+                "ztd.logs.max_rate" => {
+                    settings.max_error_rate =
+                        Some(parse_percent(value).map_err(|_| {
+                            bad("expected a number of error lines per minute".into())
+                        })?)
                 }
                 "ztd.restarts.max" => {
                     settings.max_restarts = Some(parse_count(value).map_err(bad)?)

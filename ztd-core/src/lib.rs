@@ -12,6 +12,7 @@ pub mod fault;
 pub mod health;
 pub mod journal;
 pub mod labels;
+pub mod monitor;
 pub mod output;
 pub mod probe;
 pub mod proxy;

@@ -14,9 +14,7 @@ pub fn install() {
             tokio::spawn(async move {
                 while stream.recv().await.is_some() {
                     if !INTERRUPTED.swap(true, Ordering::SeqCst) {
-                        crate::warn!(
-                            "interrupted: finishing the current step, then putting things back"
-                        );
+                        crate::warn!("interrupted: stopping after the current step");
                     }
                 }
             });

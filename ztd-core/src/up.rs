@@ -140,6 +140,7 @@ pub async fn up<E: Engine>(
         }));
     }
 
+    check_names_free(engine, &plan.meta).await?;
     let _lock = DeployLock::acquire(stack, "ztd-up")?;
     describe(&plan, &detection, false);
     let rendered_path = stack.rendered_compose_path(target);
@@ -386,6 +387,29 @@ pub async fn start_services<E: Engine>(
             result?;
         }
         started.extend(wave);
+    }
+    Ok(())
+}
+
+/// Container names are `<service>-<color>` on the whole host: refuse, before anything changes,
+/// when another project holds one of them.
+async fn check_names_free<E: Engine>(engine: &E, meta: &DeployMeta) -> Result<()> {
+    for service in &meta.services {
+        match engine.inspect(&service.container).await {
+            Ok(other) if other.project.as_deref() != Some(meta.project.as_str()) => {
+                return Err(Error::State(format!(
+                    "container name {} is taken by {}: ztd names containers <service>-<color>, so two stacks on one host need distinct service names",
+                    service.container,
+                    other
+                        .project
+                        .map_or("a container outside Compose".to_string(), |p| format!(
+                            "Compose project {p}"
+                        ))
+                )));
+            }
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(err) => return Err(err),
+        }
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ Environment (durations like 500ms, 3s):
   HEALTH_HANG=1      /health never answers
   CRASH_AFTER=DUR    exit with CRASH_CODE (1) after DUR
   LOG_ERRORS=N       print N error lines at start
+  LOG_ERRORS_AFTER=DUR  print the LOG_ERRORS lines DUR after start instead (a burst)
   LOG_ERROR_EVERY=DUR  print an error line every DUR
   LOG_EVERY=DUR      print a work line every DUR while active (a worker)
   STANDBY=1          start standby: no work lines until `activate`
@@ -53,7 +54,7 @@ pub fn duration(text: &str) -> Option<Duration> {
 
 /// A duration from the environment.
 pub fn env_duration(name: &str) -> Option<Duration> {
-    let value = std::env::var(name).ok()?;
+    let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
     match duration(&value) {
         Some(d) => Some(d),
         None => {

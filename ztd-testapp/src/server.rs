@@ -124,9 +124,13 @@ fn handle_signals(signals: &SigSet, app: &App, port: u16) {
 
 fn start_behaviours(app: &Arc<App>) {
     if let Some(n) = env_number("LOG_ERRORS") {
-        for i in 1..=n {
-            eprintln!("ERROR: simulated failure {i} of {n}");
-        }
+        let delay = env_duration("LOG_ERRORS_AFTER").unwrap_or_default();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            for i in 1..=n {
+                eprintln!("ERROR: simulated failure {i} of {n}");
+            }
+        });
     }
     if let Some(mb) = env_number("MEMORY_MB") {
         let mut hog: Vec<u8> = vec![0; (mb as usize) << 20];

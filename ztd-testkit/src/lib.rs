@@ -117,8 +117,8 @@ pub const PIPELINE: &str = "ztd-detect | ztd-up | ztd-health --wait | ztd-switch
 
 /// The example stack of the tests, made unique per stack: a web service on a host port (the
 /// proxy's), a handover singleton (`bot`), a side service and a shared database stand-in.
-/// Environment knobs at deploy time: `APP_VERSION`, `WEB_HEALTH_FAIL`, `BOT_HEALTH_FAIL`,
-/// `BOT_DRAIN` (the singleton's drain command), `SECRET`.
+/// Environment knobs at deploy time: `APP_VERSION`, `WEB_HEALTH_FAIL`, `WEB_CRASH_AFTER`,
+/// `BOT_HEALTH_FAIL`, `BOT_DRAIN` (the singleton's drain command), `SECRET`.
 pub fn example_stack(stack: &TestStack, port: u16) -> String {
     let id = &stack.id;
     let image = testapp_image();
@@ -131,6 +131,7 @@ pub fn example_stack(stack: &TestStack, port: u16) -> String {
       VERSION: ${{APP_VERSION:-v1}}
       UPSTREAM: db{id}:8080
       HEALTH_FAIL: ${{WEB_HEALTH_FAIL:-0}}
+      CRASH_AFTER: ${{WEB_CRASH_AFTER:-}}
       SECRET: ${{SECRET:-none}}
     labels:
       ztd.health.http: /health

@@ -1,0 +1,814 @@
+//! Watching a stack: a sample of every container of the watched colors each interval (state,
+//! health, restarts, CPU, memory, new error lines counted once each, probe latency), the engine's
+//! container events as they happen, a live view, and a watch window that trips on the first
+//! threshold crossed.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
+use regex::Regex;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::engine::{
+    ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, LogQuery, ResourceSample,
+    RunState,
+};
+use crate::error::{Error, Result};
+use crate::health::HealthPolicy;
+use crate::labels::{self, DEFAULT_LOG_ERROR_PATTERN, ServiceSettings, SwitchMode};
+use crate::probe;
+use crate::stack::{Color, Stack};
+use crate::units::format_bytes;
+
+/// Error lines allowed per minute while a color is watched, unless configured.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 10.0;
+/// Consecutive failed probes (or CPU samples over the ceiling) that trip a window.
+const CONSECUTIVE: u32 = 2;
+/// Log lines kept per container for the live view.
+const RECENT_LINES: usize = 3;
+
+/// How to watch.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    /// Time between samples.
+    pub interval: Duration,
+    /// A watch window: trip on the first threshold crossed, or pass at its end.
+    pub window: Option<Duration>,
+    /// Thresholds (restarts, memory, CPU, probe timeout).
+    pub policy: HealthPolicy,
+    /// New error lines allowed per minute.
+    pub max_error_rate: f64,
+    /// Keep the last log lines of each container (for the live view).
+    pub keep_logs: bool,
+}
+
+/// One sample of one container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Its color.
+    pub color: Color,
+    /// Container name.
+    pub container: String,
+    /// Service.
+    pub service: String,
+    /// Run state.
+    pub state: RunState,
+    /// Docker health.
+    pub health: DockerHealth,
+    /// Restarts so far.
+    pub restart_count: u64,
+    /// CPU since the previous sample, in percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use.
+    pub memory_bytes: Option<u64>,
+    /// Memory limit.
+    pub memory_limit: Option<u64>,
+    /// Error lines logged since the previous sample.
+    pub new_error_lines: u64,
+    /// Probe latency, when the service has a probe label.
+    pub probe_ms: Option<f64>,
+    /// Whether the probe answered.
+    pub probe_ok: Option<bool>,
+    /// A singleton waiting, stopped, for its handover (not a problem).
+    pub standby: bool,
+    /// Its last log lines (live view only).
+    #[serde(skip)]
+    pub recent_logs: Vec<String>,
+}
+
+impl Sample {
+    /// Whether nothing is wrong with it.
+    pub fn ok(&self) -> bool {
+        self.standby
+            || (self.state == RunState::Running
+                && self.health != DockerHealth::Unhealthy
+                && self.probe_ok != Some(false))
+    }
+}
+
+/// Why a watch window tripped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trip {
+    /// `exited`, `restarted`, `oom`, `unhealthy`, `probe`, `errors`, `memory`, `cpu`, `removed`.
+    pub kind: &'static str,
+    /// The container.
+    pub container: String,
+    /// For humans.
+    pub reason: String,
+    /// How long after the window opened.
+    pub after_ms: f64,
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    last_log: Option<DateTime<Utc>>,
+    last_stats: Option<ResourceSample>,
+    baseline_restarts: Option<u64>,
+    probe_failures: u32,
+    cpu_overs: u32,
+    errors: VecDeque<Instant>,
+    recent: VecDeque<String>,
+}
+
+/// The result of a watch: the trip, if any, and how much was seen.
+#[derive(Debug, Clone, Default)]
+pub struct WatchResult {
+    /// Why it tripped.
+    pub trip: Option<Trip>,
+    /// Rounds of samples taken.
+    pub rounds: u64,
+    /// Events seen.
+    pub events: u64,
+    /// How long it watched.
+    pub watched: Duration,
+    /// Stopped by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
+}
+
+/// A watcher of some colors of a stack.
+#[derive(Debug)]
+pub struct Monitor<'a, E: Engine> {
+    engine: &'a E,
+    stack: &'a Stack,
+    colors: Vec<Color>,
+    active: Option<Color>,
+    opts: MonitorOptions,
+    tracked: HashMap<String, Tracked>,
+    /// Container id to its name and `ztd.*` settings.
+    known: HashMap<String, (String, ServiceSettings)>,
+    opened: Instant,
+    opened_at: DateTime<Utc>,
+    default_pattern: Regex,
+}
+
+impl<'a, E: Engine> Monitor<'a, E> {
+    /// Watch `colors` of `stack`; `active` is the active color (its singletons must run).
+    pub fn new(
+        engine: &'a E,
+        stack: &'a Stack,
+        colors: Vec<Color>,
+        active: Option<Color>,
+        opts: MonitorOptions,
+    ) -> Result<Self> {
+        Ok(Monitor {
+            engine,
+            stack,
+            colors,
+            active,
+            opts,
+            tracked: HashMap::new(),
+            known: HashMap::new(),
+            opened: Instant::now(),
+            opened_at: Utc::now(),
+            default_pattern: Regex::new(DEFAULT_LOG_ERROR_PATTERN)
+                .map_err(|e| Error::State(format!("default log pattern: {e}")))?,
+        })
+    }
+
+    /// Watch until the window ends, a threshold trips, or a signal arrives; `emit` receives
+    /// each sample and event as a JSON line, `round` each round of samples (for the view).
+    /// Rounds run beside the event stream, so an event is handled the moment it arrives even
+    /// while the engine is slow to answer a round.
+    pub async fn run(
+        &mut self,
+        mut emit: impl FnMut(Value),
+        mut round: impl FnMut(&[Sample]),
+    ) -> Result<WatchResult> {
+        let mut result = WatchResult::default();
+        let mut events = self.subscribe().await?;
+        let deadline = self.opts.window.map(|w| tokio::time::Instant::now() + w);
+        let mut next_round = tokio::time::Instant::now();
+        let mut pending: Option<std::pin::Pin<Box<RoundFuture<'a>>>> = None;
+        loop {
+            if crate::signals::interrupted() {
+                result.interrupted = true;
+                break;
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
+            if pending.is_none() && tokio::time::Instant::now() >= next_round {
+                next_round = tokio::time::Instant::now() + self.opts.interval;
+                pending = Some(Box::pin(sample_round(
+                    self.engine,
+                    self.stack,
+                    self.colors.clone(),
+                    self.active,
+                    std::mem::take(&mut self.tracked),
+                    self.opened_at,
+                    self.opts.clone(),
+                    self.default_pattern.clone(),
+                )));
+            }
+            let wake = deadline.map_or(next_round, |d| d.min(next_round));
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
+                        crate::debug!("event {} {}", event.container_name, event.action);
+                        if let Some(line) = self.event_line(&event) {
+                            result.events += 1;
+                            emit(line);
+                            if let Some(trip) = self.judge_event(&event) {
+                                result.trip = Some(trip);
+                                break;
+                            }
+                        }
+                    }
+                    Some(Err(err)) => {
+                        emit(self.error_line(&err));
+                        events = self.subscribe().await.unwrap_or_else(|_| stream::select_all(Vec::new()));
+                    }
+                    None => {
+                        // The engine closed the event streams (restarted?): subscribe again.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        events = self.subscribe().await.unwrap_or_else(|_| stream::select_all(Vec::new()));
+                    }
+                },
+                (outcome, tracked) = async {
+                    match pending.as_mut() {
+                        Some(round) => round.await,
+                        None => std::future::pending().await,
+                    }
+                }, if pending.is_some() => {
+                    pending = None;
+                    self.tracked = tracked;
+                    match outcome {
+                        Ok((samples, known)) => {
+                            self.known.extend(known);
+                            result.rounds += 1;
+                            for sample in &samples {
+                                emit(self.sample_line(sample));
+                            }
+                            round(&samples);
+                            if let Some(trip) = self.judge(&samples) {
+                                result.trip = Some(trip);
+                                break;
+                            }
+                        }
+                        Err(err) => emit(self.error_line(&err)),
+                    }
+                }
+                () = tokio::time::sleep_until(wake), if pending.is_none() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        result.watched = self.opened.elapsed();
+        Ok(result)
+    }
+
+    async fn subscribe(&self) -> Result<stream::SelectAll<crate::engine::EventStream>> {
+        let mut subscriptions = Vec::new();
+        for color in &self.colors {
+            subscriptions.push(
+                self.engine
+                    .events(&ContainerQuery::project(&self.stack.color_project(*color)))
+                    .await?,
+            );
+        }
+        Ok(stream::select_all(subscriptions))
+    }
+
+    /// One round, outside a watch: every container of the watched colors, sampled at once.
+    pub async fn sample(&mut self) -> Result<Vec<Sample>> {
+        let (outcome, tracked) = sample_round(
+            self.engine,
+            self.stack,
+            self.colors.clone(),
+            self.active,
+            std::mem::take(&mut self.tracked),
+            self.opened_at,
+            self.opts.clone(),
+            self.default_pattern.clone(),
+        )
+        .await;
+        self.tracked = tracked;
+        let (samples, known) = outcome?;
+        self.known.extend(known);
+        Ok(samples)
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        (self.opened.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+    }
+
+    fn trip(&self, kind: &'static str, container: &str, reason: String) -> Trip {
+        Trip {
+            kind,
+            container: container.to_string(),
+            reason,
+            after_ms: self.elapsed_ms(),
+        }
+    }
+
+    /// Window thresholds on a round of samples.
+    fn judge(&mut self, samples: &[Sample]) -> Option<Trip> {
+        self.opts.window?;
+        for sample in samples.iter().filter(|s| !s.standby) {
+            let Some(id) = self.id_of(&sample.container) else {
+                continue;
+            };
+            let settings = self
+                .known
+                .get(&id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            if sample.state != RunState::Running {
+                return Some(self.trip(
+                    "exited",
+                    &sample.container,
+                    format!("{} is {:?}", sample.container, sample.state).to_lowercase(),
+                ));
+            }
+            if sample.health == DockerHealth::Unhealthy {
+                return Some(self.trip(
+                    "unhealthy",
+                    &sample.container,
+                    format!("{} is unhealthy", sample.container),
+                ));
+            }
+            let Some(tracked) = self.tracked.get(&id) else {
+                continue;
+            };
+            let allowed = settings
+                .max_restarts
+                .unwrap_or(self.opts.policy.max_restarts);
+            if let Some(base) = tracked.baseline_restarts
+                && sample.restart_count > base + allowed
+            {
+                return Some(self.trip(
+                    "restarted",
+                    &sample.container,
+                    format!(
+                        "{} restarted {} times while watched (allowed {allowed})",
+                        sample.container,
+                        sample.restart_count - base
+                    ),
+                ));
+            }
+            if tracked.probe_failures >= CONSECUTIVE {
+                return Some(self.trip(
+                    "probe",
+                    &sample.container,
+                    format!(
+                        "{}'s probe failed {} times in a row",
+                        sample.container, tracked.probe_failures
+                    ),
+                ));
+            }
+            let rate = settings.max_error_rate.unwrap_or(self.opts.max_error_rate);
+            if tracked.errors.len() as f64 > rate {
+                return Some(self.trip(
+                    "errors",
+                    &sample.container,
+                    format!(
+                        "{} logged {} error lines in the last minute (allowed {rate})",
+                        sample.container,
+                        tracked.errors.len()
+                    ),
+                ));
+            }
+            if let (Some(limit), Some(usage), Some(total)) = (
+                settings.max_memory.or(self.opts.policy.max_memory),
+                sample.memory_bytes,
+                sample.memory_limit,
+            ) && limit.exceeded(usage, total)
+            {
+                return Some(self.trip(
+                    "memory",
+                    &sample.container,
+                    format!(
+                        "{} uses {} of memory (allowed {limit})",
+                        sample.container,
+                        format_bytes(usage)
+                    ),
+                ));
+            }
+            if settings.max_cpu.or(self.opts.policy.max_cpu).is_some()
+                && tracked.cpu_overs >= CONSECUTIVE
+            {
+                return Some(self.trip(
+                    "cpu",
+                    &sample.container,
+                    format!(
+                        "{} is over its CPU ceiling ({:.0}%)",
+                        sample.container,
+                        sample.cpu_percent.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    /// Window thresholds on an engine event.
+    fn judge_event(&self, event: &EngineEvent) -> Option<Trip> {
+        self.opts.window?;
+        let name = &event.container_name;
+        match event.action.as_str() {
+            "die" => {
+                let code = event
+                    .attributes
+                    .get("exitCode")
+                    .cloned()
+                    .unwrap_or_default();
+                Some(self.trip("exited", name, format!("{name} exited (code {code})")))
+            }
+            "oom" => Some(self.trip("oom", name, format!("{name} ran out of memory"))),
+            "health_status: unhealthy" => {
+                Some(self.trip("unhealthy", name, format!("{name} became unhealthy")))
+            }
+            "destroy" => Some(self.trip("removed", name, format!("{name} was removed"))),
+            _ => None,
+        }
+    }
+
+    fn id_of(&self, container: &str) -> Option<String> {
+        self.known
+            .iter()
+            .find(|(_, (name, _))| name == container)
+            .map(|(id, _)| id.clone())
+    }
+
+    fn base_line(&self, kind: &str, ok: bool) -> Value {
+        json!({
+            "tool": "ztd-monitor",
+            "project": self.stack.name,
+            "type": kind,
+            "ok": ok,
+            "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    }
+
+    fn sample_line(&self, sample: &Sample) -> Value {
+        let mut line = self.base_line("sample", sample.ok());
+        if let (Some(line), Ok(Value::Object(fields))) =
+            (line.as_object_mut(), serde_json::to_value(sample))
+        {
+            line.extend(fields);
+        }
+        line
+    }
+
+    fn event_line(&self, event: &EngineEvent) -> Option<Value> {
+        let action = event.action.as_str();
+        let interesting = matches!(
+            action,
+            "start" | "die" | "oom" | "restart" | "kill" | "stop" | "destroy" | "pause" | "unpause"
+        ) || action.starts_with("health_status");
+        if !interesting {
+            return None;
+        }
+        let bad =
+            matches!(action, "die" | "oom" | "destroy") || action == "health_status: unhealthy";
+        let mut line = self.base_line("event", !bad);
+        line["color"] = json!(event.attributes.get(labels::DEPLOYMENT_COLOR));
+        line["container"] = Value::from(event.container_name.clone());
+        line["action"] = Value::from(action);
+        if let Some(code) = event.attributes.get("exitCode") {
+            line["exit_code"] = Value::from(code.clone());
+        }
+        if let Some(signal) = event.attributes.get("signal") {
+            line["signal"] = Value::from(signal.clone());
+        }
+        Some(line)
+    }
+
+    fn error_line(&self, err: &Error) -> Value {
+        crate::warn!("{err}; going on");
+        let mut line = self.base_line("error", false);
+        line["message"] = Value::from(err.message());
+        line
+    }
+}
+
+/// What a round gives back: the samples and the settings of the containers seen (or the error),
+/// and the per-container state it took.
+type RoundOutput = (
+    Result<(Vec<Sample>, HashMap<String, (String, ServiceSettings)>)>,
+    HashMap<String, Tracked>,
+);
+type RoundFuture<'a> = dyn std::future::Future<Output = RoundOutput> + 'a;
+
+/// Sample every container of `colors` at once, taking the per-container state and giving it
+/// back (with the gone containers forgotten).
+#[allow(clippy::too_many_arguments)]
+async fn sample_round<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    colors: Vec<Color>,
+    active: Option<Color>,
+    mut tracked: HashMap<String, Tracked>,
+    opened_at: DateTime<Utc>,
+    opts: MonitorOptions,
+    default_pattern: Regex,
+) -> RoundOutput {
+    let mut containers = Vec::new();
+    for color in colors {
+        match engine
+            .list(&ContainerQuery::project(&stack.color_project(color)))
+            .await
+        {
+            Ok(listed) => containers.extend(listed.into_iter().map(|c| (color, c))),
+            Err(err) => return (Err(err), tracked),
+        }
+    }
+    tracked.retain(|id, _| containers.iter().any(|(_, c)| &c.id == id));
+    let known = containers
+        .iter()
+        .map(|(_, c)| {
+            let settings = ServiceSettings::from_labels(&c.service, &c.labels).unwrap_or_default();
+            (c.id.clone(), (c.name.clone(), settings))
+        })
+        .collect();
+    let futures = containers.iter().map(|(color, c)| {
+        let state = tracked.remove(&c.id).unwrap_or_default();
+        sample_one(
+            engine,
+            *color,
+            c,
+            state,
+            active == Some(*color),
+            opened_at,
+            &opts,
+            &default_pattern,
+        )
+    });
+    let mut samples = Vec::new();
+    for (sample, state, id) in join_all(futures).await {
+        tracked.insert(id, state);
+        samples.push(sample);
+    }
+    (Ok((samples, known)), tracked)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sample_one<E: Engine>(
+    engine: &E,
+    color: Color,
+    container: &ContainerInfo,
+    mut tracked: Tracked,
+    color_is_active: bool,
+    opened_at: DateTime<Utc>,
+    opts: &MonitorOptions,
+    default_pattern: &Regex,
+) -> (Sample, Tracked, String) {
+    let settings =
+        ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
+    let standby = settings.switch == SwitchMode::Handover
+        && settings.activate.is_none()
+        && !color_is_active
+        && !container.state.is_up();
+    tracked
+        .baseline_restarts
+        .get_or_insert(container.restart_count);
+    let running = container.state == RunState::Running;
+    let mut sample = Sample {
+        color,
+        container: container.name.clone(),
+        service: container.service.clone(),
+        state: container.state,
+        health: container.health,
+        restart_count: container.restart_count,
+        cpu_percent: None,
+        memory_bytes: None,
+        memory_limit: None,
+        new_error_lines: 0,
+        probe_ms: None,
+        probe_ok: None,
+        standby,
+        recent_logs: Vec::new(),
+    };
+    if !running {
+        sample.recent_logs = tracked.recent.iter().cloned().collect();
+        return (sample, tracked, container.id.clone());
+    }
+    let since = tracked.last_log.unwrap_or(opened_at);
+    let address = container
+        .addresses
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let probe = async {
+        if let Some(path) = settings.health_http.clone() {
+            let port = settings
+                .health_port
+                .or_else(|| container.exposed_ports.first().copied())?;
+            Some(probe::http_probe(address.clone(), port, path, opts.policy.probe_timeout).await)
+        } else if let Some(port) = settings.health_tcp {
+            Some(probe::tcp_probe(address.clone(), port, opts.policy.probe_timeout).await)
+        } else {
+            None
+        }
+    };
+    // A container that dies mid-round can leave a stats request unanswered: bound each call.
+    let limit = opts.interval.max(Duration::from_secs(3));
+    let (stats, logs, probed) = tokio::join!(
+        tokio::time::timeout(limit, engine.stats(&container.id)),
+        tokio::time::timeout(
+            limit,
+            engine.logs(
+                &container.id,
+                LogQuery {
+                    since: Some(since),
+                    tail: None
+                }
+            )
+        ),
+        probe
+    );
+    let stats = stats.unwrap_or_else(|_| Err(Error::Engine("stats timed out".into())));
+    let logs = logs.unwrap_or_else(|_| Err(Error::Engine("logs timed out".into())));
+    if let Ok(stats) = stats {
+        sample.memory_bytes = Some(stats.memory_usage);
+        sample.memory_limit = Some(stats.memory_limit);
+        sample.cpu_percent = tracked
+            .last_stats
+            .and_then(|prev| stats.cpu_percent_since(&prev))
+            .map(|p| (p * 10.0).round() / 10.0);
+        let ceiling = settings.max_cpu.or(opts.policy.max_cpu);
+        match (ceiling, sample.cpu_percent) {
+            (Some(max), Some(pct)) if pct > max => tracked.cpu_overs += 1,
+            _ => tracked.cpu_overs = 0,
+        }
+        tracked.last_stats = Some(stats);
+    }
+    if let Ok(lines) = logs {
+        let pattern = settings
+            .log_error_pattern
+            .as_ref()
+            .unwrap_or(default_pattern);
+        let now = Instant::now();
+        for line in lines
+            .iter()
+            .filter(|l| tracked.last_log.is_none_or(|last| l.timestamp > last))
+        {
+            if line.timestamp < opened_at {
+                continue;
+            }
+            if pattern.is_match(&line.text) {
+                sample.new_error_lines += 1;
+                tracked.errors.push_back(now);
+            }
+            if opts.keep_logs {
+                tracked
+                    .recent
+                    .push_back(line.text.chars().take(160).collect());
+                while tracked.recent.len() > RECENT_LINES {
+                    tracked.recent.pop_front();
+                }
+            }
+        }
+        if let Some(last) = lines.last() {
+            tracked.last_log = Some(
+                tracked
+                    .last_log
+                    .map_or(last.timestamp, |t| t.max(last.timestamp)),
+            );
+        } else if tracked.last_log.is_none() {
+            tracked.last_log = Some(opened_at);
+        }
+        while tracked
+            .errors
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            tracked.errors.pop_front();
+        }
+    }
+    if let Some(outcome) = probed {
+        sample.probe_ms = Some((outcome.latency.as_secs_f64() * 10_000.0).round() / 10.0);
+        sample.probe_ok = Some(outcome.ok);
+        if outcome.ok {
+            tracked.probe_failures = 0;
+        } else {
+            tracked.probe_failures += 1;
+        }
+    }
+    sample.recent_logs = tracked.recent.iter().cloned().collect();
+    (sample, tracked, container.id.clone())
+}
+
+/// The live view of one round, in the spirit of the replaced monitor script.
+pub fn render_view(
+    stack: &Stack,
+    active: Option<Color>,
+    samples: &[Sample],
+    color: bool,
+) -> String {
+    let (bold, dim, red, green, yellow, reset) = if color {
+        (
+            "\x1b[1m",
+            "\x1b[2m",
+            "\x1b[0;31m",
+            "\x1b[0;32m",
+            "\x1b[1;33m",
+            "\x1b[0m",
+        )
+    } else {
+        ("", "", "", "", "", "")
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{bold}ztd-monitor{reset} {} {dim}{} (refresh every ~2s; Ctrl-C to stop){reset}",
+        stack.name,
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+    );
+    let up = |c: Color| samples.iter().any(|s| s.color == c && s.state.is_up());
+    if up(Color::Blue) && up(Color::Green) {
+        let _ = writeln!(
+            out,
+            "{yellow}TRANSITION IN PROGRESS - Both deployments active{reset}"
+        );
+    }
+    for c in Color::ALL {
+        let mine: Vec<&Sample> = samples.iter().filter(|s| s.color == c).collect();
+        let role = if active == Some(c) {
+            "active"
+        } else {
+            "standby"
+        };
+        let running = mine.iter().filter(|s| s.state.is_up()).count();
+        let _ = writeln!(
+            out,
+            "\n{bold}=== {} DEPLOYMENT ({role}) ==={reset}  {running}/{} containers up",
+            c.as_str().to_uppercase(),
+            mine.len()
+        );
+        if mine.is_empty() {
+            let _ = writeln!(out, "  {dim}no containers{reset}");
+            continue;
+        }
+        let _ = writeln!(out, "  Health:");
+        for s in &mine {
+            let (mark, word) = if s.standby {
+                (format!("{dim}-{reset}"), "standby".to_string())
+            } else if s.ok() {
+                (
+                    format!("{green}✓{reset}"),
+                    if s.health == DockerHealth::Healthy {
+                        "healthy".into()
+                    } else {
+                        "up".into()
+                    },
+                )
+            } else {
+                (
+                    format!("{red}✗{reset}"),
+                    format!("{:?}", s.state).to_lowercase()
+                        + if s.health == DockerHealth::Unhealthy {
+                            ", unhealthy"
+                        } else {
+                            ""
+                        },
+                )
+            };
+            let _ = writeln!(out, "    {mark} {} {word}", s.container);
+        }
+        let _ = writeln!(out, "  Containers:");
+        let _ = writeln!(
+            out,
+            "    {:<28} {:<10} {:<9} {:>8}",
+            "NAME", "STATE", "HEALTH", "RESTARTS"
+        );
+        for s in &mine {
+            let _ = writeln!(
+                out,
+                "    {:<28} {:<10} {:<9} {:>8}",
+                s.container,
+                format!("{:?}", s.state).to_lowercase(),
+                format!("{:?}", s.health).to_lowercase(),
+                s.restart_count
+            );
+        }
+        let _ = writeln!(out, "  Resources:");
+        for s in mine.iter().filter(|s| s.memory_bytes.is_some()) {
+            let _ = writeln!(
+                out,
+                "    {:<28} CPU {:>6}  MEM {} / {}",
+                s.container,
+                s.cpu_percent
+                    .map_or("-".to_string(), |p| format!("{p:.1}%")),
+                format_bytes(s.memory_bytes.unwrap_or_default()),
+                format_bytes(s.memory_limit.unwrap_or_default())
+            );
+        }
+        let _ = writeln!(out, "  Logs:");
+        let mut any = false;
+        for s in &mine {
+            for line in &s.recent_logs {
+                any = true;
+                let _ = writeln!(out, "    {dim}{}:{reset} {line}", s.container);
+            }
+        }
+        if !any {
+            let _ = writeln!(out, "    {dim}No recent logs{reset}");
+        }
+    }
+    out
+}

@@ -1,0 +1,295 @@
+//! ztd-monitor: watch a stack: a JSON Lines stream of samples and events, a live view on a
+//! terminal, or a watch window that exits 1 as soon as the watched color misbehaves.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Value, json};
+use ztd_core::cli::{self, Report, StackArgs, ThresholdArgs, WithProject};
+use ztd_core::detect::detect;
+use ztd_core::docker::DockerEngine;
+use ztd_core::monitor::{DEFAULT_MAX_ERROR_RATE, Monitor, MonitorOptions, render_view};
+use ztd_core::stack::{Color, Stack};
+use ztd_core::units::parse_duration;
+use ztd_core::{Error, ExitStatus, info, output, signals, warn};
+
+const AFTER_HELP: &str = "\
+Modes:
+  stream (default when stdout is not a terminal): JSON Lines on stdout until Ctrl-C, one sample
+    per container per --interval ({\"type\":\"sample\", state, health, restart_count,
+    cpu_percent, memory_bytes, new_error_lines (each error line counted once), probe_ms,
+    probe_ok}) and the engine's events as they happen ({\"type\":\"event\", action: start, die,
+    oom, restart, health_status: ..., exit_code}). Containers that disappear and transient
+    engine errors ({\"type\":\"error\"}) do not stop it. Watches COLOR, both with --both, or
+    the active color.
+  view (stdout is a terminal, or --view): both colors refreshed about every 2 s: health,
+    containers, resources, recent logs, and a TRANSITION IN PROGRESS banner while both colors
+    run. Ctrl-C stops it (exit 0).
+  window (--for DURATION; --for alone takes MIGRATION_GRACE_PERIOD, 30 s): watches one color
+    (COLOR, else the upstream tool's target on stdin, else the active color) and exits 1 as
+    soon as a threshold is crossed: a container exits, restarts (over --max-restarts), runs out
+    of memory, turns unhealthy, fails its probe twice in a row, logs more error lines per minute
+    than --max-error-rate (10; label ztd.logs.max_rate), or goes over --max-memory or
+    --max-cpu (twice in a row); exits 0 when the window passes clean. It prints one object:
+    the upstream object passed on with a \"monitor\" field added (and ok: false when tripped),
+    or its own. --stream also prints the samples before it.
+
+Exit codes: 0 clean (or stopped by Ctrl-C in stream and view), 1 tripped (or the upstream tool
+failed), 2 bad usage, 3 engine unreachable, 4 engine failure, 5 bad label or state,
+130 a window interrupted by Ctrl-C.
+
+Examples:
+  ztd-monitor                                  # live view
+  ztd-monitor --both | jq -c 'select(.type == \"event\")'
+  ztd-health --wait | ztd-monitor --for 30s | ztd-switch | ztd-monitor --for 30s || ztd-rollback";
+
+/// Watch a stack: a stream, a live view, or a watch window that trips on trouble.
+#[derive(Debug, Parser)]
+#[command(name = "ztd-monitor", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// The color to watch [default: see the modes]
+    #[arg(value_parser = cli::color_arg, conflicts_with = "both")]
+    color: Option<Color>,
+    /// Watch both colors (stream mode)
+    #[arg(long)]
+    both: bool,
+    /// Watch one color for this long and trip on the first threshold crossed [default:
+    /// MIGRATION_GRACE_PERIOD, else 30s]
+    #[arg(long = "for", value_name = "DURATION", num_args = 0..=1, value_parser = cli::duration_arg)]
+    window: Option<Option<Duration>>,
+    /// The live view, even when stdout is not a terminal
+    #[arg(long, conflicts_with = "window")]
+    view: bool,
+    /// With --for: print the samples and events before the final object
+    #[arg(long)]
+    stream: bool,
+    /// Time between samples
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = cli::duration_arg)]
+    interval: Duration,
+    /// New error lines allowed per minute in a window (label ztd.logs.max_rate overrides)
+    #[arg(long, value_name = "N", env = "ZTD_MAX_ERROR_RATE", value_parser = rate_arg)]
+    max_error_rate: Option<f64>,
+    #[command(flatten)]
+    thresholds: ThresholdArgs,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+fn rate_arg(text: &str) -> Result<f64, String> {
+    ztd_core::units::parse_percent(text)
+        .map_err(|_| format!("bad rate {text:?}: expected error lines per minute"))
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_args::<Cli>("ztd-monitor") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    if cli.window.is_some() {
+        return cli::run("ztd-monitor", || async move { window(cli).await });
+    }
+    watch_forever(cli)
+}
+
+fn options(cli: &Cli, window: Option<Duration>, keep_logs: bool) -> MonitorOptions {
+    MonitorOptions {
+        interval: cli.interval,
+        window,
+        policy: cli.thresholds.policy(),
+        max_error_rate: cli.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE),
+        keep_logs,
+    }
+}
+
+async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
+    signals::install();
+    let length = match cli.window.flatten() {
+        Some(length) => length,
+        None => match std::env::var("MIGRATION_GRACE_PERIOD") {
+            Ok(text) if !text.is_empty() => parse_duration(&text)
+                .map_err(|e| Error::Usage(format!("MIGRATION_GRACE_PERIOD: {e}")))
+                .no_project()?,
+            _ => Duration::from_secs(30),
+        },
+    };
+    let upstream = if cli.color.is_none() {
+        cli::read_upstream().no_project()?
+    } else {
+        None
+    };
+    if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
+        warn!("upstream failed; passing its report on");
+        return Ok(Report::pass_through(upstream.clone()));
+    }
+    let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
+    let engine = DockerEngine::connect().await.in_project(&stack)?;
+    let detection = detect(&engine, &stack).await.in_project(&stack)?;
+    let color = match (&upstream, cli.color) {
+        (_, Some(color)) => Some(color),
+        (Some(upstream), None) => cli::upstream_target(upstream).in_project(&stack)?,
+        (None, None) => detection.active,
+    };
+    let Some(color) = color else {
+        warn!("nothing is deployed: nothing to watch");
+        return Ok(Report::from_ok(json!({
+            "tool": "ztd-monitor", "project": stack.name, "project_dir": stack.dir, "ok": false,
+            "color": null, "target": null, "problem": "nothing is deployed",
+        })));
+    };
+    info!(
+        "watching {color} for {}",
+        ztd_core::units::format_duration(length)
+    );
+    let stream = cli.stream;
+    let mut monitor = Monitor::new(
+        &engine,
+        &stack,
+        vec![color],
+        detection.active,
+        options(&cli, Some(length), false),
+    )
+    .in_project(&stack)?;
+    let result = monitor
+        .run(
+            |line| {
+                if stream {
+                    output::emit(&line)
+                }
+            },
+            |_| {},
+        )
+        .await
+        .in_project(&stack)?;
+    let tripped = result.trip.is_some();
+    match &result.trip {
+        Some(trip) => warn!(
+            "tripped after {:.1}s: {}",
+            trip.after_ms / 1000.0,
+            trip.reason
+        ),
+        None if result.interrupted => warn!("interrupted"),
+        None => info!("{color} passed the {}s window clean", length.as_secs_f64()),
+    }
+    let findings = json!({
+        "tool": "ztd-monitor",
+        "color": color,
+        "window_s": length.as_secs_f64(),
+        "watched_s": result.watched.as_secs_f64(),
+        "rounds": result.rounds,
+        "events": result.events,
+        "tripped": tripped,
+        "reason": result.trip.as_ref().map(|t| t.reason.clone()),
+        "trip": result.trip,
+        "interrupted": result.interrupted,
+    });
+    let json = match upstream {
+        Some(mut upstream) => {
+            let ok = upstream.get("ok").and_then(Value::as_bool).unwrap_or(true)
+                && !tripped
+                && !result.interrupted;
+            upstream["ok"] = Value::Bool(ok);
+            upstream["monitor"] = findings;
+            upstream
+        }
+        None => {
+            let mut own = json!({
+                "tool": "ztd-monitor", "project": stack.name, "project_dir": stack.dir,
+                "ok": !tripped && !result.interrupted, "color": color, "target": color,
+            });
+            if let (Some(own), Value::Object(fields)) = (own.as_object_mut(), findings) {
+                for (k, v) in fields
+                    .into_iter()
+                    .filter(|(k, _)| k != "tool" && k != "color")
+                {
+                    own.insert(k, v);
+                }
+            }
+            own
+        }
+    };
+    let status = if result.interrupted {
+        ExitStatus::Interrupted
+    } else if tripped {
+        ExitStatus::Negative
+    } else {
+        ExitStatus::Success
+    };
+    Ok(Report { json, status })
+}
+
+fn watch_forever(cli: Cli) -> ExitCode {
+    if let Err(err) = output::init("ztd-monitor") {
+        return fail(None, &err);
+    }
+    let view = cli.view || std::io::stdout().is_terminal();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return fail(
+                None,
+                &Error::State(format!("cannot start the runtime: {e}")),
+            );
+        }
+    };
+    let result = runtime.block_on(async {
+        signals::install();
+        let stack = cli.stack.resolve(None)?;
+        let engine = DockerEngine::connect().await?;
+        let detection = detect(&engine, &stack).await?;
+        let colors = match (cli.color, cli.both || view) {
+            (Some(color), _) => vec![color],
+            (None, true) => Color::ALL.to_vec(),
+            (None, false) => detection.active.map_or(Color::ALL.to_vec(), |a| vec![a]),
+        };
+        let mut monitor = Monitor::new(
+            &engine,
+            &stack,
+            colors,
+            detection.active,
+            options(&cli, None, view),
+        )?;
+        let color_output = output::stderr_is_color_terminal()
+            || (view && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+        let active = detection.active;
+        let stack_ref: &Stack = &stack;
+        monitor
+            .run(
+                |line| {
+                    if !view {
+                        output::emit(&line);
+                    }
+                },
+                |samples| {
+                    if view {
+                        let mut out = std::io::stdout().lock();
+                        let _ = write!(
+                            out,
+                            "\x1b[H\x1b[2J{}",
+                            render_view(stack_ref, active, samples, color_output)
+                        );
+                        let _ = out.flush();
+                    }
+                },
+            )
+            .await?;
+        Ok::<_, Error>(stack.name.clone())
+    });
+    match result {
+        Ok(_) => {
+            eprintln!("Monitoring stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(None, &err),
+    }
+}
+
+fn fail(project: Option<&str>, err: &Error) -> ExitCode {
+    output::log(output::Level::Error, err.message());
+    output::emit(&output::error_object("ztd-monitor", project, err));
+    ExitCode::from(err.exit_status().code())
+}
