@@ -106,6 +106,7 @@ unit:
 bench: release images
 	bash bench/run.sh
 	bash bench/deploy.sh
+	bash bench/monitor.sh
 
 clean:
 	$(CARGO) clean
