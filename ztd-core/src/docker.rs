@@ -384,19 +384,26 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         Some(HealthStatusEnum::UNHEALTHY) => DockerHealth::Unhealthy,
         _ => DockerHealth::None,
     };
-    let addresses = response
+    let endpoints = response
         .network_settings
         .and_then(|n| n.networks)
-        .map(|networks| {
-            let mut addresses: Vec<String> = networks
-                .into_values()
-                .filter_map(|endpoint| endpoint.ip_address)
-                .filter(|ip| !ip.is_empty())
-                .collect();
-            addresses.sort();
-            addresses
-        })
         .unwrap_or_default();
+    let mut addresses: Vec<String> = endpoints
+        .values()
+        .filter_map(|endpoint| endpoint.ip_address.clone())
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    addresses.sort();
+    let networks = endpoints
+        .into_iter()
+        .map(|(name, endpoint)| (name, endpoint.aliases.unwrap_or_default()))
+        .collect();
+    let deployment_color_env = config
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find_map(|e| e.strip_prefix("DEPLOYMENT_COLOR=").map(str::to_string));
     let mut published_ports: Vec<u16> = host
         .port_bindings
         .clone()
@@ -444,6 +451,8 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         addresses,
         exposed_ports,
         published_ports,
+        networks,
+        deployment_color_env,
         labels: config.labels.unwrap_or_default().into_iter().collect(),
     };
     info.apply_labels();

@@ -102,6 +102,12 @@ pub struct ContainerInfo {
     /// The host ports it publishes.
     #[serde(skip)]
     pub published_ports: Vec<u16>,
+    /// Network name to the names it answers to there (its aliases).
+    #[serde(skip)]
+    pub networks: BTreeMap<String, Vec<String>>,
+    /// The value of `DEPLOYMENT_COLOR` in its environment (no other value is kept: secrets).
+    #[serde(skip)]
+    pub deployment_color_env: Option<String>,
     /// All labels.
     #[serde(skip)]
     pub labels: Labels,

@@ -51,6 +51,8 @@ pub fn container(name: &str, project: &str, color: Color, state: RunState) -> Co
         addresses: vec!["127.0.0.1".into()],
         exposed_ports: vec![],
         published_ports: vec![],
+        networks: Default::default(),
+        deployment_color_env: Some(color.to_string()),
         labels: [
             (labels::COMPOSE_PROJECT.to_string(), project.to_string()),
             (labels::COMPOSE_SERVICE.to_string(), service.clone()),

@@ -247,6 +247,65 @@ impl HealthReport {
     }
 }
 
+/// The per-service report of the replaced health-check script: "  <container>: OK", "NOT
+/// RUNNING", "UNHEALTHY", "RESTARTED" or "ERRORS IN LOGS" (the first that applies), then a
+/// CRITICAL:, WARNING: or SUCCESS: line. Returns the text and the intended exit code: 0 all OK,
+/// 1 warnings only, 2 critical.
+pub fn service_report(report: &HealthReport) -> (String, u8) {
+    let mut out = format!("Checking health of {} deployment...\n", report.color);
+    let (mut critical, mut warnings) = (0, 0);
+    for container in &report.containers {
+        let failed = |name: &str| {
+            container
+                .checks
+                .iter()
+                .any(|c| c.name == name && c.status == CheckStatus::Fail)
+        };
+        let warned = |name: &str| {
+            container.checks.iter().any(|c| {
+                c.name == name && matches!(c.status, CheckStatus::Warn | CheckStatus::Fail)
+            })
+        };
+        let word = if container.status == ContainerStatus::Standby {
+            "OK"
+        } else if failed("running") {
+            critical += 1;
+            "NOT RUNNING"
+        } else if ["docker_health", "http", "tcp", "uptime", "memory", "cpu"]
+            .iter()
+            .any(|n| failed(n))
+        {
+            critical += 1;
+            "UNHEALTHY"
+        } else if failed("restarts") {
+            warnings += 1;
+            "RESTARTED"
+        } else if warned("log_errors") {
+            warnings += 1;
+            "ERRORS IN LOGS"
+        } else {
+            "OK"
+        };
+        out.push_str(&format!("  {}: {word}\n", container.name));
+    }
+    if let Some(problem) = &report.problem {
+        critical += 1;
+        out.push_str(&format!("  {problem}\n"));
+    }
+    if critical > 0 {
+        out.push_str(&format!(
+            "CRITICAL: {critical} services have critical issues\n"
+        ));
+        (out, 2)
+    } else if warnings > 0 {
+        out.push_str(&format!("WARNING: {warnings} services have warnings\n"));
+        (out, 1)
+    } else {
+        out.push_str("SUCCESS: All services healthy\n");
+        (out, 0)
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }

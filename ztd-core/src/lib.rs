@@ -24,5 +24,6 @@ pub mod state;
 pub mod switch;
 pub mod units;
 pub mod up;
+pub mod validate;
 
 pub use error::{Error, ExitStatus, Result};

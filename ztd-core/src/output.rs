@@ -64,6 +64,12 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// Set up stderr logging for a tool. Reads `DEPLOYMENT_LOG_LEVEL` (default INFO) and `NO_COLOR`.
 /// Returns an error message when the level is not one ztd knows.
 pub fn init(tool: &str) -> Result<(), Error> {
+    init_at(tool, Level::Debug)
+}
+
+/// As `init`, showing nothing below `floor` whatever the environment says (for modes whose
+/// stdout is the whole report).
+pub fn init_at(tool: &str, floor: Level) -> Result<(), Error> {
     let (threshold, problem) = match std::env::var("DEPLOYMENT_LOG_LEVEL") {
         Ok(text) if !text.is_empty() => match Level::parse(&text) {
             Some(level) => (level, None),
@@ -80,7 +86,7 @@ pub fn init(tool: &str) -> Result<(), Error> {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = LOGGER.set(Logger {
         tool: tool.to_string(),
-        threshold,
+        threshold: threshold.max(floor),
         color,
     });
     problem.map_or(Ok(()), Err)

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use serde_json::{Value, json};
+use std::io::IsTerminal;
 use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
 use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
 use ztd_core::health::{self, HealthReport, Target};
 use ztd_core::stack::{Color, Stack};
-use ztd_core::{Error, info, state, warn};
+use ztd_core::{Error, info, state, validate, warn};
 
 const AFTER_HELP: &str = "\
 Checks, per container: running; Docker's HEALTHCHECK (starting, healthy, unhealthy, or none);
@@ -48,8 +49,17 @@ struct Cli {
     #[arg(long)]
     wait: bool,
     /// Print one status line and use the monitoring-plugin exit codes
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["report", "validate", "wait"])]
     nagios: bool,
+    /// Run the validation checks (containers, health endpoints, resources, logs, connectivity,
+    /// configuration) instead of the health check
+    #[arg(long, conflicts_with = "wait")]
+    validate: bool,
+    /// Print the report of the replaced scripts instead of JSON: one line per container and a
+    /// CRITICAL/WARNING/SUCCESS line (exit 0 OK, 1 warnings, 2 critical or nothing deployed), or
+    /// with --validate "Checking <name>... PASS|FAIL" and a summary (exit 0 or 1)
+    #[arg(long)]
+    report: bool,
     #[command(flatten)]
     health: HealthArgs,
     #[command(flatten)]
@@ -63,6 +73,16 @@ const NAGIOS_CRITICAL: u8 = 2;
 const NAGIOS_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
+    if std::env::args().any(|a| a == "--report") {
+        return match cli::try_parse_args::<Cli>("ztd-health") {
+            Ok(cli) => report_main(cli),
+            Err(cli::ParseStop::Printed) => ExitCode::SUCCESS,
+            Err(cli::ParseStop::Usage(message)) => {
+                eprintln!("ERROR: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = if std::env::args().any(|a| a == "--nagios") {
         match cli::try_parse_args::<Cli>("ztd-health") {
             Ok(cli) => cli,
@@ -108,9 +128,13 @@ enum Outcome {
     NothingDeployed,
 }
 
-async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<Outcome, Error> {
-    let engine = DockerEngine::connect().await?;
-    let (color, active) = match requested {
+/// The color to act on and whether it is the active one: `requested`, else the active color.
+async fn choose_color(
+    engine: &DockerEngine,
+    stack: &Stack,
+    requested: Option<Color>,
+) -> Result<Option<(Color, bool)>, Error> {
+    Ok(Some(match requested {
         Some(color) => {
             let state_file = state::read_state(stack)?;
             let candidate = state_file.as_ref().and_then(|s| s.candidate);
@@ -123,7 +147,7 @@ async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<
             (color, active)
         }
         None => {
-            let detection = detect(&engine, stack).await?;
+            let detection = detect(engine, stack).await?;
             if let Some(conflict) = detection.conflict {
                 return Err(Error::State(format!(
                     "cannot tell which color is active: {conflict}; name a color"
@@ -131,9 +155,29 @@ async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<
             }
             match detection.active {
                 Some(active) => (active, true),
-                None => return Ok(Outcome::NothingDeployed),
+                None => return Ok(None),
             }
         }
+    }))
+}
+
+async fn run_validation(
+    cli: &Cli,
+    stack: &Stack,
+    requested: Option<Color>,
+) -> Result<Option<(Color, Vec<validate::ValidationCheck>)>, Error> {
+    let engine = DockerEngine::connect().await?;
+    let Some((color, active)) = choose_color(&engine, stack, requested).await? else {
+        return Ok(None);
+    };
+    let checks = validate::validate(&engine, stack, color, active, &cli.health.policy()).await?;
+    Ok(Some((color, checks)))
+}
+
+async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<Outcome, Error> {
+    let engine = DockerEngine::connect().await?;
+    let Some((color, active)) = choose_color(&engine, stack, requested).await? else {
+        return Ok(Outcome::NothingDeployed);
     };
     let target = Target {
         stack,
@@ -189,6 +233,68 @@ fn outcome_json(stack: &Stack, outcome: &Outcome) -> Value {
         }
     }
     json
+}
+
+/// `--report`: the replaced scripts' human report and exit codes.
+fn report_main(cli: Cli) -> ExitCode {
+    let _ = ztd_core::output::init_at("ztd-health", ztd_core::output::Level::Warn);
+    let colors = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ERROR: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (red, reset) = if colors {
+        ("\x1b[0;31m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    if cli.validate {
+        let result = runtime.block_on(async {
+            let stack = cli.stack.resolve(None)?;
+            run_validation(&cli, &stack, cli.color).await
+        });
+        return match result {
+            Ok(Some((color, checks))) => {
+                let (text, passed) = validate::report(color, &checks, colors);
+                print!("{text}");
+                ExitCode::from(if passed { 0 } else { 1 })
+            }
+            Ok(None) => {
+                println!("{red}No deployment found to validate{reset}");
+                ExitCode::from(1)
+            }
+            Err(err) => {
+                eprintln!("ERROR: {err}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let result = runtime.block_on(async {
+        let stack = cli.stack.resolve(None)?;
+        evaluate(&cli, &stack, cli.color).await
+    });
+    match result {
+        Ok(Outcome::Checked { report, .. }) => {
+            let (text, code) = health::service_report(&report);
+            print!("{text}");
+            ExitCode::from(code)
+        }
+        Ok(Outcome::NothingDeployed) => {
+            println!("ERROR: No active deployment found");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            println!("ERROR: {err}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn nagios_main(cli: Cli) -> ExitCode {
