@@ -130,6 +130,34 @@ impl HealthArgs {
     }
 }
 
+/// The settings of a switch or rollback: its timeouts and the health of what it switches to.
+#[derive(Debug, Clone, Args)]
+pub struct SwitchArgs {
+    /// Longest wait for in-flight requests to the old color and for a ztd.drain command
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+    pub drain_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL when stopping an old container (label
+    /// ztd.stop.timeout overrides)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+    pub stop_timeout: Duration,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+impl SwitchArgs {
+    /// The options of a switch to `to` (None: the default target).
+    pub fn options(&self, to: Option<Color>, force: bool) -> crate::switch::SwitchOptions {
+        crate::switch::SwitchOptions {
+            to,
+            force,
+            drain_timeout: self.drain_timeout,
+            stop_timeout: self.stop_timeout,
+            policy: self.health.policy(),
+            health_deadline: self.health.deadline(),
+        }
+    }
+}
+
 /// clap value parser for durations.
 pub fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
     parse_duration(text)
@@ -210,6 +238,49 @@ pub fn upstream_target(upstream: &Value) -> Result<Option<Color>> {
             "upstream JSON has target {other}, expected blue or green"
         ))),
     }
+}
+
+/// Where a tool acts, from its arguments or the upstream tool's JSON on stdin.
+#[derive(Debug)]
+pub enum Context {
+    /// The upstream tool failed: its report is to be passed on unchanged (exit 1).
+    PassOn(Report),
+    /// Act on this stack, on this color when one was named or handed on.
+    Act {
+        /// The stack (from the flags, else the upstream object, else the working directory).
+        stack: Stack,
+        /// The color named on the command line, else the upstream object's `target`.
+        color: Option<Color>,
+        /// The upstream object, if stdin carried one.
+        upstream: Option<Value>,
+    },
+}
+
+/// Resolve where a tool acts. Stdin is read only when no color was named and `read_stdin`.
+pub fn context(
+    stack: &StackArgs,
+    color: Option<Color>,
+    read_stdin: bool,
+) -> std::result::Result<Context, (Error, Option<String>)> {
+    let upstream = if color.is_none() && read_stdin {
+        read_upstream().no_project()?
+    } else {
+        None
+    };
+    if let Some(failed) = upstream.as_ref().filter(|u| upstream_failed(u)) {
+        crate::warn!("upstream failed; passing its report on");
+        return Ok(Context::PassOn(Report::pass_through(failed.clone())));
+    }
+    let stack = stack.resolve(upstream.as_ref()).no_project()?;
+    let color = match (&upstream, color) {
+        (Some(upstream), None) => upstream_target(upstream).in_project(&stack)?,
+        (_, color) => color,
+    };
+    Ok(Context::Act {
+        stack,
+        color,
+        upstream,
+    })
 }
 
 /// What a tool hands back to the harness: the JSON to print and the exit status.
@@ -318,7 +389,9 @@ where
     }
 }
 
-fn fail(tool: &str, project: Option<&str>, err: &Error) -> ExitCode {
+/// Report an error the way every tool does: one line on stderr, an `ok: false` object on stdout,
+/// the error's exit code.
+pub fn fail(tool: &str, project: Option<&str>, err: &Error) -> ExitCode {
     output::log(output::Level::Error, err.message());
     output::emit(&output::error_object(tool, project, err));
     ExitCode::from(err.exit_status().code())

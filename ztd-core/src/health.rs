@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::labels::{self, DEFAULT_LOG_ERROR_PATTERN, ServiceSettings, SwitchMode};
 use crate::probe::{self, ProbeOutcome};
 use crate::stack::{Color, Stack};
-use crate::units::{MemoryLimit, format_bytes, format_duration};
+use crate::units::{MemoryLimit, format_bytes, format_duration, millis};
 
 /// How often a wait re-runs probes and uptime checks between engine events.
 const PROBE_TICK: Duration = Duration::from_millis(100);
@@ -304,10 +304,6 @@ pub fn service_report(report: &HealthReport) -> (String, u8) {
         out.push_str("SUCCESS: All services healthy\n");
         (out, 0)
     }
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// How deep one round of checks goes.

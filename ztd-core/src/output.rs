@@ -159,6 +159,20 @@ pub fn emit(value: &Value) {
         .and_then(|()| stdout.flush());
 }
 
+/// The object every tool prints: `tool`, `project`, `project_dir` and `ok` first, then `fields`.
+pub fn object(tool: &str, stack: &crate::stack::Stack, ok: bool, fields: Value) -> Value {
+    let mut object = json!({
+        "tool": tool,
+        "project": stack.name,
+        "project_dir": stack.dir,
+        "ok": ok,
+    });
+    if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
+        object.extend(fields);
+    }
+    object
+}
+
 /// The JSON object a tool prints when it stops on an error: `ok: false` plus the error, so a
 /// downstream tool in a pipeline passes it on instead of acting.
 pub fn error_object(tool: &str, project: Option<&str>, err: &Error) -> Value {

@@ -17,6 +17,7 @@ use crate::labels::ProxyProtocol;
 use crate::render::Listener;
 use crate::stack::{Color, Stack};
 use crate::state;
+use crate::units::millis;
 
 /// The proxy image, unless `ZTD_PROXY_IMAGE` names another.
 pub const DEFAULT_PROXY_IMAGE: &str = "ztd-nginx:latest";
@@ -506,10 +507,6 @@ fn generation() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     now.as_secs() * 1000 + u64::from(now.subsec_millis())
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 #[cfg(test)]

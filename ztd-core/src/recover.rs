@@ -73,19 +73,17 @@ pub async fn resume<E: Engine>(
     let started = Instant::now();
     let Some(journal) = journal::read(stack)? else {
         let detection = detect::detect(engine, stack).await?;
-        return Ok(SwitchOutcome {
-            json: json!({
-                "tool": "ztd-switch",
-                "project": stack.name,
-                "project_dir": stack.dir,
-                "ok": true,
+        return Ok(SwitchOutcome::report(
+            "ztd-switch",
+            stack,
+            ExitStatus::Success,
+            json!({
                 "resumed": false,
                 "reason": "no switch or rollback was interrupted",
                 "active": detection.active,
                 "target": detection.active,
             }),
-            status: ExitStatus::Success,
-        });
+        ));
     };
     let _lock = DeployLock::acquire(stack, "ztd-switch --resume")?;
     let to_meta = read_color_meta(stack, journal.to)?.ok_or_else(|| {
@@ -213,22 +211,23 @@ async fn resolve<E: Engine>(
         "{} is active",
         active.map_or("nothing".into(), |c| c.to_string())
     );
-    Ok(json!({
-        "tool": tool,
-        "project": stack.name,
-        "project_dir": stack.dir,
-        "ok": true,
-        "resumed": true,
-        "operation": journal.operation,
-        "resolution": if resolution == Resolution::Finished { "finished" } else { "undone" },
-        "interrupted_at": interrupted_at,
-        "from": journal.from,
-        "to": journal.to,
-        "active": active,
-        "target": active,
-        "steps": steps.to_json(),
-        "duration_ms": millis(started),
-    }))
+    Ok(crate::output::object(
+        tool,
+        stack,
+        true,
+        json!({
+            "resumed": true,
+            "operation": journal.operation,
+            "resolution": if resolution == Resolution::Finished { "finished" } else { "undone" },
+            "interrupted_at": interrupted_at,
+            "from": journal.from,
+            "to": journal.to,
+            "active": active,
+            "target": active,
+            "steps": steps.to_json(),
+            "duration_ms": millis(started),
+        }),
+    ))
 }
 
 /// Make `keep` the only active color whatever state a killed change left: its services run, the
@@ -503,18 +502,16 @@ pub async fn rollback<E: Engine>(
     }
     let refuse = |reason: String| {
         warn!("{reason}");
-        Ok(SwitchOutcome {
-            json: json!({
-                "tool": "ztd-rollback",
-                "project": stack.name,
-                "project_dir": stack.dir,
-                "ok": false,
+        Ok(SwitchOutcome::report(
+            "ztd-rollback",
+            stack,
+            ExitStatus::Negative,
+            json!({
                 "active": detection.active,
                 "target": detection.active,
                 "refused": reason,
             }),
-            status: ExitStatus::Negative,
-        })
+        ))
     };
     let (Some(active), Some(previous)) = (detection.active, record.previous) else {
         return refuse("no previous deployment to roll back to".into());
@@ -551,12 +548,11 @@ pub async fn rollback<E: Engine>(
                 "rollback refused: {previous} does not come back healthy: {}",
                 health.summary_line()
             );
-            return Ok(SwitchOutcome {
-                json: json!({
-                    "tool": "ztd-rollback",
-                    "project": stack.name,
-                    "project_dir": stack.dir,
-                    "ok": false,
+            return Ok(SwitchOutcome::report(
+                "ztd-rollback",
+                stack,
+                ExitStatus::Negative,
+                json!({
                     "from": active,
                     "to": previous,
                     "active": active,
@@ -565,8 +561,7 @@ pub async fn rollback<E: Engine>(
                     "health": health.to_json(),
                     "duration_ms": millis(started),
                 }),
-                status: ExitStatus::Negative,
-            });
+            ));
         }
         let detection = detect::detect(engine, stack).await?;
         let plan = Move {
@@ -599,12 +594,11 @@ pub async fn rollback<E: Engine>(
                 stack,
                 &json!({"event": "rollback_timeout", "at": now(), "from": active, "to": previous, "at_step": where_}),
             )?;
-            Ok(SwitchOutcome {
-                json: json!({
-                    "tool": "ztd-rollback",
-                    "project": stack.name,
-                    "project_dir": stack.dir,
-                    "ok": false,
+            Ok(SwitchOutcome::report(
+                "ztd-rollback",
+                stack,
+                ExitStatus::Negative,
+                json!({
                     "from": active,
                     "to": previous,
                     "target": previous,
@@ -614,8 +608,7 @@ pub async fn rollback<E: Engine>(
                     "journal": journal,
                     "duration_ms": millis(started),
                 }),
-                status: ExitStatus::Negative,
-            })
+            ))
         }
     }
 }
@@ -644,20 +637,18 @@ async fn abandon_candidate<E: Engine>(
         stack,
         &json!({"event": "rollback", "at": now(), "abandoned": candidate, "active": detection.active}),
     )?;
-    Ok(SwitchOutcome {
-        json: json!({
-            "tool": "ztd-rollback",
-            "project": stack.name,
-            "project_dir": stack.dir,
-            "ok": true,
+    Ok(SwitchOutcome::report(
+        "ztd-rollback",
+        stack,
+        ExitStatus::Success,
+        json!({
             "abandoned": candidate,
             "stopped": stopped,
             "active": detection.active,
             "target": detection.active,
             "duration_ms": millis(started),
         }),
-        status: ExitStatus::Success,
-    })
+    ))
 }
 
 /// Make the previous color runnable again: its kept containers, or, where they were removed,
@@ -770,19 +761,17 @@ pub async fn cleanup<E: Engine>(
     }
     if detection.active == Some(color) {
         warn!("refusing to clean up {color}: it is the active color");
-        return Ok(SwitchOutcome {
-            json: json!({
-                "tool": "ztd-rollback",
-                "project": stack.name,
-                "project_dir": stack.dir,
-                "ok": false,
+        return Ok(SwitchOutcome::report(
+            "ztd-rollback",
+            stack,
+            ExitStatus::Negative,
+            json!({
                 "cleanup": color,
                 "active": detection.active,
                 "target": detection.active,
                 "refused": format!("{color} is the active color"),
             }),
-            status: ExitStatus::Negative,
-        });
+        ));
     }
     let _lock = DeployLock::acquire(stack, "ztd-rollback --cleanup")?;
     let view = detection.color(color);
@@ -849,18 +838,16 @@ pub async fn cleanup<E: Engine>(
         &json!({"event": "cleanup", "at": now(), "color": color, "removed": removed}),
     )?;
     info!("{color} removed ({} containers)", removed.len());
-    Ok(SwitchOutcome {
-        json: json!({
-            "tool": "ztd-rollback",
-            "project": stack.name,
-            "project_dir": stack.dir,
-            "ok": true,
+    Ok(SwitchOutcome::report(
+        "ztd-rollback",
+        stack,
+        ExitStatus::Success,
+        json!({
             "cleanup": color,
             "removed": removed,
             "active": detection.active,
             "target": detection.active,
             "duration_ms": millis(started),
         }),
-        status: ExitStatus::Success,
-    })
+    ))
 }

@@ -144,12 +144,11 @@ pub async fn switch<E: Engine>(
     if !health.healthy() && !opts.force {
         warn!("switch refused: {}", health.summary_line());
         drop(lock);
-        return Ok(SwitchOutcome {
-            json: json!({
-                "tool": "ztd-switch",
-                "project": stack.name,
-                "project_dir": stack.dir,
-                "ok": false,
+        return Ok(SwitchOutcome::report(
+            "ztd-switch",
+            stack,
+            ExitStatus::Negative,
+            json!({
                 "from": from,
                 "to": to,
                 "target": to,
@@ -158,8 +157,7 @@ pub async fn switch<E: Engine>(
                 "health": health.to_json(),
                 "duration_ms": millis(started),
             }),
-            status: ExitStatus::Negative,
-        });
+        ));
     }
     if !health.healthy() {
         warn!("{to} is not healthy; switching anyway (--force)");
@@ -203,6 +201,16 @@ impl Operation {
         match self {
             Operation::Switch => "ztd-switch",
             Operation::Rollback => "ztd-rollback",
+        }
+    }
+}
+
+impl SwitchOutcome {
+    /// An outcome whose report is `tool`'s object with these fields (`ok` when it succeeded).
+    pub fn report(tool: &str, stack: &Stack, status: ExitStatus, fields: Value) -> SwitchOutcome {
+        SwitchOutcome {
+            json: crate::output::object(tool, stack, status == ExitStatus::Success, fields),
+            status,
         }
     }
 }
@@ -746,23 +754,24 @@ impl<E: Engine> Run<'_, E> {
     }
 
     fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
-        json!({
-            "tool": self.operation.tool(),
-            "project": self.stack.name,
-            "project_dir": self.stack.dir,
-            "ok": ok,
-            "from": self.from,
-            "to": self.to,
-            "target": self.to,
-            "active": if ok { Some(self.to) } else { self.from },
-            "adopted": self.adopting,
-            "undone": undone,
-            "version": self.to_meta.build.version,
-            "steps": self.steps.to_json(),
-            "proxy": self.proxy,
-            "ports_gap_ms": self.ports_gap_ms,
-            "handovers": self.handovers,
-            "duration_ms": millis(started),
-        })
+        crate::output::object(
+            self.operation.tool(),
+            self.stack,
+            ok,
+            json!({
+                "from": self.from,
+                "to": self.to,
+                "target": self.to,
+                "active": if ok { Some(self.to) } else { self.from },
+                "adopted": self.adopting,
+                "undone": undone,
+                "version": self.to_meta.build.version,
+                "steps": self.steps.to_json(),
+                "proxy": self.proxy,
+                "ports_gap_ms": self.ports_gap_ms,
+                "handovers": self.handovers,
+                "duration_ms": millis(started),
+            }),
+        )
     }
 }

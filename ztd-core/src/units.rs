@@ -67,6 +67,11 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A duration in milliseconds, rounded to the microsecond, for JSON reports.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// Parse a byte size: `512`, `64k`, `256m`, `1g`, `256MiB`, `1GB` (powers of 1024, as Docker).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let input = text.trim();

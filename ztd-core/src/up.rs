@@ -65,7 +65,7 @@ impl Steps {
 
 /// Milliseconds since `started`, rounded to microseconds.
 pub fn millis(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+    crate::units::millis(started.elapsed())
 }
 
 /// Where the shared project's file is written.
@@ -125,19 +125,20 @@ pub async fn up<E: Engine>(
 
     if opts.dry_run {
         describe(&plan, &detection, true);
-        return Ok(json!({
-            "tool": "ztd-up",
-            "project": stack.name,
-            "project_dir": stack.dir,
-            "ok": true,
-            "dry_run": true,
-            "active": detection.active,
-            "target": target,
-            "version": build.version,
-            "plan": plan.meta,
-            "rendered": render::redact(&plan.color_model),
-            "shared_rendered": plan.shared_model.as_ref().map(render::redact),
-        }));
+        return Ok(crate::output::object(
+            "ztd-up",
+            stack,
+            true,
+            json!({
+                "dry_run": true,
+                "active": detection.active,
+                "target": target,
+                "version": build.version,
+                "plan": plan.meta,
+                "rendered": render::redact(&plan.color_model),
+                "shared_rendered": plan.shared_model.as_ref().map(render::redact),
+            }),
+        ));
     }
 
     check_names_free(engine, &plan.meta).await?;
@@ -296,31 +297,32 @@ pub async fn up<E: Engine>(
         "{target} is up as {project} ({}); next: ztd-health {target} --wait, then ztd-switch",
         build.version
     );
-    Ok(json!({
-        "tool": "ztd-up",
-        "project": stack.name,
-        "project_dir": stack.dir,
-        "ok": true,
-        "active": detection.active,
-        "target": target,
-        "version": build.version,
-        "compose_project": project,
-        "rendered_file": rendered_path,
-        "services": plan.meta.services.iter().map(|s| {
-            let container = containers.iter().find(|c| c.service == s.name);
-            json!({
-                "service": s.name,
-                "mode": s.mode,
-                "container": s.container,
-                "state": container.map(|c| c.state),
-                "image_id": container.map(|c| c.image_id.clone()),
-            })
-        }).collect::<Vec<_>>(),
-        "shared": plan.meta.shared.iter().map(|s| &s.service).collect::<Vec<_>>(),
-        "listeners": plan.meta.listeners,
-        "steps": steps.to_json(),
-        "duration_ms": millis(started),
-    }))
+    Ok(crate::output::object(
+        "ztd-up",
+        stack,
+        true,
+        json!({
+            "active": detection.active,
+            "target": target,
+            "version": build.version,
+            "compose_project": project,
+            "rendered_file": rendered_path,
+            "services": plan.meta.services.iter().map(|s| {
+                let container = containers.iter().find(|c| c.service == s.name);
+                json!({
+                    "service": s.name,
+                    "mode": s.mode,
+                    "container": s.container,
+                    "state": container.map(|c| c.state),
+                    "image_id": container.map(|c| c.image_id.clone()),
+                })
+            }).collect::<Vec<_>>(),
+            "shared": plan.meta.shared.iter().map(|s| &s.service).collect::<Vec<_>>(),
+            "listeners": plan.meta.listeners,
+            "steps": steps.to_json(),
+            "duration_ms": millis(started),
+        }),
+    ))
 }
 
 /// Start the created containers of these services: straight through the engine, all at once or

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
-use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, Context, HealthArgs, Report, StackArgs, WithProject};
 use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
 use ztd_core::health::{self, HealthReport, Target};
 use ztd_core::stack::{Color, Stack};
-use ztd_core::{Error, info, state, validate, warn};
+use ztd_core::{Error, info, output, state, validate, warn};
 
 const AFTER_HELP: &str = "\
 Checks, per container: running; Docker's HEALTHCHECK (starting, healthy, unhealthy, or none);
@@ -101,22 +101,30 @@ fn main() -> ExitCode {
         return nagios_main(cli);
     }
     cli::run("ztd-health", || async move {
-        let upstream = if cli.color.is_none() {
-            cli::read_upstream().no_project()?
-        } else {
-            None
+        let (stack, requested) = match cli::context(&cli.stack, cli.color, true)? {
+            Context::PassOn(report) => return Ok(report),
+            Context::Act { stack, color, .. } => (stack, color),
         };
-        if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
-            warn!("upstream failed; passing its report on");
-            return Ok(Report::pass_through(upstream.clone()));
+        if cli.validate {
+            let json = match run_validation(&cli, &stack, requested)
+                .await
+                .in_project(&stack)?
+            {
+                Some((color, checks)) => {
+                    let fields = validate::to_json(color, &checks);
+                    let ok = fields["ok"] == Value::Bool(true);
+                    output::object("ztd-health", &stack, ok, fields)
+                }
+                None => output::object(
+                    "ztd-health",
+                    &stack,
+                    false,
+                    json!({"validate": true, "color": null, "target": null,
+                           "problem": "nothing is deployed"}),
+                ),
+            };
+            return Ok(Report::from_ok(json));
         }
-        let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
-        let requested = match &upstream {
-            Some(upstream) if cli.color.is_none() => {
-                cli::upstream_target(upstream).in_project(&stack)?
-            }
-            _ => cli.color,
-        };
         let outcome = evaluate(&cli, &stack, requested).await.in_project(&stack)?;
         Ok(Report::from_ok(outcome_json(&stack, &outcome)))
     })
@@ -208,31 +216,25 @@ async fn evaluate(cli: &Cli, stack: &Stack, requested: Option<Color>) -> Result<
 }
 
 fn outcome_json(stack: &Stack, outcome: &Outcome) -> Value {
-    let mut json = json!({
-        "tool": "ztd-health",
-        "project": stack.name,
-        "project_dir": stack.dir,
-    });
     match outcome {
         Outcome::Checked { report, waited } => {
-            json["ok"] = Value::Bool(report.healthy());
-            json["waited"] = Value::Bool(*waited);
-            if let (Value::Object(target), Value::Object(fields)) = (&mut json, report.to_json()) {
-                target.extend(fields);
+            let mut fields = json!({"waited": waited});
+            if let (Value::Object(fields), Value::Object(more)) = (&mut fields, report.to_json()) {
+                fields.extend(more);
             }
+            output::object("ztd-health", stack, report.healthy(), fields)
         }
         Outcome::NothingDeployed => {
             warn!("nothing is deployed in {}", stack.name);
-            json["ok"] = Value::Bool(false);
-            json["color"] = Value::Null;
-            json["target"] = Value::Null;
-            json["healthy"] = Value::Bool(false);
-            json["status"] = Value::from("unhealthy");
-            json["problem"] = Value::from("nothing is deployed");
-            json["containers"] = json!([]);
+            output::object(
+                "ztd-health",
+                stack,
+                false,
+                json!({"color": null, "target": null, "healthy": false, "status": "unhealthy",
+                       "problem": "nothing is deployed", "containers": []}),
+            )
         }
     }
-    json
 }
 
 /// `--report`: the replaced scripts' human report and exit codes.

@@ -563,3 +563,65 @@ fn nothing_deployed_is_unhealthy() {
             .contains("no containers")
     );
 }
+
+#[test]
+fn validate_runs_every_group_of_checks_as_json() {
+    let stack = TestStack::new("h-validate");
+    stack.up(
+        "blue",
+        &[
+            Service::new("web").label("ztd.health.http", "/health"),
+            Service::new("noisy")
+                .env("LOG_ERRORS", "1")
+                .env("HEALTH_FAIL", "1")
+                .label("ztd.health.http", "/health"),
+        ],
+    );
+    std::fs::write(stack.dir.join(".current_deployment"), "blue\n").unwrap();
+    let out = stack.run("ztd-health", &["--validate"]);
+    out.expect_code(1);
+    assert_eq!(out.json["tool"], "ztd-health");
+    assert_eq!(out.json["validate"], true);
+    let checks = out.json["checks"].as_array().unwrap();
+    let groups: std::collections::BTreeSet<&str> =
+        checks.iter().filter_map(|c| c["group"].as_str()).collect();
+    for group in [
+        "Container Status Checks",
+        "Health Checks",
+        "Resource Checks",
+        "Log Analysis",
+        "Network Connectivity",
+        "Configuration Validation",
+    ] {
+        assert!(groups.contains(group), "{group}: {groups:?}");
+    }
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["pass"] == false)
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let noisy = stack.container("noisy", "blue");
+    // Started by hand, not by ztd-up: there is no rendered file either.
+    assert_eq!(
+        failed,
+        vec![
+            format!("{noisy} HTTP health endpoint").as_str(),
+            "docker-compose.blue.yml present"
+        ],
+        "only the failing endpoint and the missing file fail: {failed:?}"
+    );
+    assert_eq!(out.json["failed"], 2);
+    assert_eq!(
+        out.json["passed"].as_u64().unwrap() + 2,
+        checks.len() as u64
+    );
+    let web_only = stack.run("ztd-health", &["--validate", "--max-memory", "1b"]);
+    web_only.expect_code(1);
+    assert!(
+        web_only.json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"].as_str().unwrap().contains("memory under 1B") && c["pass"] == false)
+    );
+}

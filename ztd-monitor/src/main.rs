@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use ztd_core::cli::{self, Report, StackArgs, ThresholdArgs, WithProject};
+use ztd_core::cli::{self, Context, Report, StackArgs, ThresholdArgs, WithProject};
 use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
 use ztd_core::monitor::{DEFAULT_MAX_ERROR_RATE, Monitor, MonitorOptions, render_view};
@@ -114,29 +114,27 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
             _ => Duration::from_secs(30),
         },
     };
-    let upstream = if cli.color.is_none() {
-        cli::read_upstream().no_project()?
-    } else {
-        None
+    let (stack, named, upstream) = match cli::context(&cli.stack, cli.color, true)? {
+        Context::PassOn(report) => return Ok(report),
+        Context::Act {
+            stack,
+            color,
+            upstream,
+        } => (stack, color, upstream),
     };
-    if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
-        warn!("upstream failed; passing its report on");
-        return Ok(Report::pass_through(upstream.clone()));
-    }
-    let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
     let engine = DockerEngine::connect().await.in_project(&stack)?;
     let detection = detect(&engine, &stack).await.in_project(&stack)?;
-    let color = match (&upstream, cli.color) {
-        (_, Some(color)) => Some(color),
-        (Some(upstream), None) => cli::upstream_target(upstream).in_project(&stack)?,
-        (None, None) => detection.active,
-    };
+    let color = named.or(detection.active);
     let Some(color) = color else {
         warn!("nothing is deployed: nothing to watch");
-        return Ok(Report::from_ok(json!({
-            "tool": "ztd-monitor", "project": stack.name, "project_dir": stack.dir, "ok": false,
-            "color": null, "target": null, "problem": "nothing is deployed",
-        })));
+        return Ok(Report::from_ok(ztd_core::output::object(
+            "ztd-monitor",
+            &stack,
+            false,
+            json!({
+                "color": null, "target": null, "problem": "nothing is deployed",
+            }),
+        )));
     };
     info!(
         "watching {color} for {}",
@@ -194,10 +192,12 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
             upstream
         }
         None => {
-            let mut own = json!({
-                "tool": "ztd-monitor", "project": stack.name, "project_dir": stack.dir,
-                "ok": !tripped && !result.interrupted, "color": color, "target": color,
-            });
+            let mut own = ztd_core::output::object(
+                "ztd-monitor",
+                &stack,
+                !tripped && !result.interrupted,
+                json!({"color": color, "target": color}),
+            );
             if let (Some(own), Value::Object(fields)) = (own.as_object_mut(), findings) {
                 for (k, v) in fields
                     .into_iter()
@@ -221,7 +221,7 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
 
 fn watch_forever(cli: Cli) -> ExitCode {
     if let Err(err) = output::init("ztd-monitor") {
-        return fail(None, &err);
+        return cli::fail("ztd-monitor", None, &err);
     }
     let view = cli.view || std::io::stdout().is_terminal();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -230,7 +230,8 @@ fn watch_forever(cli: Cli) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            return fail(
+            return cli::fail(
+                "ztd-monitor",
                 None,
                 &Error::State(format!("cannot start the runtime: {e}")),
             );
@@ -284,12 +285,6 @@ fn watch_forever(cli: Cli) -> ExitCode {
             eprintln!("Monitoring stopped");
             ExitCode::SUCCESS
         }
-        Err(err) => fail(None, &err),
+        Err(err) => cli::fail("ztd-monitor", None, &err),
     }
-}
-
-fn fail(project: Option<&str>, err: &Error) -> ExitCode {
-    output::log(output::Level::Error, err.message());
-    output::emit(&output::error_object("ztd-monitor", project, err));
-    ExitCode::from(err.exit_status().code())
 }

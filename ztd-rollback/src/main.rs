@@ -5,13 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, Report, StackArgs, SwitchArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::{RollbackOptions, cleanup, rollback};
 use ztd_core::signals;
 use ztd_core::stack::Color;
-use ztd_core::switch::SwitchOptions;
 
 const AFTER_HELP: &str = "\
 What it rolls back, in this order:
@@ -54,14 +53,8 @@ struct Cli {
     /// Hard deadline of the whole rollback (bare numbers are seconds)
     #[arg(long, value_name = "DURATION", env = "ROLLBACK_TIMEOUT", default_value = "300", value_parser = cli::duration_arg)]
     timeout: Duration,
-    /// Longest wait for in-flight requests and for a ztd.drain command
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
-    drain_timeout: Duration,
-    /// Grace between SIGTERM and SIGKILL when stopping a container
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
-    stop_timeout: Duration,
     #[command(flatten)]
-    health: HealthArgs,
+    switch: SwitchArgs,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -80,14 +73,7 @@ fn main() -> ExitCode {
             Some(color) => cleanup(&engine, &compose, &stack, color).await,
             None => {
                 let options = RollbackOptions {
-                    switch: SwitchOptions {
-                        to: None,
-                        force: false,
-                        drain_timeout: cli.drain_timeout,
-                        stop_timeout: cli.stop_timeout,
-                        policy: cli.health.policy(),
-                        health_deadline: cli.health.deadline(),
-                    },
+                    switch: cli.switch.options(None, false),
                     timeout: cli.timeout,
                 };
                 rollback(&engine, &compose, &stack, &options).await

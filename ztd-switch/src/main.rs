@@ -2,16 +2,14 @@
 //! without ever running a singleton twice.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use ztd_core::cli::{self, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, Context, Report, StackArgs, SwitchArgs, WithProject};
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::resume;
 use ztd_core::signals;
 use ztd_core::stack::Color;
-use ztd_core::switch::{SwitchOptions, switch};
-use ztd_core::warn;
+use ztd_core::switch::switch;
 
 const AFTER_HELP: &str = "\
 Steps, each journaled in .ztd/journal.json and timed in the JSON report:
@@ -63,15 +61,8 @@ struct Cli {
     /// color is active with the proxy pointing at it
     #[arg(long, conflicts_with_all = ["to", "force"])]
     resume: bool,
-    /// Longest wait for in-flight requests to the old color and for a ztd.drain command
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
-    drain_timeout: Duration,
-    /// Grace between SIGTERM and SIGKILL when stopping an old container (label
-    /// ztd.stop.timeout overrides)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::duration_arg)]
-    stop_timeout: Duration,
     #[command(flatten)]
-    health: HealthArgs,
+    switch: SwitchArgs,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -83,31 +74,12 @@ fn main() -> ExitCode {
     };
     cli::run("ztd-switch", || async move {
         signals::install();
-        let upstream = if cli.to.is_none() && !cli.resume {
-            cli::read_upstream().no_project()?
-        } else {
-            None
-        };
-        if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
-            warn!("upstream failed; passing its report on");
-            return Ok(Report::pass_through(upstream.clone()));
-        }
-        let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
-        let to = match &upstream {
-            Some(upstream) if cli.to.is_none() => {
-                cli::upstream_target(upstream).in_project(&stack)?
-            }
-            _ => cli.to,
+        let (stack, to) = match cli::context(&cli.stack, cli.to, !cli.resume)? {
+            Context::PassOn(report) => return Ok(report),
+            Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let options = SwitchOptions {
-            to,
-            force: cli.force,
-            drain_timeout: cli.drain_timeout,
-            stop_timeout: cli.stop_timeout,
-            policy: cli.health.policy(),
-            health_deadline: cli.health.deadline(),
-        };
+        let options = cli.switch.options(to, cli.force);
         let outcome = if cli.resume {
             resume(&engine, &stack, &options).await
         } else {

@@ -78,6 +78,25 @@ pub struct ToolOutput {
 }
 
 impl ToolOutput {
+    /// What a finished process did: its code (-1 when killed by a signal), its output, stdout's
+    /// last line parsed as JSON (or Null), and the time since `started`.
+    pub fn from_output(output: &std::process::Output, started: Instant) -> ToolOutput {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let json = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        ToolOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            json,
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// Assert the exit code, showing everything when it differs.
     pub fn expect_code(&self, code: i32) -> &ToolOutput {
         assert_eq!(
@@ -576,20 +595,7 @@ impl TestStack {
             pipe.write_all(input.as_bytes()).expect("write stdin");
         }
         let output = wait_with_timeout(child, Duration::from_secs(180));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let json = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or(Value::Null);
-        ToolOutput {
-            code: output.status.code().unwrap_or(-1),
-            stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            json,
-            elapsed: started.elapsed(),
-        }
+        ToolOutput::from_output(&output, started)
     }
 
     /// Every container of the stack (all its projects and its proxy): id, name, state, start time.
@@ -671,20 +677,7 @@ impl TestStack {
             command.env(k, v);
         }
         let output = wait_with_timeout(command.spawn().expect("bash"), Duration::from_secs(300));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let json = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or(Value::Null);
-        ToolOutput {
-            code: output.status.code().unwrap_or(-1),
-            stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            json,
-            elapsed: started.elapsed(),
-        }
+        ToolOutput::from_output(&output, started)
     }
 
     /// Deploy through the design's pipeline with `APP_VERSION=version` and more environment.
@@ -706,84 +699,58 @@ impl TestStack {
         (words.next() == Some("true")).then_some(id)
     }
 
+    /// Remove everything the stack's projects made: containers first (the proxy and shared
+    /// services are attached to color networks), then volumes and networks.
     fn remove_containers(&self) {
-        let mut ids = Vec::new();
-        for project in self.projects() {
-            if let Ok(out) = Command::new("docker")
-                .args([
-                    "ps",
-                    "-aq",
-                    "--filter",
-                    &format!("label=com.docker.compose.project={project}"),
-                ])
-                .output()
-            {
-                ids.extend(
-                    String::from_utf8_lossy(&out.stdout)
-                        .lines()
-                        .map(str::to_string),
-                );
-            }
-        }
-        ids.push(format!("{}-ztd-proxy", self.name));
-        let _ = Command::new("docker")
-            .arg("rm")
-            .arg("-f")
-            .args(&ids)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if let Ok(out) = Command::new("docker")
-            .args([
-                "volume",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", self.name),
-            ])
-            .output()
-        {
-            let volumes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        let mut containers: Vec<String> = self
+            .projects()
+            .iter()
+            .flat_map(|p| labelled(&["ps", "-aq"], p))
+            .collect();
+        containers.push(format!("{}-ztd-proxy", self.name));
+        quietly(&["rm", "-f"], &containers);
+        quietly(
+            &["volume", "rm"],
+            &labelled(&["volume", "ls", "-q"], &self.name),
+        );
+        let networks: Vec<String> = self
+            .projects()
+            .iter()
+            .flat_map(|p| labelled(&["network", "ls", "-q"], p))
+            .collect();
+        quietly(&["network", "rm"], &networks);
+    }
+}
+
+/// The ids a docker listing command gives for one Compose project's label.
+fn labelled(listing: &[&str], project: &str) -> Vec<String> {
+    Command::new("docker")
+        .args(listing)
+        .args([
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .map(str::to_string)
-                .collect();
-            if !volumes.is_empty() {
-                let _ = Command::new("docker")
-                    .arg("volume")
-                    .arg("rm")
-                    .args(&volumes)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-        for project in self.projects() {
-            if let Ok(out) = Command::new("docker")
-                .args([
-                    "network",
-                    "ls",
-                    "-q",
-                    "--filter",
-                    &format!("label=com.docker.compose.project={project}"),
-                ])
-                .output()
-            {
-                let nets: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
-                if !nets.is_empty() {
-                    let _ = Command::new("docker")
-                        .arg("network")
-                        .arg("rm")
-                        .args(&nets)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
-                }
-            }
-        }
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Run a docker command on some ids, ignoring the outcome (cleanup is best effort).
+fn quietly(command: &[&str], ids: &[String]) {
+    if ids.is_empty() {
+        return;
     }
+    let _ = Command::new("docker")
+        .args(command)
+        .args(ids)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for TestStack {

@@ -68,15 +68,7 @@ fn script(stack: &TestStack, name: &str, args: &[&str], env: &[(&str, &str)]) ->
     for (k, v) in env {
         command.env(k, v);
     }
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ToolOutput {
-        code: out.status.code().unwrap_or(-1),
-        json: serde_json::Value::Null,
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+    ToolOutput::from_output(&command.output().unwrap(), started)
 }
 
 const FAST: [(&str, &str); 3] = [

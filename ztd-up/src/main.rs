@@ -3,12 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ztd_core::cli::{self, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, Context, Report, StackArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
 use ztd_core::stack::Color;
 use ztd_core::up::{UpOptions, up};
-use ztd_core::warn;
 
 const AFTER_HELP: &str = "\
 What it does: renders the color's own Compose project from your unchanged compose file into
@@ -62,21 +61,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::run("ztd-up", || async move {
-        let upstream = if cli.color.is_none() {
-            cli::read_upstream().no_project()?
-        } else {
-            None
-        };
-        if let Some(upstream) = upstream.as_ref().filter(|u| cli::upstream_failed(u)) {
-            warn!("upstream failed; passing its report on");
-            return Ok(Report::pass_through(upstream.clone()));
-        }
-        let stack = cli.stack.resolve(upstream.as_ref()).no_project()?;
-        let color = match &upstream {
-            Some(upstream) if cli.color.is_none() => {
-                cli::upstream_target(upstream).in_project(&stack)?
-            }
-            _ => cli.color,
+        let (stack, color) = match cli::context(&cli.stack, cli.color, true)? {
+            Context::PassOn(report) => return Ok(report),
+            Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let compose = Compose::find().await.in_project(&stack)?;
