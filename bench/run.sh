@@ -128,6 +128,6 @@ for kind in docker http; do
 done
 
 echo "stripped release binaries"
-for b in "$Z"/ztd-detect "$Z"/ztd-health; do
+for b in "$Z"/ztd-detect "$Z"/ztd-health "$Z"/ztd-up "$Z"/ztd-switch "$Z"/ztd-rollback "$Z"/ztd-monitor; do
   printf '  %-44s %8s KiB\n' "$(basename "$b")" "$(( $(stat -c %s "$b") / 1024 ))"
 done
