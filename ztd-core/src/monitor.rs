@@ -194,16 +194,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
             }
             if pending.is_none() && tokio::time::Instant::now() >= next_round {
                 next_round = tokio::time::Instant::now() + self.opts.interval;
-                pending = Some(Box::pin(sample_round(
-                    self.engine,
-                    self.stack,
-                    self.colors.clone(),
-                    self.active,
-                    std::mem::take(&mut self.tracked),
-                    self.opened_at,
-                    self.opts.clone(),
-                    self.default_pattern.clone(),
-                )));
+                pending = Some(Box::pin(self.round()));
             }
             let wake = deadline.map_or(next_round, |d| d.min(next_round));
             tokio::select! {
@@ -261,6 +252,21 @@ impl<'a, E: Engine> Monitor<'a, E> {
         Ok(result)
     }
 
+    /// A round of samples that owns what it needs (the per-container state is handed back with
+    /// its output), so it can run beside the event stream.
+    fn round(&mut self) -> impl std::future::Future<Output = RoundOutput> + use<'a, E> {
+        sample_round(
+            self.engine,
+            self.stack,
+            self.colors.clone(),
+            self.active,
+            std::mem::take(&mut self.tracked),
+            self.opened_at,
+            self.opts.clone(),
+            self.default_pattern.clone(),
+        )
+    }
+
     async fn subscribe(&self) -> Result<stream::SelectAll<crate::engine::EventStream>> {
         let mut subscriptions = Vec::new();
         for color in &self.colors {
@@ -275,17 +281,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
 
     /// One round, outside a watch: every container of the watched colors, sampled at once.
     pub async fn sample(&mut self) -> Result<Vec<Sample>> {
-        let (outcome, tracked) = sample_round(
-            self.engine,
-            self.stack,
-            self.colors.clone(),
-            self.active,
-            std::mem::take(&mut self.tracked),
-            self.opened_at,
-            self.opts.clone(),
-            self.default_pattern.clone(),
-        )
-        .await;
+        let (outcome, tracked) = self.round().await;
         self.tracked = tracked;
         let (samples, known) = outcome?;
         self.known.extend(known);

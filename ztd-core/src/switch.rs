@@ -78,14 +78,8 @@ struct Run<'a, E: Engine> {
     engine: &'a E,
     stack: &'a Stack,
     opts: &'a SwitchOptions,
-    operation: Operation,
-    from: Option<Color>,
-    to: Color,
-    to_meta: DeployMeta,
-    from_meta: Option<DeployMeta>,
-    old: Vec<ContainerInfo>,
-    new: Vec<ContainerInfo>,
-    adopting: Option<String>,
+    /// What moves where.
+    plan: Move,
     journal: Journal,
     steps: Steps,
     done: Vec<Done>,
@@ -245,29 +239,13 @@ pub async fn execute<E: Engine>(
     plan: Move,
     started: Instant,
 ) -> Result<SwitchOutcome> {
-    let Move {
-        operation,
-        from,
-        to,
-        to_meta,
-        from_meta,
-        old,
-        new,
-        adopting,
-    } = plan;
-    let journal = Journal::begin(stack, operation.name(), from, to, adopting.clone())?;
+    let (operation, from, to) = (plan.operation, plan.from, plan.to);
+    let journal = Journal::begin(stack, operation.name(), from, to, plan.adopting.clone())?;
     let mut run = Run {
         engine,
         stack,
         opts,
-        operation,
-        from,
-        to,
-        to_meta,
-        from_meta,
-        old,
-        new,
-        adopting,
+        plan,
         journal,
         steps: Steps::default(),
         done: Vec::new(),
@@ -282,7 +260,8 @@ pub async fn execute<E: Engine>(
         } else {
             "rolling back"
         },
-        run.adopting
+        run.plan
+            .adopting
             .clone()
             .or(from.map(|c| c.to_string()))
             .unwrap_or_else(|| "nothing".into())
@@ -404,7 +383,7 @@ fn now() -> String {
 
 impl<E: Engine> Run<'_, E> {
     async fn forward(&mut self) -> Result<()> {
-        if !self.to_meta.listeners.is_empty() {
+        if !self.plan.to_meta.listeners.is_empty() {
             self.journal.start(self.stack, "proxy")?;
             fault::point("proxy:start");
             let started = Instant::now();
@@ -420,6 +399,7 @@ impl<E: Engine> Run<'_, E> {
             check_interrupted()?;
         }
         let handover_services: Vec<String> = self
+            .plan
             .to_meta
             .services
             .iter()
@@ -450,11 +430,13 @@ impl<E: Engine> Run<'_, E> {
     }
 
     fn probe_paths(&self) -> BTreeMap<String, String> {
-        self.to_meta
+        self.plan
+            .to_meta
             .listeners
             .iter()
             .map(|l| {
                 let path = self
+                    .plan
                     .new
                     .iter()
                     .find(|c| c.service == l.service)
@@ -467,9 +449,9 @@ impl<E: Engine> Run<'_, E> {
 
     async fn switch_proxy(&mut self) -> Result<()> {
         let proxy = Proxy::new(self.engine, self.stack);
-        let listeners = self.to_meta.listeners.clone();
-        let routes = proxy::routes_to(&listeners, Some(self.to));
-        proxy.connect(&proxy_networks(&self.to_meta)).await?;
+        let listeners = self.plan.to_meta.listeners.clone();
+        let routes = proxy::routes_to(&listeners, Some(self.plan.to));
+        proxy.connect(&proxy_networks(&self.plan.to_meta)).await?;
         match proxy.status().await? {
             None => {
                 return Err(Error::State(
@@ -479,7 +461,7 @@ impl<E: Engine> Run<'_, E> {
             Some(RunState::Running) => {}
             Some(_) => {
                 // Created but not started: the ports still belong to the stack being adopted.
-                let conf = proxy::nginx_conf(self.stack, &routes, Some(self.to), 0);
+                let conf = proxy::nginx_conf(self.stack, &routes, Some(self.plan.to), 0);
                 state::write_atomic(
                     &proxy::conf_dir(self.stack).join("nginx.conf"),
                     conf.as_bytes(),
@@ -487,6 +469,7 @@ impl<E: Engine> Run<'_, E> {
                 )?;
                 let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
                 let holders: Vec<ContainerInfo> = self
+                    .plan
                     .old
                     .iter()
                     .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
@@ -511,14 +494,14 @@ impl<E: Engine> Run<'_, E> {
         let switched = proxy
             .point_to(
                 &routes,
-                Some(self.to),
+                Some(self.plan.to),
                 &self.probe_paths(),
                 self.opts.drain_timeout,
             )
             .await?;
         info!(
             "proxy now serves {} (reload {:.0} ms, confirmed in {:.0} ms, old requests done in {:.0} ms)",
-            self.to, switched.reload_ms, switched.confirm_ms, switched.drain_ms
+            self.plan.to, switched.reload_ms, switched.confirm_ms, switched.drain_ms
         );
         self.proxy = Some(switched);
         Ok(())
@@ -547,12 +530,16 @@ impl<E: Engine> Run<'_, E> {
 
     async fn handover(&mut self, service: &str) -> Result<()> {
         let new = self
+            .plan
             .new
             .iter()
             .find(|c| c.service == service)
             .cloned()
-            .ok_or_else(|| Error::State(format!("{service} has no container in {}", self.to)))?;
+            .ok_or_else(|| {
+                Error::State(format!("{service} has no container in {}", self.plan.to))
+            })?;
         let old = self
+            .plan
             .old
             .iter()
             .find(|c| c.service == service && c.state.is_up())
@@ -619,7 +606,7 @@ impl<E: Engine> Run<'_, E> {
         let checking = Instant::now();
         let target = Target {
             stack: self.stack,
-            color: self.to,
+            color: self.plan.to,
             active: true,
             service: Some(service),
         };
@@ -638,6 +625,7 @@ impl<E: Engine> Run<'_, E> {
             )));
         }
         let restart = self
+            .plan
             .to_meta
             .service(service)
             .and_then(|s| s.restart.clone())
@@ -657,6 +645,7 @@ impl<E: Engine> Run<'_, E> {
 
     async fn stop_old(&mut self) {
         let remaining: Vec<ContainerInfo> = self
+            .plan
             .old
             .iter()
             .filter(|c| c.state.is_up())
@@ -674,19 +663,20 @@ impl<E: Engine> Run<'_, E> {
         self.journal.start(self.stack, "record")?;
         fault::point("record:start");
         let images: BTreeMap<String, String> = self
+            .plan
             .new
             .iter()
             .map(|c| (c.service.clone(), c.image_id.clone()))
             .collect();
         record_move(
             self.stack,
-            self.operation,
-            self.from,
-            self.to,
+            self.plan.operation,
+            self.plan.from,
+            self.plan.to,
             images,
             json!({
-                "adopted": self.adopting,
-                "version": self.to_meta.build.version,
+                "adopted": self.plan.adopting,
+                "version": self.plan.to_meta.build.version,
                 "handovers": self.handovers,
                 "ports_gap_ms": self.ports_gap_ms,
             }),
@@ -719,9 +709,9 @@ impl<E: Engine> Run<'_, E> {
                 }
                 Done::Proxy => {
                     let proxy = Proxy::new(self.engine, self.stack);
-                    let (listeners, color) = match (&self.from_meta, self.from) {
+                    let (listeners, color) = match (&self.plan.from_meta, self.plan.from) {
                         (Some(meta), Some(from)) => (meta.listeners.clone(), Some(from)),
-                        _ => (self.to_meta.listeners.clone(), None),
+                        _ => (self.plan.to_meta.listeners.clone(), None),
                     };
                     let routes = proxy::routes_to(&listeners, color);
                     proxy
@@ -755,17 +745,17 @@ impl<E: Engine> Run<'_, E> {
 
     fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
         crate::output::object(
-            self.operation.tool(),
+            self.plan.operation.tool(),
             self.stack,
             ok,
             json!({
-                "from": self.from,
-                "to": self.to,
-                "target": self.to,
-                "active": if ok { Some(self.to) } else { self.from },
-                "adopted": self.adopting,
+                "from": self.plan.from,
+                "to": self.plan.to,
+                "target": self.plan.to,
+                "active": if ok { Some(self.plan.to) } else { self.plan.from },
+                "adopted": self.plan.adopting,
                 "undone": undone,
-                "version": self.to_meta.build.version,
+                "version": self.plan.to_meta.build.version,
                 "steps": self.steps.to_json(),
                 "proxy": self.proxy,
                 "ports_gap_ms": self.ports_gap_ms,
