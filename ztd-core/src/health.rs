@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::{StreamExt, future::join_all};
-use regex::Regex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::engine::{ContainerInfo, ContainerQuery, DockerHealth, Engine, LogQuery, RunState};
-use crate::error::{Error, Result};
-use crate::labels::{self, DEFAULT_LOG_ERROR_PATTERN, ServiceSettings, SwitchMode};
+use crate::error::Result;
+use crate::labels::{self, ServiceSettings, SwitchMode};
 use crate::probe::{self, ProbeOutcome};
 use crate::stack::{Color, Stack};
 use crate::units::{MemoryLimit, format_bytes, format_duration, millis};
@@ -423,8 +422,6 @@ async fn round<E: Engine>(
             ServiceSettings::from_labels(&container.service, &container.labels)?,
         );
     }
-    let default_pattern = Regex::new(DEFAULT_LOG_ERROR_PATTERN)
-        .map_err(|e| Error::State(format!("default log pattern: {e}")))?;
     let checks = containers.iter().map(|container| {
         check_container(
             engine,
@@ -433,7 +430,6 @@ async fn round<E: Engine>(
             policy,
             depth,
             target.active,
-            &default_pattern,
         )
     });
     let reports = join_all(checks).await;
@@ -474,7 +470,6 @@ async fn check_container<E: Engine>(
     policy: &HealthPolicy,
     depth: Depth,
     color_is_active: bool,
-    default_pattern: &Regex,
 ) -> ContainerHealth {
     let mut checks = Vec::new();
     let mut settled = false;
@@ -628,7 +623,7 @@ async fn check_container<E: Engine>(
         if !full {
             return None;
         }
-        Some(log_check(engine, container, settings, policy, default_pattern).await)
+        Some(log_check(engine, container, settings, policy).await)
     };
     let resources = async {
         if !full {
@@ -714,7 +709,6 @@ async fn log_check<E: Engine>(
     container: &ContainerInfo,
     settings: &ServiceSettings,
     policy: &HealthPolicy,
-    default_pattern: &Regex,
 ) -> Check {
     let timer = Timer::start();
     let query = LogQuery {
@@ -731,10 +725,7 @@ async fn log_check<E: Engine>(
             );
         }
     };
-    let pattern = settings
-        .log_error_pattern
-        .as_ref()
-        .unwrap_or(default_pattern);
+    let pattern = settings.error_pattern();
     let matching: Vec<&str> = lines
         .iter()
         .filter(|l| pattern.is_match(&l.text))

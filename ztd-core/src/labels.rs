@@ -56,6 +56,13 @@ pub enum ProxyProtocol {
 /// The default pattern of an error line: error, exception or critical as words, any case.
 pub const DEFAULT_LOG_ERROR_PATTERN: &str = r"(?i)\b(error|exception|critical)\b";
 
+/// The default pattern, compiled once.
+static DEFAULT_LOG_ERROR_REGEX: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    // A constant pattern, proven to compile by a unit test below.
+    #[allow(clippy::expect_used)]
+    Regex::new(DEFAULT_LOG_ERROR_PATTERN).expect("the default log pattern compiles")
+});
+
 /// Every `ztd.*` label ztd understands; anything else under `ztd.` is refused as a typo.
 pub const KNOWN_LABELS: [&str; 16] = [
     "ztd.switch",
@@ -118,6 +125,13 @@ pub struct ServiceSettings {
 }
 
 impl ServiceSettings {
+    /// The pattern of an error line of this service: `ztd.logs.error`, else the default.
+    pub fn error_pattern(&self) -> &Regex {
+        self.log_error_pattern
+            .as_ref()
+            .unwrap_or(&DEFAULT_LOG_ERROR_REGEX)
+    }
+
     /// Parse the `ztd.*` labels of a container or service. A bad value or an unknown `ztd.*` key
     /// is a configuration error (exit 5) that names the service and the label.
     pub fn from_labels<'a>(
@@ -356,6 +370,14 @@ mod tests {
             assert!(matches!(err, Error::State(_)), "{pair:?}: {err:?}");
             assert!(err.message().contains(pair.0), "{err}");
         }
+    }
+
+    #[test]
+    fn the_default_error_pattern_matches_error_words_only() {
+        let pattern = ServiceSettings::default();
+        assert!(pattern.error_pattern().is_match("ERROR: db down"));
+        assert!(pattern.error_pattern().is_match("an Exception was raised"));
+        assert!(!pattern.error_pattern().is_match("errorless terrors"));
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
-use regex::Regex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -20,7 +19,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::health::HealthPolicy;
-use crate::labels::{self, DEFAULT_LOG_ERROR_PATTERN, ServiceSettings, SwitchMode};
+use crate::labels::{self, ServiceSettings, SwitchMode};
 use crate::probe;
 use crate::stack::{Color, Stack};
 use crate::units::format_bytes;
@@ -76,6 +75,12 @@ pub struct Sample {
     pub probe_ok: Option<bool>,
     /// A singleton waiting, stopped, for its handover (not a problem).
     pub standby: bool,
+    /// The container id.
+    #[serde(skip)]
+    pub id: String,
+    /// Its `ztd.*` settings (its thresholds).
+    #[serde(skip)]
+    pub settings: ServiceSettings,
     /// Its last log lines (live view only).
     #[serde(skip)]
     pub recent_logs: Vec<String>,
@@ -139,11 +144,8 @@ pub struct Monitor<'a, E: Engine> {
     active: Option<Color>,
     opts: MonitorOptions,
     tracked: HashMap<String, Tracked>,
-    /// Container id to its name and `ztd.*` settings.
-    known: HashMap<String, (String, ServiceSettings)>,
     opened: Instant,
     opened_at: DateTime<Utc>,
-    default_pattern: Regex,
 }
 
 impl<'a, E: Engine> Monitor<'a, E> {
@@ -154,20 +156,17 @@ impl<'a, E: Engine> Monitor<'a, E> {
         colors: Vec<Color>,
         active: Option<Color>,
         opts: MonitorOptions,
-    ) -> Result<Self> {
-        Ok(Monitor {
+    ) -> Self {
+        Monitor {
             engine,
             stack,
             colors,
             active,
             opts,
             tracked: HashMap::new(),
-            known: HashMap::new(),
             opened: Instant::now(),
             opened_at: Utc::now(),
-            default_pattern: Regex::new(DEFAULT_LOG_ERROR_PATTERN)
-                .map_err(|e| Error::State(format!("default log pattern: {e}")))?,
-        })
+        }
     }
 
     /// Watch until the window ends, a threshold trips, or a signal arrives; `emit` receives
@@ -229,8 +228,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
                     pending = None;
                     self.tracked = tracked;
                     match outcome {
-                        Ok((samples, known)) => {
-                            self.known.extend(known);
+                        Ok(samples) => {
                             result.rounds += 1;
                             for sample in &samples {
                                 emit(self.sample_line(sample));
@@ -263,7 +261,6 @@ impl<'a, E: Engine> Monitor<'a, E> {
             std::mem::take(&mut self.tracked),
             self.opened_at,
             self.opts.clone(),
-            self.default_pattern.clone(),
         )
     }
 
@@ -283,13 +280,11 @@ impl<'a, E: Engine> Monitor<'a, E> {
     pub async fn sample(&mut self) -> Result<Vec<Sample>> {
         let (outcome, tracked) = self.round().await;
         self.tracked = tracked;
-        let (samples, known) = outcome?;
-        self.known.extend(known);
-        Ok(samples)
+        outcome
     }
 
     fn elapsed_ms(&self) -> f64 {
-        (self.opened.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+        crate::units::millis(self.opened.elapsed())
     }
 
     fn trip(&self, kind: &'static str, container: &str, reason: String) -> Trip {
@@ -305,14 +300,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
     fn judge(&mut self, samples: &[Sample]) -> Option<Trip> {
         self.opts.window?;
         for sample in samples.iter().filter(|s| !s.standby) {
-            let Some(id) = self.id_of(&sample.container) else {
-                continue;
-            };
-            let settings = self
-                .known
-                .get(&id)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_default();
+            let settings = &sample.settings;
             if sample.state != RunState::Running {
                 return Some(self.trip(
                     "exited",
@@ -327,7 +315,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
                     format!("{} is unhealthy", sample.container),
                 ));
             }
-            let Some(tracked) = self.tracked.get(&id) else {
+            let Some(tracked) = self.tracked.get(&sample.id) else {
                 continue;
             };
             let allowed = settings
@@ -423,13 +411,6 @@ impl<'a, E: Engine> Monitor<'a, E> {
         }
     }
 
-    fn id_of(&self, container: &str) -> Option<String> {
-        self.known
-            .iter()
-            .find(|(_, (name, _))| name == container)
-            .map(|(id, _)| id.clone())
-    }
-
     fn base_line(&self, kind: &str, ok: bool) -> Value {
         json!({
             "tool": "ztd-monitor",
@@ -482,12 +463,8 @@ impl<'a, E: Engine> Monitor<'a, E> {
     }
 }
 
-/// What a round gives back: the samples and the settings of the containers seen (or the error),
-/// and the per-container state it took.
-type RoundOutput = (
-    Result<(Vec<Sample>, HashMap<String, (String, ServiceSettings)>)>,
-    HashMap<String, Tracked>,
-);
+/// What a round gives back: the samples (or the error) and the per-container state it took.
+type RoundOutput = (Result<Vec<Sample>>, HashMap<String, Tracked>);
 type RoundFuture<'a> = dyn std::future::Future<Output = RoundOutput> + 'a;
 
 /// Sample every container of `colors` at once, taking the per-container state and giving it
@@ -501,7 +478,6 @@ async fn sample_round<E: Engine>(
     mut tracked: HashMap<String, Tracked>,
     opened_at: DateTime<Utc>,
     opts: MonitorOptions,
-    default_pattern: Regex,
 ) -> RoundOutput {
     let mut containers = Vec::new();
     for color in colors {
@@ -514,13 +490,6 @@ async fn sample_round<E: Engine>(
         }
     }
     tracked.retain(|id, _| containers.iter().any(|(_, c)| &c.id == id));
-    let known = containers
-        .iter()
-        .map(|(_, c)| {
-            let settings = ServiceSettings::from_labels(&c.service, &c.labels).unwrap_or_default();
-            (c.id.clone(), (c.name.clone(), settings))
-        })
-        .collect();
     let futures = containers.iter().map(|(color, c)| {
         let state = tracked.remove(&c.id).unwrap_or_default();
         sample_one(
@@ -531,15 +500,14 @@ async fn sample_round<E: Engine>(
             active == Some(*color),
             opened_at,
             &opts,
-            &default_pattern,
         )
     });
     let mut samples = Vec::new();
-    for (sample, state, id) in join_all(futures).await {
-        tracked.insert(id, state);
+    for (sample, state) in join_all(futures).await {
+        tracked.insert(sample.id.clone(), state);
         samples.push(sample);
     }
-    (Ok((samples, known)), tracked)
+    (Ok(samples), tracked)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -551,8 +519,7 @@ async fn sample_one<E: Engine>(
     color_is_active: bool,
     opened_at: DateTime<Utc>,
     opts: &MonitorOptions,
-    default_pattern: &Regex,
-) -> (Sample, Tracked, String) {
+) -> (Sample, Tracked) {
     let settings =
         ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
     let standby = settings.switch == SwitchMode::Handover
@@ -577,11 +544,13 @@ async fn sample_one<E: Engine>(
         probe_ms: None,
         probe_ok: None,
         standby,
+        id: container.id.clone(),
+        settings: settings.clone(),
         recent_logs: Vec::new(),
     };
     if !running {
         sample.recent_logs = tracked.recent.iter().cloned().collect();
-        return (sample, tracked, container.id.clone());
+        return (sample, tracked);
     }
     let since = tracked.last_log.unwrap_or(opened_at);
     let address = container
@@ -634,10 +603,7 @@ async fn sample_one<E: Engine>(
         tracked.last_stats = Some(stats);
     }
     if let Ok(lines) = logs {
-        let pattern = settings
-            .log_error_pattern
-            .as_ref()
-            .unwrap_or(default_pattern);
+        let pattern = settings.error_pattern();
         let now = Instant::now();
         for line in lines
             .iter()
@@ -686,7 +652,7 @@ async fn sample_one<E: Engine>(
         }
     }
     sample.recent_logs = tracked.recent.iter().cloned().collect();
-    (sample, tracked, container.id.clone())
+    (sample, tracked)
 }
 
 /// The live view of one round, in the spirit of the replaced monitor script.

@@ -360,7 +360,6 @@ impl<'a, E: Engine> Proxy<'a, E> {
         std::fs::rename(&next, dir.join("nginx.conf"))
             .map_err(|e| Error::State(format!("{}: {e}", dir.display())))?;
         crate::fault::point("proxy:renamed");
-        let old_workers = self.workers().await.unwrap_or_default();
         self.engine.kill(&container, "SIGHUP").await?;
         let reload_ms = millis(started.elapsed());
 
@@ -369,7 +368,7 @@ impl<'a, E: Engine> Proxy<'a, E> {
         let confirm_ms = millis(confirming.elapsed());
 
         let draining = Instant::now();
-        self.wait_for_workers(&old_workers, drain_timeout).await;
+        self.wait_for_workers(drain_timeout).await;
         Ok(ProxySwitch {
             generation,
             reload_ms,
@@ -485,7 +484,7 @@ impl<'a, E: Engine> Proxy<'a, E> {
 
     /// Wait until nginx has no worker left that is "shutting down" (they exit once their
     /// in-flight requests are done).
-    async fn wait_for_workers(&self, _old: &[String], timeout: Duration) {
+    async fn wait_for_workers(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             match self.workers().await {

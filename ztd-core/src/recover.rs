@@ -19,7 +19,7 @@ use crate::proxy::{self, Proxy};
 use crate::render::{self, DeployMeta};
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
-use crate::switch::{Move, Operation, SwitchOptions, SwitchOutcome, execute, record_move};
+use crate::switch::{Move, Operation, SwitchOptions, SwitchOutcome, execute, record_move, retire};
 use crate::up::{Steps, attach_shared, millis, proxy_networks, read_color_meta, start_services};
 use crate::{info, warn};
 
@@ -406,33 +406,6 @@ async fn fresh<E: Engine>(engine: &E, container: &ContainerInfo) -> Result<Optio
     }
 }
 
-/// Stop a container for good (restart policy `no` first, so nothing brings it back).
-async fn retire<E: Engine>(
-    engine: &E,
-    opts: &SwitchOptions,
-    container: &ContainerInfo,
-) -> Result<()> {
-    if !container.state.is_up() {
-        return Ok(());
-    }
-    let settings =
-        ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
-    engine.set_restart_policy(&container.id, "no").await?;
-    engine
-        .stop(
-            &container.id,
-            settings.stop_timeout.unwrap_or(opts.stop_timeout),
-        )
-        .await?;
-    if fresh(engine, container)
-        .await?
-        .is_some_and(|c| c.state.is_up())
-    {
-        engine.kill(&container.id, "SIGKILL").await?;
-    }
-    Ok(())
-}
-
 /// Start a kept container with the restart policy its deploy asked for.
 async fn start_kept<E: Engine>(
     engine: &E,
@@ -788,31 +761,32 @@ pub async fn cleanup<E: Engine>(
     }
     let path = stack.rendered_compose_path(color);
     let removed: Vec<String> = view.containers.iter().map(|c| c.name.clone()).collect();
-    if path.exists() {
-        compose
-            .run(
-                stack,
-                &view.project,
-                &path,
-                &["down", "--remove-orphans", "--timeout", "10"],
-            )
-            .await?;
+    // Compose finds a project's containers by label: without the rendered file, a file that
+    // only names the project is enough for `down`.
+    let empty = stack.ztd_dir().join("empty-compose.yml");
+    let file = if path.exists() {
+        Some(path.clone())
     } else if !view.containers.is_empty() {
-        let empty = stack.ztd_dir().join("empty-compose.yml");
         state::write_atomic(
             &empty,
             format!("name: {}\nservices: {{}}\n", view.project).as_bytes(),
             0o644,
         )?;
-        compose
+        Some(empty.clone())
+    } else {
+        None
+    };
+    if let Some(file) = file {
+        let down = compose
             .run(
                 stack,
                 &view.project,
-                &empty,
+                &file,
                 &["down", "--remove-orphans", "--timeout", "10"],
             )
-            .await?;
+            .await;
         let _ = std::fs::remove_file(&empty);
+        down?;
     }
     for file in [
         path.clone(),

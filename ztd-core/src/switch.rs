@@ -348,6 +348,33 @@ pub fn record_move(
     state::append_history(stack, &event)
 }
 
+/// Stop a container for good: restart policy `no` first (so nothing brings it back, not even a
+/// daemon restart), then its stop signal with the stop timeout, then SIGKILL if it still runs.
+/// A container that is not up is left alone; one removed meanwhile is done.
+pub(crate) async fn retire<E: Engine>(
+    engine: &E,
+    opts: &SwitchOptions,
+    container: &ContainerInfo,
+) -> Result<()> {
+    if !container.state.is_up() {
+        return Ok(());
+    }
+    let settings =
+        ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
+    engine.set_restart_policy(&container.id, "no").await?;
+    engine
+        .stop(
+            &container.id,
+            settings.stop_timeout.unwrap_or(opts.stop_timeout),
+        )
+        .await?;
+    match engine.inspect(&container.id).await {
+        Ok(after) if after.state.is_up() => engine.kill(&container.id, "SIGKILL").await,
+        Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 fn check_interrupted() -> Result<()> {
     if signals::interrupted() {
         Err(Error::Interrupted("interrupted by a signal".into()))
@@ -509,23 +536,7 @@ impl<E: Engine> Run<'_, E> {
 
     /// Stop a container for good: it must not come back by its restart policy.
     async fn retire(&self, container: &ContainerInfo) -> Result<()> {
-        if !container.state.is_up() {
-            return Ok(());
-        }
-        let settings =
-            ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
-        self.engine.set_restart_policy(&container.id, "no").await?;
-        self.engine
-            .stop(
-                &container.id,
-                settings.stop_timeout.unwrap_or(self.opts.stop_timeout),
-            )
-            .await?;
-        let after = self.engine.inspect(&container.id).await?;
-        if after.state.is_up() {
-            self.engine.kill(&container.id, "SIGKILL").await?;
-        }
-        Ok(())
+        retire(self.engine, self.opts, container).await
     }
 
     async fn handover(&mut self, service: &str) -> Result<()> {

@@ -147,8 +147,7 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
         vec![color],
         detection.active,
         options(&cli, Some(length), false),
-    )
-    .in_project(&stack)?;
+    );
     let result = monitor
         .run(
             |line| {
@@ -253,7 +252,7 @@ fn watch_forever(cli: Cli) -> ExitCode {
             colors,
             detection.active,
             options(&cli, None, view),
-        )?;
+        );
         let color_output = output::stderr_is_color_terminal()
             || (view && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
         let active = detection.active;

@@ -131,6 +131,40 @@ impl ToolOutput {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The settings ztd reads from the environment: tests set them, never inherit them.
+pub const SETTINGS: [&str; 11] = [
+    "HEALTH_CHECK_RETRIES",
+    "HEALTH_CHECK_INTERVAL",
+    "MIGRATION_GRACE_PERIOD",
+    "ROLLBACK_TIMEOUT",
+    "DEPLOYMENT_LOG_LEVEL",
+    "ZTD_MIN_UPTIME",
+    "ZTD_MAX_RESTARTS",
+    "ZTD_MAX_MEMORY",
+    "ZTD_MAX_CPU",
+    "ZTD_MAX_ERROR_RATE",
+    "NO_COLOR",
+];
+
+/// Prepare a command that runs the built tools: the tools first on PATH, no inherited ztd
+/// setting, then `env`.
+pub fn tool_env<'c>(command: &'c mut Command, env: &[(&str, &str)]) -> &'c mut Command {
+    let tools = bin("ztd-detect").parent().expect("bin dir").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command.env("PATH", path);
+    for key in SETTINGS {
+        command.env_remove(key);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+}
+
 /// The design's deploy pipeline.
 pub const PIPELINE: &str = "ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
 
@@ -575,20 +609,7 @@ impl TestStack {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for key in [
-            "HEALTH_CHECK_RETRIES",
-            "HEALTH_CHECK_INTERVAL",
-            "MIGRATION_GRACE_PERIOD",
-            "ROLLBACK_TIMEOUT",
-            "DEPLOYMENT_LOG_LEVEL",
-            "ZTD_MIN_UPTIME",
-            "NO_COLOR",
-        ] {
-            command.env_remove(key);
-        }
-        for (k, v) in env {
-            command.env(k, v);
-        }
+        tool_env(&mut command, env);
         let mut child = command.spawn().expect("spawn tool");
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin");
@@ -657,25 +678,16 @@ impl TestStack {
 
     /// Run a shell pipeline in the stack's directory with the built tools first on PATH.
     pub fn pipeline(&self, script: &str, env: &[(&str, &str)]) -> ToolOutput {
-        let tools = bin("ztd-detect").parent().expect("bin dir").to_path_buf();
-        let path = format!(
-            "{}:{}",
-            tools.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let started = Instant::now();
         let mut command = Command::new("bash");
         command
             .args(["-o", "pipefail", "-c", script])
             .current_dir(&self.dir)
-            .env("PATH", path)
             .env("COMPOSE_PROJECT_NAME", &self.name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
+        tool_env(&mut command, env);
         let output = wait_with_timeout(command.spawn().expect("bash"), Duration::from_secs(300));
         ToolOutput::from_output(&output, started)
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ztd_testkit::{Service, TestStack, ToolOutput, bin, example_stack, free_port};
+use ztd_testkit::{Service, TestStack, ToolOutput, example_stack, free_port, tool_env};
 
 /// A stack with the example compose file and the drop-in scripts in its scripts/ folder.
 fn scripted(tag: &str) -> TestStack {
@@ -38,36 +38,15 @@ fn install_scripts(stack: &TestStack) {
 
 /// Run a script with the tools first on PATH, from `/` (not the project directory).
 fn script(stack: &TestStack, name: &str, args: &[&str], env: &[(&str, &str)]) -> ToolOutput {
-    let tools = bin("ztd-detect").parent().unwrap().to_path_buf();
     let started = Instant::now();
     let mut command = Command::new("bash");
     command
         .arg(stack.dir.join("scripts").join(name))
         .args(args)
         .current_dir("/")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                tools.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
         .env_remove("COMPOSE_PROJECT_NAME")
         .stdin(Stdio::null());
-    for key in [
-        "HEALTH_CHECK_RETRIES",
-        "HEALTH_CHECK_INTERVAL",
-        "MIGRATION_GRACE_PERIOD",
-        "ROLLBACK_TIMEOUT",
-        "DEPLOYMENT_LOG_LEVEL",
-        "NO_COLOR",
-    ] {
-        command.env_remove(key);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
+    tool_env(&mut command, env);
     ToolOutput::from_output(&command.output().unwrap(), started)
 }
 
@@ -411,23 +390,14 @@ fn the_monitor_script_shows_the_live_view_and_stops_on_ctrl_c() {
     install_scripts(&stack);
     stack.up("blue", &[Service::new("web")]);
     std::fs::write(stack.dir.join(".current_deployment"), "blue\n").unwrap();
-    let tools = bin("ztd-detect").parent().unwrap().to_path_buf();
-    let child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(stack.dir.join("scripts/monitor-deployment.sh"))
         .current_dir("/")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                tools.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    let child = tool_env(&mut command, &[]).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     // The script execs ztd-monitor: the signal reaches it directly.
     ztd_testkit::sh("kill", &["-INT", &child.id().to_string()]);
