@@ -19,7 +19,7 @@ use futures_util::{StreamExt, future::join_all};
 
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, EventStream, ExecOutput,
-    LogLine, LogQuery, ResourceSample, RunState, VolumeSpec,
+    LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result, one_line};
 
@@ -293,16 +293,21 @@ impl Engine for DockerEngine {
         Ok(self.docker.update_container(id, body).await?)
     }
 
-    async fn processes(&self, id: &str) -> Result<Vec<String>> {
+    async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>> {
         let options = bollard::query_parameters::TopOptions {
-            ps_args: "-eo args".into(),
+            ps_args: "-eo pid,args".into(),
         };
         let top = self.docker.top_processes(id, Some(options)).await?;
         Ok(top
             .processes
             .unwrap_or_default()
             .into_iter()
-            .map(|row| row.join(" "))
+            .filter_map(|row| {
+                let mut columns = row.into_iter();
+                let pid = columns.next()?.trim().parse().ok()?;
+                let args = columns.collect::<Vec<_>>().join(" ");
+                Some(ProcessInfo { pid, args })
+            })
             .collect())
     }
 

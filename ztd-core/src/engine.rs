@@ -259,6 +259,15 @@ pub struct EngineEvent {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// One process in a container, as `docker top` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its PID on the host.
+    pub pid: u32,
+    /// Its command line (nginx puts its role there: `nginx: worker process is shutting down`).
+    pub args: String,
+}
+
 /// A named volume to create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VolumeSpec {
@@ -302,8 +311,8 @@ pub trait Engine {
     async fn ensure_volume(&self, volume: &VolumeSpec) -> Result<()>;
     /// Change a container's restart policy (`no`, `always`, `unless-stopped`, `on-failure`).
     async fn set_restart_policy(&self, id: &str, policy: &str) -> Result<()>;
-    /// The command lines of the processes running in a container.
-    async fn processes(&self, id: &str) -> Result<Vec<String>>;
+    /// The processes running in a container (host PIDs and command lines).
+    async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>>;
     /// Container events for containers matching the query's label filters, from the moment of
     /// this call on (none is lost before the stream is first polled).
     async fn events(&self, query: &ContainerQuery) -> Result<EventStream>;

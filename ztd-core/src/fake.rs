@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EventStream, ExecOutput, LogLine,
-    LogQuery, ResourceSample, RunState, VolumeSpec,
+    LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result};
 use crate::labels;
@@ -224,7 +224,7 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    async fn processes(&self, _id: &str) -> Result<Vec<String>> {
+    async fn processes(&self, _id: &str) -> Result<Vec<ProcessInfo>> {
         Ok(Vec::new())
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::compose::Compose;
-use crate::engine::{Engine, RunState};
+use crate::engine::{Engine, ProcessInfo, RunState};
 use crate::error::{Error, Result};
 use crate::labels::ProxyProtocol;
 use crate::render::Listener;
@@ -357,6 +357,15 @@ impl<'a, E: Engine> Proxy<'a, E> {
                 crate::error::one_line(&test.output)
             )));
         }
+        // The workers serving the old config: after the reload, each must stop accepting (gone
+        // or "shutting down") before the flip counts, and they are waited for to drain.
+        let old_workers: Vec<u32> = self
+            .workers()
+            .await?
+            .into_iter()
+            .filter(|w| !w.args.contains("shutting down"))
+            .map(|w| w.pid)
+            .collect();
         std::fs::rename(&next, dir.join("nginx.conf"))
             .map_err(|e| Error::State(format!("{}: {e}", dir.display())))?;
         crate::fault::point("proxy:renamed");
@@ -364,11 +373,14 @@ impl<'a, E: Engine> Proxy<'a, E> {
         let reload_ms = millis(started.elapsed());
 
         let confirming = Instant::now();
+        self.wait_until_old_workers_stop_accepting(&old_workers)
+            .await?;
         self.confirm(routes, color, generation, probe_paths).await?;
         let confirm_ms = millis(confirming.elapsed());
 
         let draining = Instant::now();
-        self.wait_for_workers(drain_timeout).await;
+        self.wait_for_old_workers_to_exit(&old_workers, drain_timeout)
+            .await;
         Ok(ProxySwitch {
             generation,
             reload_ms,
@@ -472,32 +484,69 @@ impl<'a, E: Engine> Proxy<'a, E> {
         Ok(())
     }
 
-    async fn workers(&self) -> Result<Vec<String>> {
+    async fn workers(&self) -> Result<Vec<ProcessInfo>> {
         Ok(self
             .engine
             .processes(&self.stack.proxy_container())
             .await?
             .into_iter()
-            .filter(|p| p.contains("worker process"))
+            .filter(|p| p.args.contains("worker process"))
             .collect())
     }
 
-    /// Wait until nginx has no worker left that is "shutting down" (they exit once their
-    /// in-flight requests are done).
-    async fn wait_for_workers(&self, timeout: Duration) {
+    /// After a reload, nginx starts new workers and only then tells the old ones to quit; until
+    /// each old worker has closed its listening sockets (it is gone, or says "shutting down"),
+    /// it may still accept connections for the old config. A reload nginx rejected (a port it
+    /// cannot bind, say) never gets there, so the flip fails rather than pretending.
+    async fn wait_until_old_workers_stop_accepting(&self, old: &[u32]) -> Result<()> {
+        let deadline = Instant::now() + CONFIRM_TIMEOUT;
+        loop {
+            let workers = self.workers().await?;
+            let accepting: Vec<u32> = workers
+                .iter()
+                .filter(|w| old.contains(&w.pid) && !w.args.contains("shutting down"))
+                .map(|w| w.pid)
+                .collect();
+            let fresh = workers
+                .iter()
+                .any(|w| !old.contains(&w.pid) && !w.args.contains("shutting down"));
+            if accepting.is_empty() && fresh {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Engine(format!(
+                    "the proxy did not take the new config within {}s: {} (its log says why: docker logs {})",
+                    CONFIRM_TIMEOUT.as_secs(),
+                    if fresh {
+                        format!("old workers {accepting:?} still accept connections")
+                    } else {
+                        "it started no worker for it".to_string()
+                    },
+                    self.stack.proxy_container()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Wait until the old workers have exited (each finishes its in-flight requests first), up
+    /// to `timeout`.
+    async fn wait_for_old_workers_to_exit(&self, old: &[u32], timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             match self.workers().await {
-                Ok(workers) if workers.iter().any(|w| w.contains("shutting down")) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                Ok(workers) if workers.iter().any(|w| old.contains(&w.pid)) => {}
                 _ => return,
             }
+            if Instant::now() >= deadline {
+                crate::warn!(
+                    "old proxy workers still serve requests after {}s; going on",
+                    timeout.as_secs()
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        crate::warn!(
-            "old proxy workers still serve requests after {}s; going on",
-            timeout.as_secs()
-        );
     }
 }
 
