@@ -2,7 +2,9 @@
 //! SIGKILL at that point of a switch or rollback, as a crash or `kill -9` would. Points are named
 //! after the journal's steps: `proxy:start`, `proxy:renamed`, `proxy:done`,
 //! `handover:<service>:start`, `handover:<service>:old-stopped`, `handover:<service>:done`,
-//! `stop_old:start`, `stop_old:done`, `record:start`, `record:written`, `record:done`.
+//! `stop_old:start`, `stop_old:done`, `record:start`, `record:written`, `record:done`, and in an
+//! undo `undo:start` (the journal says "undoing"), `undo:handover:<service>:done`,
+//! `undo:proxy:start`.
 //! Not meant for production use; unset, it costs one environment lookup per point.
 
 /// Die here if `ZTD_FAULT` names this point.

@@ -41,6 +41,10 @@ pub struct Journal {
     /// A stack being adopted (plain Compose project name), if the change adopts one.
     #[serde(default)]
     pub adopting: Option<String>,
+    /// Set, on disk, before the first step of an undo: the change failed and is being put
+    /// back, so `--resume` and `ztd-rollback` finish the undo, never the failed change.
+    #[serde(default)]
+    pub undoing: bool,
     /// The process that writes it.
     pub pid: u32,
     /// When it started (RFC 3339).
@@ -63,6 +67,7 @@ impl Journal {
             from,
             to,
             adopting,
+            undoing: false,
             pid: std::process::id(),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             steps: Vec::new(),
@@ -85,6 +90,12 @@ impl Journal {
         if let Some(step) = self.steps.iter_mut().rev().find(|s| s.name == name) {
             step.state = state;
         }
+        self.save(stack)
+    }
+
+    /// Record, before anything is put back, that the change is being undone.
+    pub fn begin_undo(&mut self, stack: &Stack) -> Result<()> {
+        self.undoing = true;
         self.save(stack)
     }
 
@@ -158,6 +169,8 @@ mod tests {
             read(&stack).expect("read").expect("some").unfinished(),
             None
         );
+        journal.begin_undo(&stack).expect("undo");
+        assert!(read(&stack).expect("read").expect("some").undoing);
         journal.finish(&stack).expect("finish");
         assert_eq!(read(&stack).expect("read"), None);
         std::fs::remove_dir_all(dir).ok();

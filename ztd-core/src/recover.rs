@@ -38,8 +38,12 @@ enum Resolution {
 
 /// Whether finishing an interrupted change is quicker than undoing it: finish once at least
 /// half of its proxy and handover steps are done, or once it got past them; undo before that.
-/// A first deploy or an adoption has nothing to go back to, so it is always finished.
+/// A first deploy or an adoption has nothing to go back to, so it is finished. A change that
+/// was being undone when it was interrupted is always undone.
 fn should_finish(journal: &Journal, to_meta: &DeployMeta) -> bool {
+    if journal.undoing {
+        return false;
+    }
     if journal.from.is_none() {
         return true;
     }
@@ -71,6 +75,7 @@ pub async fn resume<E: Engine>(
     opts: &SwitchOptions,
 ) -> Result<SwitchOutcome> {
     let started = Instant::now();
+    let _lock = DeployLock::acquire(stack, "ztd-switch --resume")?;
     let Some(journal) = journal::read(stack)? else {
         let detection = detect::detect(engine, stack).await?;
         return Ok(SwitchOutcome::report(
@@ -85,7 +90,6 @@ pub async fn resume<E: Engine>(
             }),
         ));
     };
-    let _lock = DeployLock::acquire(stack, "ztd-switch --resume")?;
     let to_meta = read_color_meta(stack, journal.to)?.ok_or_else(|| {
         Error::State(format!(
             "the rendered file of {} is gone; cannot resume",
@@ -439,10 +443,11 @@ pub async fn rollback<E: Engine>(
 ) -> Result<SwitchOutcome> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
+    // Lock first, then look: nothing acts on a detection made before the lock was held.
+    let lock = DeployLock::acquire(stack, "ztd-rollback")?;
     let detection = detect::detect(engine, stack).await?;
     if let Some(journal) = &detection.journal {
-        let _lock = DeployLock::acquire(stack, "ztd-rollback")?;
-        let resolution = if journal.from.is_some() {
+        let resolution = if journal.from.is_some() || journal.undoing {
             Resolution::Undone
         } else {
             Resolution::Finished
@@ -467,7 +472,6 @@ pub async fn rollback<E: Engine>(
     }
     let record = state::read_state(stack)?.unwrap_or_default();
     if let Some(candidate) = record.candidate.filter(|c| Some(*c) != detection.active) {
-        let lock = DeployLock::acquire(stack, "ztd-rollback")?;
         let outcome =
             abandon_candidate(engine, stack, &opts.switch, &detection, candidate, started).await;
         drop(lock);
@@ -494,7 +498,6 @@ pub async fn rollback<E: Engine>(
             "{previous} was cleaned up: there is nothing to roll back to"
         ));
     };
-    let lock = DeployLock::acquire(stack, "ztd-rollback")?;
     let work = async {
         prepare(engine, compose, stack, &previous_meta, &record).await?;
         let target = Target {
@@ -567,10 +570,11 @@ pub async fn rollback<E: Engine>(
                 stack,
                 &json!({"event": "rollback_timeout", "at": now(), "from": active, "to": previous, "at_step": where_}),
             )?;
+            // Left part-way: exit 6, as for any change left incomplete.
             Ok(SwitchOutcome::report(
                 "ztd-rollback",
                 stack,
-                ExitStatus::Negative,
+                ExitStatus::Incomplete,
                 json!({
                     "from": active,
                     "to": previous,
@@ -726,6 +730,8 @@ pub async fn cleanup<E: Engine>(
     color: Color,
 ) -> Result<SwitchOutcome> {
     let started = Instant::now();
+    // Lock first, then look: the color that became active meanwhile is never removed.
+    let _lock = DeployLock::acquire(stack, "ztd-rollback --cleanup")?;
     let detection = detect::detect(engine, stack).await?;
     if detection.interrupted {
         return Err(Error::Incomplete(
@@ -746,7 +752,6 @@ pub async fn cleanup<E: Engine>(
             }),
         ));
     }
-    let _lock = DeployLock::acquire(stack, "ztd-rollback --cleanup")?;
     let view = detection.color(color);
     let meta = read_color_meta(stack, color)?;
     // Containers of other projects attached to the color's networks would keep them alive.

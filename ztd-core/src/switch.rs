@@ -95,6 +95,8 @@ pub async fn switch<E: Engine>(
     opts: &SwitchOptions,
 ) -> Result<SwitchOutcome> {
     let started = Instant::now();
+    // Lock first, then look: nothing acts on a detection made before the lock was held.
+    let lock = DeployLock::acquire(stack, "ztd-switch")?;
     let detection = detect::detect(engine, stack).await?;
     if detection.interrupted {
         return Err(Error::Incomplete(
@@ -127,7 +129,6 @@ pub async fn switch<E: Engine>(
         None => None,
     };
 
-    let lock = DeployLock::acquire(stack, "ztd-switch")?;
     let target = Target {
         stack,
         color: to,
@@ -283,6 +284,8 @@ pub async fn execute<E: Engine>(
                 "{} failed: {failure}; putting everything back",
                 operation.name()
             );
+            run.journal.begin_undo(stack)?;
+            fault::point("undo:start");
             if let Err(undo) = run.undo().await {
                 let message = format!(
                     "{} to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback",
@@ -578,6 +581,12 @@ impl<E: Engine> Run<'_, E> {
                 }
             }
         }
+        // Recorded before the old one stops, so that a stop that fails half-way still gets
+        // the old one started again by the undo.
+        self.done.push(Done::Handover {
+            old: old.clone().map(Box::new),
+            new: Box::new(new.clone()),
+        });
         let stopping = Instant::now();
         if let Some(old) = &old {
             self.retire(old).await?;
@@ -585,10 +594,6 @@ impl<E: Engine> Run<'_, E> {
         let stop_ms = millis(stopping);
         fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
-        self.done.push(Done::Handover {
-            old: old.clone().map(Box::new),
-            new: Box::new(new.clone()),
-        });
         let current = self.engine.inspect(&new.id).await?;
         if !current.state.is_up() {
             self.engine.start(&new.id).await?;
@@ -716,9 +721,11 @@ impl<E: Engine> Run<'_, E> {
                                 .await?;
                         }
                         info!("{}: {} is back", old.service, old.name);
+                        fault::point(&format!("undo:handover:{}:done", old.service));
                     }
                 }
                 Done::Proxy => {
+                    fault::point("undo:proxy:start");
                     let proxy = Proxy::new(self.engine, self.stack);
                     let (listeners, color) = match (&self.plan.from_meta, self.plan.from) {
                         (Some(meta), Some(from)) => (meta.listeners.clone(), Some(from)),

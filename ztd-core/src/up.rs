@@ -92,6 +92,12 @@ pub async fn up<E: Engine>(
 ) -> Result<Value> {
     let started = Instant::now();
     let mut steps = Steps::default();
+    // Lock first, then look: nothing acts on a detection made before the lock was held.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(DeployLock::acquire(stack, "ztd-up")?)
+    };
     let detection = detect::detect(engine, stack).await?;
     if let Some(conflict) = &detection.conflict {
         return Err(Error::State(format!("cannot deploy: {conflict}")));
@@ -142,7 +148,6 @@ pub async fn up<E: Engine>(
     }
 
     check_names_free(engine, &plan.meta).await?;
-    let _lock = DeployLock::acquire(stack, "ztd-up")?;
     describe(&plan, &detection, false);
     let rendered_path = stack.rendered_compose_path(target);
     state::write_atomic(

@@ -168,6 +168,61 @@ fault_matrix! {
     killed_at_record_done: "record:done",
 }
 
+/// A switch whose singleton fails after its handover, killed right after it marked the undo on
+/// disk; `recovery` must finish the undo, never the failed switch.
+fn killed_during_an_undo_recovered_by(tag: &str, recovery: &[&str]) {
+    let (stack, port) = deployed(tag);
+    stack
+        .run_with(
+            "ztd-up",
+            &[],
+            &[("APP_VERSION", "v2"), ("BOT_HEALTH_FAIL", "1")],
+            None,
+        )
+        .expect_code(0);
+    stack.run("ztd-health", &["--wait", "blue"]).expect_code(0);
+    let events = EventLog::start(&format!("deployment.service={}", stack.service("bot")));
+    let killed = stack.run_with(
+        "ztd-switch",
+        &[],
+        &[
+            ("ZTD_FAULT", "undo:start"),
+            ("HEALTH_CHECK_RETRIES", "3"),
+            ("HEALTH_CHECK_INTERVAL", "1"),
+        ],
+        None,
+    );
+    assert_eq!(killed.code, -1, "killed at undo:start: {}", killed.stderr);
+    assert!(killed.stderr.contains("putting everything back"));
+    let detect = stack.run("ztd-detect", &[]);
+    detect.expect_code(6);
+    assert_eq!(detect.json["journal"]["undoing"], true, "{}", detect.stdout);
+    let out = stack.run(recovery[0], &recovery[1..]);
+    out.expect_code(0);
+    assert_eq!(out.json["resolution"], "undone", "{}", out.stdout);
+    assert_eq!(out.json["active"], "green");
+    let events = events.stop();
+    assert_only_active(&stack, port, "green");
+    assert!(
+        !ever_overlapped(
+            &events,
+            &stack.container("bot", "blue"),
+            &stack.container("bot", "green")
+        ),
+        "the singleton ran in both colors: {events:?}"
+    );
+}
+
+#[test]
+fn a_switch_killed_during_its_undo_is_undone_by_resume() {
+    killed_during_an_undo_recovered_by("rb-undo-resume", &["ztd-switch", "--resume"]);
+}
+
+#[test]
+fn a_switch_killed_during_its_undo_is_undone_by_rollback() {
+    killed_during_an_undo_recovered_by("rb-undo-rollback", &["ztd-rollback"]);
+}
+
 #[test]
 fn a_rollback_after_a_good_switch_flips_back_without_a_failed_request() {
     let (stack, port) = deployed("rb-good");
@@ -251,7 +306,7 @@ fn a_rollback_that_reaches_rollback_timeout_stops_and_reports_where_things_stand
         .deploy("v2", &[("BOT_DRAIN", "/ztd-testapp sleep 8s")])
         .expect_code(0);
     let out = stack.run_with("ztd-rollback", &[], &[("ROLLBACK_TIMEOUT", "3")], None);
-    out.expect_code(1);
+    out.expect_code(6);
     assert_eq!(out.json["timed_out"], true);
     assert!(out.elapsed < Duration::from_secs(6), "{:?}", out.elapsed);
     assert_eq!(

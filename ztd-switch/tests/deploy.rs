@@ -556,3 +556,62 @@ fn bad_input_gets_its_code_and_changes_nothing() {
     nohost.expect_code(3);
     assert_eq!(stack.snapshot(), before);
 }
+
+/// 40 requests, each on a new connection, made one after another at once; the color each was
+/// served by (as the proxy's config that served it says).
+fn forty_requests(port: u16) -> Vec<String> {
+    (0..40)
+        .map(|_| match http_get(port, "/") {
+            Ok((200, Some(color), _)) => color,
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn requests_made_the_instant_a_switch_returns_reach_the_color_it_reported() {
+    let stack = TestStack::new("d-instant");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    deploy(&stack, "v1", &[]).expect_code(0);
+
+    // Forward: green -> blue.
+    stack
+        .run_with("ztd-up", &[], &[("APP_VERSION", "v2")], None)
+        .expect_code(0);
+    stack.run("ztd-health", &["--wait", "blue"]).expect_code(0);
+    let switched = stack.run("ztd-switch", &[]);
+    let served = forty_requests(port);
+    switched.expect_code(0);
+    assert_eq!(switched.json["active"], "blue");
+    assert!(served.iter().all(|c| c == "blue"), "{served:?}");
+
+    // Undone: a singleton that fails after its handover; the proxy goes back to blue.
+    stack
+        .run_with(
+            "ztd-up",
+            &[],
+            &[("APP_VERSION", "v3"), ("BOT_HEALTH_FAIL", "1")],
+            None,
+        )
+        .expect_code(0);
+    stack.run("ztd-health", &["--wait", "green"]).expect_code(0);
+    let undone = stack.run_with(
+        "ztd-switch",
+        &[],
+        &[
+            ("HEALTH_CHECK_RETRIES", "3"),
+            ("HEALTH_CHECK_INTERVAL", "1"),
+        ],
+        None,
+    );
+    let served = forty_requests(port);
+    undone.expect_code(1);
+    assert_eq!(undone.json["active"], "blue", "{}", undone.stdout);
+    assert!(
+        undone.stderr.contains("proxy serves blue again"),
+        "{}",
+        undone.stderr
+    );
+    assert!(served.iter().all(|c| c == "blue"), "{served:?}");
+}

@@ -792,6 +792,9 @@ fn collect_files(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>)
         if path.is_dir() {
             files.insert(rel(root, &path) + "/", Vec::new());
             collect_files(root, &path, files);
+        } else if rel(root, &path) == ".ztd/lock" {
+            // Who last took the lock, not state: a tool that changes nothing may still take it.
+            files.insert(rel(root, &path), Vec::new());
         } else {
             files.insert(rel(root, &path), std::fs::read(&path).unwrap_or_default());
         }
