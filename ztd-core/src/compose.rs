@@ -199,6 +199,17 @@ impl Compose {
     }
 }
 
+#[cfg(test)]
+impl Compose {
+    /// A Compose whose every command fails, for tests of paths that must not need it.
+    pub(crate) fn failing() -> Compose {
+        Compose {
+            program: vec!["false".into()],
+            version: "2.0.0".into(),
+        }
+    }
+}
+
 struct CommandOutput {
     success: bool,
     stdout: Vec<u8>,

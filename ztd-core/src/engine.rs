@@ -316,4 +316,9 @@ pub trait Engine {
     /// Container events for containers matching the query's label filters, from the moment of
     /// this call on (none is lost before the stream is first polled).
     async fn events(&self, query: &ContainerQuery) -> Result<EventStream>;
+    /// How to reach the containers' addresses: the network for a real engine; a fake engine
+    /// answers for its own fake containers.
+    fn prober(&self) -> std::sync::Arc<dyn crate::probe::Prober> {
+        std::sync::Arc::new(crate::probe::NetProber)
+    }
 }

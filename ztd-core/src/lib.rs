@@ -9,6 +9,8 @@ pub mod error;
 #[cfg(test)]
 pub mod fake;
 pub mod fault;
+#[cfg(test)]
+mod fault_table;
 pub mod health;
 pub mod journal;
 pub mod labels;

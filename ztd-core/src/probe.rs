@@ -122,6 +122,67 @@ pub fn tcp_connect(address: &str, port: u16, timeout: Duration) -> ProbeOutcome 
     }
 }
 
+/// Where the front proxy's confirmations go: the network, or a stand-in that answers as the
+/// proxy of a fake engine would (unit tests). Blocking calls, run off the async thread.
+pub trait Prober: Send + Sync {
+    /// As [`http_get_text`].
+    fn http_get_text(
+        &self,
+        address: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<(u16, Option<String>, String)>;
+    /// As [`tcp_connect`].
+    fn tcp_connect(&self, address: &str, port: u16, timeout: Duration) -> ProbeOutcome;
+}
+
+/// Probes over the network.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NetProber;
+
+impl Prober for NetProber {
+    fn http_get_text(
+        &self,
+        address: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<(u16, Option<String>, String)> {
+        http_get_text(address, port, path, timeout)
+    }
+
+    fn tcp_connect(&self, address: &str, port: u16, timeout: Duration) -> ProbeOutcome {
+        tcp_connect(address, port, timeout)
+    }
+}
+
+/// [`Prober::http_get_text`] off the async thread.
+pub async fn http_get_text_with(
+    prober: std::sync::Arc<dyn Prober>,
+    address: String,
+    port: u16,
+    path: String,
+    timeout: Duration,
+) -> Option<(u16, Option<String>, String)> {
+    tokio::task::spawn_blocking(move || prober.http_get_text(&address, port, &path, timeout))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// [`Prober::tcp_connect`] off the async thread.
+pub async fn tcp_probe_with(
+    prober: std::sync::Arc<dyn Prober>,
+    address: String,
+    port: u16,
+    timeout: Duration,
+) -> ProbeOutcome {
+    tokio::task::spawn_blocking(move || prober.tcp_connect(&address, port, timeout))
+        .await
+        .unwrap_or_else(|e| failed(format!("probe task failed: {e}")))
+}
+
 /// The HTTP probe, off the async thread.
 pub async fn http_probe(
     address: String,

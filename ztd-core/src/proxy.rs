@@ -286,7 +286,8 @@ impl<'a, E: Engine> Proxy<'a, E> {
             .iter()
             .filter(|l| l.protocol != ProxyProtocol::Udp)
         {
-            while !crate::probe::tcp_probe(
+            while !crate::probe::tcp_probe_with(
+                self.engine.prober(),
                 address.clone(),
                 listener.port,
                 Duration::from_millis(200),
@@ -397,6 +398,9 @@ impl<'a, E: Engine> Proxy<'a, E> {
             .ok_or_else(|| Error::Engine("the proxy container has no address".into()))
     }
 
+    /// Confirm through the proxy that every listener serves the new config: HTTP listeners
+    /// answer with its generation and, where the color is known, the app answers through them;
+    /// TCP listeners accept (the old workers no longer do, so the new config answers).
     async fn confirm(
         &self,
         routes: &[Route],
@@ -406,75 +410,20 @@ impl<'a, E: Engine> Proxy<'a, E> {
     ) -> Result<()> {
         let address = self.address().await?;
         let deadline = Instant::now() + CONFIRM_TIMEOUT;
-        let wanted_generation = generation.to_string();
-        let wanted_color = color.map_or("none", Color::as_str).to_string();
+        let wanted_color = color.map_or("none", Color::as_str);
         for route in routes {
-            let listener = &route.listener;
-            loop {
-                let ok = match listener.protocol {
-                    ProxyProtocol::Http => {
-                        let (addr, port) = (address.clone(), listener.port);
-                        let live = tokio::task::spawn_blocking(move || {
-                            crate::probe::http_get_text(
-                                &addr,
-                                port,
-                                GENERATION_PATH,
-                                Duration::from_secs(2),
-                            )
-                        })
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some_and(|(status, _, body)| {
-                            status == 200 && body.trim() == wanted_generation
-                        });
-                        live && match (&route.upstream, probe_paths.get(&listener.service)) {
-                            (Some(_), Some(path)) => {
-                                let (addr, port, path) =
-                                    (address.clone(), listener.port, path.clone());
-                                tokio::task::spawn_blocking(move || {
-                                    crate::probe::http_get_text(
-                                        &addr,
-                                        port,
-                                        &path,
-                                        Duration::from_secs(5),
-                                    )
-                                })
-                                .await
-                                .ok()
-                                .flatten()
-                                .is_some_and(
-                                    |(status, color_header, _)| {
-                                        // Any answer of the app counts (nginx itself says 502
-                                        // or 504 when it cannot reach it).
-                                        status != 502
-                                            && status != 504
-                                            && color_header.as_deref()
-                                                == Some(wanted_color.as_str())
-                                    },
-                                )
-                            }
-                            _ => true,
-                        }
-                    }
-                    ProxyProtocol::Tcp => {
-                        crate::probe::tcp_probe(
-                            address.clone(),
-                            listener.port,
-                            Duration::from_secs(1),
-                        )
-                        .await
-                        .ok
-                    }
-                    ProxyProtocol::Udp => true,
-                };
-                if ok {
-                    break;
-                }
+            let port = route.listener.port;
+            let app_path = match (&route.upstream, probe_paths.get(&route.listener.service)) {
+                (Some(_), Some(path)) => Some(path.as_str()),
+                _ => None,
+            };
+            while !self
+                .listener_serves(&address, route, generation, wanted_color, app_path)
+                .await
+            {
                 if Instant::now() > deadline {
                     return Err(Error::Engine(format!(
-                        "the proxy did not confirm {wanted_color} on port {} within {}s",
-                        listener.port,
+                        "the proxy did not confirm {wanted_color} on port {port} within {}s",
                         CONFIRM_TIMEOUT.as_secs()
                     )));
                 }
@@ -482,6 +431,59 @@ impl<'a, E: Engine> Proxy<'a, E> {
             }
         }
         Ok(())
+    }
+
+    /// One confirmation attempt on one listener.
+    async fn listener_serves(
+        &self,
+        address: &str,
+        route: &Route,
+        generation: u64,
+        wanted_color: &str,
+        app_path: Option<&str>,
+    ) -> bool {
+        let port = route.listener.port;
+        let get = |path: &str, timeout| {
+            crate::probe::http_get_text_with(
+                self.engine.prober(),
+                address.to_string(),
+                port,
+                path.to_string(),
+                timeout,
+            )
+        };
+        match route.listener.protocol {
+            ProxyProtocol::Http => {
+                let live = get(GENERATION_PATH, Duration::from_secs(2))
+                    .await
+                    .is_some_and(|(status, _, body)| {
+                        status == 200 && body.trim() == generation.to_string()
+                    });
+                let Some(path) = app_path.filter(|_| live) else {
+                    return live;
+                };
+                // Any answer of the app counts (nginx itself says 502 or 504 when it cannot
+                // reach it).
+                get(path, Duration::from_secs(5))
+                    .await
+                    .is_some_and(|(status, color_header, _)| {
+                        status != 502
+                            && status != 504
+                            && color_header.as_deref() == Some(wanted_color)
+                    })
+            }
+            ProxyProtocol::Tcp => {
+                crate::probe::tcp_probe_with(
+                    self.engine.prober(),
+                    address.to_string(),
+                    port,
+                    Duration::from_secs(1),
+                )
+                .await
+                .ok
+            }
+            ProxyProtocol::Udp => true,
+        }
     }
 
     async fn workers(&self) -> Result<Vec<ProcessInfo>> {

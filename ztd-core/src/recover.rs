@@ -132,10 +132,8 @@ async fn resolve<E: Engine>(
         .map(|s| s.name.clone())
         .or_else(|| journal.steps.last().map(|s| format!("after {}", s.name)))
         .unwrap_or_else(|| "before its first step".into());
-    let (keep, other) = match resolution {
-        Resolution::Finished => (Some(journal.to), journal.from),
-        Resolution::Undone => (journal.from, Some(journal.to)),
-    };
+    let mut journal = journal.clone();
+    let mut resolution = resolution;
     info!(
         "the {} {} -> {} was interrupted at {interrupted_at}: {}",
         journal.operation,
@@ -147,32 +145,56 @@ async fn resolve<E: Engine>(
             "undoing it"
         }
     );
-    let detection = detect::detect(engine, stack).await?;
-    let other_side: Vec<ContainerInfo> = match other {
-        Some(color) => detection.color(color).containers.clone(),
-        None => detection.legacy.clone(),
-    };
     let mut steps = Steps::default();
     let operation = if journal.operation == "rollback" {
         Operation::Rollback
     } else {
         Operation::Switch
     };
-    // Finishing stops the other side (kept for rollback). Undoing a switch leaves its target
-    // running as the deploy candidate, as before the switch; undoing a rollback stops the
-    // color it was bringing back, as it was before.
-    let retire_other = resolution == Resolution::Finished || operation == Operation::Rollback;
-    converge(
-        engine,
-        stack,
-        opts,
-        &detection,
-        keep,
-        &other_side,
-        retire_other,
-        &mut steps,
-    )
-    .await?;
+    let mut detection;
+    loop {
+        let (keep, other) = match resolution {
+            Resolution::Finished => (Some(journal.to), journal.from),
+            Resolution::Undone => (journal.from, Some(journal.to)),
+        };
+        detection = detect::detect(engine, stack).await?;
+        let other_side: Vec<ContainerInfo> = match other {
+            Some(color) => detection.color(color).containers.clone(),
+            None => detection.legacy.clone(),
+        };
+        // Finishing stops the other side (kept for rollback). Undoing a switch leaves its
+        // target running as the deploy candidate, as before the switch; undoing a rollback
+        // stops the color it was bringing back, as it was before.
+        let retire_other = resolution == Resolution::Finished || operation == Operation::Rollback;
+        let unhealthy = converge(
+            engine,
+            stack,
+            opts,
+            &detection,
+            keep,
+            &other_side,
+            retire_other,
+            &mut steps,
+        )
+        .await?;
+        if resolution == Resolution::Undone || unhealthy.is_empty() || journal.from.is_none() {
+            break;
+        }
+        // The change would have been undone had it not been interrupted: undo it now, marked
+        // on disk first like any undo.
+        warn!(
+            "{} is not healthy in {}: undoing the {} instead",
+            unhealthy.join(", "),
+            journal.to,
+            journal.operation
+        );
+        journal.begin_undo(stack)?;
+        resolution = Resolution::Undone;
+    }
+    let keep = match resolution {
+        Resolution::Finished => Some(journal.to),
+        Resolution::Undone => journal.from,
+    };
     if let (Resolution::Undone, Some(from)) = (resolution, journal.from) {
         // The records may already name the target if the change was killed while writing them.
         state::write_current_deployment(stack, from)?;
@@ -237,7 +259,8 @@ async fn resolve<E: Engine>(
 /// Make `keep` the only active color whatever state a killed change left: its services run, the
 /// proxy points at it, every singleton runs only there (the other side's stopped first), and,
 /// when `retire_other`, the rest of the other side is stopped (kept). Every action checks the
-/// current state first, so it can run again after being killed itself.
+/// current state first, so it can run again after being killed itself. Returns the singletons
+/// that did not come up healthy in `keep`.
 #[allow(clippy::too_many_arguments)]
 async fn converge<E: Engine>(
     engine: &E,
@@ -248,7 +271,8 @@ async fn converge<E: Engine>(
     other_side: &[ContainerInfo],
     retire_other: bool,
     steps: &mut Steps,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut unhealthy = Vec::new();
     let keep_meta = match keep {
         Some(color) => read_color_meta(stack, color)?,
         None => None,
@@ -374,6 +398,7 @@ async fn converge<E: Engine>(
                     current.name,
                     report.summary_line()
                 );
+                unhealthy.push(service.clone());
             }
             let restart = meta
                 .service(service)
@@ -398,7 +423,7 @@ async fn converge<E: Engine>(
         }
         steps.push("stop_old", started, json!({"stopped": retired}));
     }
-    Ok(())
+    Ok(unhealthy)
 }
 
 /// The container as it is now, or `None` if it was removed.
@@ -498,28 +523,42 @@ pub async fn rollback<E: Engine>(
             "{previous} was cleaned up: there is nothing to roll back to"
         ));
     };
+    // Journaled before the first container of the previous color starts: a rollback killed
+    // while preparing it is undone by --resume or another ztd-rollback.
+    let mut journal = Journal::begin(stack, "rollback", Some(active), previous, None)?;
+    journal.start(stack, "prepare")?;
     let work = async {
-        prepare(engine, compose, stack, &previous_meta, &record).await?;
-        let target = Target {
-            stack,
-            color: previous,
-            active: false,
-            service: None,
-        };
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let health = health::wait(
-            engine,
-            &target,
-            &opts.switch.policy,
-            opts.switch.health_deadline.min(remaining),
-        )
-        .await?;
-        if !health.healthy() {
-            // Put the previous color back to rest: nothing changed.
-            let detection = detect::detect(engine, stack).await?;
-            for container in &detection.color(previous).containers {
-                retire(engine, &opts.switch, container).await?;
+        let prepared = async {
+            prepare(engine, compose, stack, &previous_meta, &record).await?;
+            let target = Target {
+                stack,
+                color: previous,
+                active: false,
+                service: None,
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            health::wait(
+                engine,
+                &target,
+                &opts.switch.policy,
+                opts.switch.health_deadline.min(remaining),
+            )
+            .await
+        }
+        .await;
+        let health = match prepared {
+            Ok(health) if health.healthy() => health,
+            not_ready => {
+                // Put the previous color back to rest: nothing changed.
+                let detection = detect::detect(engine, stack).await?;
+                for container in &detection.color(previous).containers {
+                    retire(engine, &opts.switch, container).await?;
+                }
+                journal.clone().finish(stack)?;
+                not_ready?
             }
+        };
+        if !health.healthy() {
             warn!(
                 "rollback refused: {previous} does not come back healthy: {}",
                 health.summary_line()
@@ -539,6 +578,7 @@ pub async fn rollback<E: Engine>(
                 }),
             ));
         }
+        journal.mark(stack, "prepare", StepState::Done)?;
         let detection = detect::detect(engine, stack).await?;
         let plan = Move {
             operation: Operation::Rollback,
@@ -550,7 +590,7 @@ pub async fn rollback<E: Engine>(
             new: detection.color(previous).containers.clone(),
             adopting: None,
         };
-        execute(engine, stack, &opts.switch, plan, started).await
+        execute(engine, stack, &opts.switch, plan, started, Some(journal)).await
     };
     let outcome = tokio::time::timeout_at(deadline, work).await;
     drop(lock);

@@ -86,6 +86,8 @@ struct Run<'a, E: Engine> {
     handovers: Vec<HandoverReport>,
     proxy: Option<ProxySwitch>,
     ports_gap_ms: Option<f64>,
+    /// Past the point where the change is undone on failure: the rest is finished instead.
+    committed: bool,
 }
 
 /// Switch the active color.
@@ -169,7 +171,7 @@ pub async fn switch<E: Engine>(
         new: detection.color(to).containers.clone(),
         adopting,
     };
-    let outcome = execute(engine, stack, opts, plan, started).await;
+    let outcome = execute(engine, stack, opts, plan, started, None).await;
     drop(lock);
     outcome
 }
@@ -231,17 +233,21 @@ pub struct Move {
     pub adopting: Option<String>,
 }
 
-/// Carry out a move with the lock held: journal, proxy, handovers, stop the old side, record;
-/// undo on failure or interruption.
+/// Carry out a move with the lock held: journal (a new one, or the one the caller began),
+/// proxy, handovers, stop the old side, record; undo on failure or interruption.
 pub async fn execute<E: Engine>(
     engine: &E,
     stack: &Stack,
     opts: &SwitchOptions,
     plan: Move,
     started: Instant,
+    journal: Option<Journal>,
 ) -> Result<SwitchOutcome> {
     let (operation, from, to) = (plan.operation, plan.from, plan.to);
-    let journal = Journal::begin(stack, operation.name(), from, to, plan.adopting.clone())?;
+    let journal = match journal {
+        Some(journal) => journal,
+        None => Journal::begin(stack, operation.name(), from, to, plan.adopting.clone())?,
+    };
     let mut run = Run {
         engine,
         stack,
@@ -253,6 +259,7 @@ pub async fn execute<E: Engine>(
         handovers: Vec::new(),
         proxy: None,
         ports_gap_ms: None,
+        committed: false,
     };
     info!(
         "{} {} -> {to}",
@@ -267,9 +274,18 @@ pub async fn execute<E: Engine>(
             .or(from.map(|c| c.to_string()))
             .unwrap_or_else(|| "nothing".into())
     );
+    let unfinished = |failure: Error| {
+        let message = format!(
+            "{} to {to}: {to} serves and holds every singleton, but {failure}; run ztd-switch --resume to finish",
+            operation.name()
+        );
+        warn!("{message}");
+        Error::Incomplete(message)
+    };
     match run.forward().await {
+        Err(failure) if run.committed => Err(unfinished(failure)),
         Ok(()) => {
-            run.record().await?;
+            run.record().await.map_err(unfinished)?;
             let json = run.report(true, None, started);
             run.journal.clone().finish(stack)?;
             info!("{to} is active");
@@ -450,10 +466,15 @@ impl<E: Engine> Run<'_, E> {
             check_interrupted()?;
         }
         self.journal.start(self.stack, "stop_old")?;
+        // From here on the new color serves and holds every singleton: a failure finishes
+        // forward (--resume), it is not undone.
+        self.committed = true;
         fault::point("stop_old:start");
         let started = Instant::now();
-        self.stop_old().await;
-        self.steps.push("stop_old", started, json!({}));
+        let stopped = self.stop_old().await;
+        self.steps
+            .push("stop_old", started, json!({"ok": stopped.is_ok()}));
+        stopped?;
         self.journal.mark(self.stack, "stop_old", StepState::Done)?;
         fault::point("stop_old:done");
         Ok(())
@@ -659,7 +680,9 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    async fn stop_old(&mut self) {
+    /// Stop what is left of the old side. Every container is tried; the first failure is
+    /// returned once all were.
+    async fn stop_old(&mut self) -> Result<()> {
         let remaining: Vec<ContainerInfo> = self
             .plan
             .old
@@ -668,11 +691,14 @@ impl<E: Engine> Run<'_, E> {
             .cloned()
             .collect();
         let results = join_all(remaining.iter().map(|c| self.retire(c))).await;
+        let mut first = None;
         for (container, result) in remaining.iter().zip(results) {
             if let Err(err) = result {
                 warn!("could not stop {}: {err}", container.name);
+                first.get_or_insert(err);
             }
         }
+        first.map_or(Ok(()), Err)
     }
 
     async fn record(&mut self) -> Result<()> {
@@ -750,6 +776,16 @@ impl<E: Engine> Run<'_, E> {
                         self.engine.start(&holder.id).await?;
                     }
                     info!("the adopted stack holds its ports again");
+                }
+            }
+        }
+        if self.plan.operation == Operation::Rollback {
+            // The color a rollback was bringing back goes back to rest, as it was before.
+            for container in &self.plan.new {
+                match self.engine.inspect(&container.id).await {
+                    Ok(current) => self.retire(&current).await?,
+                    Err(Error::NotFound(_)) => {}
+                    Err(err) => return Err(err),
                 }
             }
         }
