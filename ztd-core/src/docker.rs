@@ -690,6 +690,49 @@ mod tests {
     }
 
     #[test]
+    fn a_call_past_the_deadline_names_itself_and_the_engine() {
+        let docker = Docker::connect_with_unix("/dev/null", 120, bollard::API_DEFAULT_VERSION)
+            .expect("a client is made without connecting");
+        let engine = DockerEngine {
+            docker,
+            host: "unix:///dev/null".into(),
+            deadline: Duration::from_millis(50),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let err = runtime
+            .block_on(engine.within(
+                "inspect container web-blue",
+                std::future::pending::<Result<()>>(),
+            ))
+            .expect_err("never answers");
+        assert_eq!(
+            err,
+            Error::EngineUnreachable(
+                "the Docker engine at unix:///dev/null did not answer `inspect container web-blue` within 50ms (ZTD_ENGINE_TIMEOUT)".into()
+            )
+        );
+        assert_eq!(err.exit_status().code(), 3);
+    }
+
+    #[test]
+    fn ids_are_shortened_names_kept_and_bollard_waits_a_second_longer() {
+        let id = "3f2a".repeat(16);
+        assert_eq!(short(&id), &id[..12]);
+        assert_eq!(short("web-blue"), "web-blue");
+        assert_eq!(
+            header_timeout(Duration::from_secs(10)),
+            Duration::from_secs(11)
+        );
+        assert_eq!(
+            header_timeout(Duration::from_millis(500)),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
     fn log_lines_before_since_are_dropped() {
         let mut lines = Vec::new();
         let since = parse_time("2026-11-26T03:00:01Z");
