@@ -1,21 +1,37 @@
 //! Running Docker Compose: finding a v2 Compose (the `docker compose` plugin or a v2
 //! `docker-compose`), reading a stack's resolved model with `config`, and running project
-//! commands with their output shown on a terminal or kept for the error message.
+//! commands with their output shown on a terminal or kept for the error message. Every child
+//! runs in its own process group under a deadline (`ZTD_COMPOSE_TIMEOUT`): on expiry, on Ctrl-C
+//! and when the caller gives up on it, the whole group (builders and plugins included) is killed.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result, one_line};
 use crate::output::{self, Level};
 use crate::stack::Stack;
+use crate::units::{duration_setting, format_deadline};
 
 /// How many lines of a failed command's output go into the error message.
 const TAIL_LINES: usize = 6;
+/// The setting that bounds every Compose child.
+pub const COMPOSE_TIMEOUT_VAR: &str = "ZTD_COMPOSE_TIMEOUT";
+/// The default deadline of a project command (`run`: it may build images).
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(600);
+/// The default deadline of `config` and of the version probe.
+pub const DEFAULT_QUICK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Between SIGTERM and SIGKILL when a child's group is stopped.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How often the Ctrl-C flag is looked at while a child runs.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
 /// A Compose v2 command line.
 #[derive(Debug, Clone)]
@@ -23,12 +39,27 @@ pub struct Compose {
     program: Vec<String>,
     /// Its version, e.g. `2.40.3`.
     pub version: String,
+    /// `ZTD_COMPOSE_TIMEOUT`, when set: the deadline of every child.
+    timeout: Option<Duration>,
+}
+
+/// `ZTD_COMPOSE_TIMEOUT`: unset or empty means the defaults; a bad value is a usage error.
+fn compose_timeout(value: Option<&str>) -> Result<Option<Duration>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => duration_setting(COMPOSE_TIMEOUT_VAR, Some(text), Duration::ZERO)
+            .map(Some)
+            .map_err(Error::Usage),
+    }
 }
 
 impl Compose {
     /// Find Compose v2: `ZTD_COMPOSE` (a command line), else `docker compose`, else a v2
-    /// `docker-compose`. Compose v1 is refused with the fix in the message.
+    /// `docker-compose`. Compose v1 is refused with the fix in the message. A bad
+    /// `ZTD_COMPOSE_TIMEOUT` is a usage error, found before anything is run.
     pub async fn find() -> Result<Compose> {
+        let timeout = compose_timeout(std::env::var(COMPOSE_TIMEOUT_VAR).ok().as_deref())?;
+        let probe_limit = timeout.unwrap_or(DEFAULT_QUICK_TIMEOUT);
         let candidates: Vec<Vec<String>> = match std::env::var("ZTD_COMPOSE") {
             Ok(command) if !command.trim().is_empty() => {
                 vec![command.split_whitespace().map(str::to_string).collect()]
@@ -40,14 +71,18 @@ impl Compose {
         };
         let mut found_v1 = None;
         for program in candidates {
-            let Some(version) = version_of(&program).await else {
+            let Some(version) = version_of(&program, probe_limit).await? else {
                 continue;
             };
             if version.starts_with('1') {
                 found_v1 = Some(format!("{} {version}", program.join(" ")));
                 continue;
             }
-            return Ok(Compose { program, version });
+            return Ok(Compose {
+                program,
+                version,
+                timeout,
+            });
         }
         Err(Error::State(match found_v1 {
             Some(v1) => format!(
@@ -74,8 +109,15 @@ impl Compose {
             "--format",
             "json",
         ];
+        let what = format!("compose config for project {}", stack.name);
         let out = self
-            .output(&stack.dir, &args.map(str::to_string), env)
+            .output(
+                &stack.dir,
+                &args.map(str::to_string),
+                env,
+                &what,
+                self.quick_limit(),
+            )
             .await?;
         if !out.success {
             return Err(Error::State(format!(
@@ -105,6 +147,11 @@ impl Compose {
         ];
         all.extend(args.iter().map(|a| a.to_string()));
         let what = format!("compose {}", args.join(" "));
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted(format!(
+                "interrupted before {what} for project {project}"
+            )));
+        }
         crate::debug!(
             "{} -p {project} -f {} {}",
             self.program.join(" "),
@@ -112,22 +159,26 @@ impl Compose {
             args.join(" ")
         );
         let show = std::io::stderr().is_terminal() || output::enabled(Level::Debug);
+        let limit = self.timeout.unwrap_or(DEFAULT_RUN_TIMEOUT);
+        let named = format!("{what} for project {project}");
         if show {
-            let status = self
+            let child = self
                 .command(&stack.dir, &all, &BTreeMap::new())
                 .stdout(Stdio::inherit())
                 .stderr(Stdio::inherit())
-                .status()
-                .await
+                .spawn()
                 .map_err(|e| Error::Engine(format!("cannot run {what}: {e}")))?;
-            if !status.success() {
+            let out = supervise(child, &named, limit).await?;
+            if !out.success {
                 return Err(Error::Engine(format!(
                     "{what} failed for project {project}"
                 )));
             }
             return Ok(());
         }
-        let out = self.output(&stack.dir, &all, &BTreeMap::new()).await?;
+        let out = self
+            .output(&stack.dir, &all, &BTreeMap::new(), &named, limit)
+            .await?;
         if out.success {
             Ok(())
         } else {
@@ -138,6 +189,11 @@ impl Compose {
                 tail(&text, TAIL_LINES)
             )))
         }
+    }
+
+    /// The deadline of `config`.
+    fn quick_limit(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_QUICK_TIMEOUT)
     }
 
     fn command(
@@ -154,6 +210,7 @@ impl Compose {
             .stdin(Stdio::null())
             .env_remove("COMPOSE_PROJECT_NAME")
             .env_remove("COMPOSE_FILE")
+            .process_group(0)
             .kill_on_drop(true);
         for (key, value) in env {
             command.env(key, value);
@@ -166,36 +223,16 @@ impl Compose {
         dir: &Path,
         args: &[String],
         env: &BTreeMap<String, String>,
+        what: &str,
+        limit: Duration,
     ) -> Result<CommandOutput> {
-        let mut child = self
+        let child = self
             .command(dir, args, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::Engine(format!("cannot run {}: {e}", self.program.join(" "))))?;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let (mut out_pipe, mut err_pipe) = (child.stdout.take(), child.stderr.take());
-        let read_out = async {
-            if let Some(pipe) = out_pipe.as_mut() {
-                let _ = pipe.read_to_end(&mut stdout).await;
-            }
-        };
-        let read_err = async {
-            if let Some(pipe) = err_pipe.as_mut() {
-                let _ = pipe.read_to_end(&mut stderr).await;
-            }
-        };
-        tokio::join!(read_out, read_err);
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| Error::Engine(format!("compose: {e}")))?;
-        Ok(CommandOutput {
-            success: status.success(),
-            stdout,
-            stderr,
-        })
+        supervise(child, what, limit).await
     }
 }
 
@@ -216,22 +253,167 @@ struct CommandOutput {
     stderr: Vec<u8>,
 }
 
-async fn version_of(program: &[String]) -> Option<String> {
-    let out = tokio::process::Command::new(&program[0])
+/// A child's process group, killed when this guard is dropped armed: a caller that gives up
+/// on a child (cancelled, timed out above) takes the child's whole group down with it.
+#[derive(Debug)]
+struct ProcessGroup {
+    pgid: Option<Pid>,
+}
+
+impl ProcessGroup {
+    /// The group a child leads (it was spawned with `process_group(0)`).
+    fn led_by(child: &tokio::process::Child) -> ProcessGroup {
+        ProcessGroup {
+            pgid: child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(Pid::from_raw),
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(pgid, signal);
+        }
+    }
+
+    /// Whether any process (a zombie included) is still in the group.
+    fn alive(&self) -> bool {
+        self.pgid.is_some_and(|pgid| killpg(pgid, None).is_ok())
+    }
+
+    /// The group ended on its own: nothing to kill on drop.
+    fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // No time for a grace here: the caller is gone, so is the group.
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Why a child did not end by itself.
+enum Stopped {
+    Expired,
+    Interrupted,
+}
+
+/// Wait for a child that leads its own process group, collecting its piped output, until it
+/// ends, `limit` passes or Ctrl-C is noted. In the last two cases the group gets SIGTERM, then
+/// SIGKILL once [`KILL_GRACE`] has passed with any of it left, and the call fails.
+async fn supervise(
+    mut child: tokio::process::Child,
+    what: &str,
+    limit: Duration,
+) -> Result<CommandOutput> {
+    let mut group = ProcessGroup::led_by(&child);
+    let (mut out_pipe, mut err_pipe) = (child.stdout.take(), child.stderr.take());
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let ended = {
+        let finish = async {
+            let read_out = async {
+                if let Some(pipe) = out_pipe.as_mut() {
+                    let _ = pipe.read_to_end(&mut stdout).await;
+                }
+            };
+            let read_err = async {
+                if let Some(pipe) = err_pipe.as_mut() {
+                    let _ = pipe.read_to_end(&mut stderr).await;
+                }
+            };
+            tokio::join!(read_out, read_err);
+            child.wait().await
+        };
+        tokio::pin!(finish);
+        let expiry = tokio::time::sleep(limit);
+        tokio::pin!(expiry);
+        let mut poll = tokio::time::interval(SIGNAL_POLL);
+        let stopped = loop {
+            tokio::select! {
+                status = &mut finish => break Err(status),
+                () = &mut expiry => break Ok(Stopped::Expired),
+                _ = poll.tick() => {
+                    if crate::signals::interrupted() {
+                        break Ok(Stopped::Interrupted);
+                    }
+                }
+            }
+        };
+        match stopped {
+            // It ended by itself.
+            Err(status) => Ok(status),
+            Ok(stopped) => {
+                group.signal(Signal::SIGTERM);
+                let grace = tokio::time::sleep(KILL_GRACE);
+                tokio::pin!(grace);
+                let mut reaped = false;
+                loop {
+                    tokio::select! {
+                        _ = &mut finish, if !reaped => reaped = true,
+                        () = &mut grace => break,
+                        () = tokio::time::sleep(Duration::from_millis(20)) => {
+                            if reaped && !group.alive() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if group.alive() {
+                    group.signal(Signal::SIGKILL);
+                }
+                if !reaped {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), &mut finish).await;
+                }
+                Err(stopped)
+            }
+        }
+    };
+    group.disarm();
+    match ended {
+        Ok(status) => {
+            let status = status.map_err(|e| Error::Engine(format!("{what}: {e}")))?;
+            Ok(CommandOutput {
+                success: status.success(),
+                stdout,
+                stderr,
+            })
+        }
+        Err(Stopped::Expired) => Err(Error::Engine(format!(
+            "{what} did not finish within {} ({COMPOSE_TIMEOUT_VAR}); its processes were stopped",
+            format_deadline(limit)
+        ))),
+        Err(Stopped::Interrupted) => Err(Error::Interrupted(format!(
+            "interrupted while {what} ran; its processes were stopped"
+        ))),
+    }
+}
+
+/// The version a Compose candidate reports; `None` when it is not there or not Compose.
+async fn version_of(program: &[String], limit: Duration) -> Result<Option<String>> {
+    let spawned = tokio::process::Command::new(&program[0])
         .args(&program[1..])
         .args(["version", "--short"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    if !out.status.success() {
-        return None;
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(child) = spawned else {
+        return Ok(None);
+    };
+    let what = format!("`{} version --short`", program.join(" "));
+    let out = supervise(child, &what, limit).await?;
+    if !out.success {
+        return Ok(None);
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.trim().trim_start_matches('v').to_string();
-    (!version.is_empty()).then_some(version)
+    Ok((!version.is_empty()).then_some(version))
 }
 
 /// The last `n` non-empty lines of some output, joined on one line.
@@ -245,6 +427,130 @@ fn tail(bytes: &[u8], n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Compose stand-in that records its PID and a grandchild's (one that ignores SIGTERM)
+    /// in its directory, then waits forever.
+    fn wedged_compose(tag: &str) -> (Compose, Stack) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ztd-compose-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let script = dir.join("compose.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n( trap '' TERM; exec sleep 300 ) &\necho $! > grandchild.pid\necho $$ > child.pid\nwait\n",
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let compose = Compose {
+            program: vec![script.to_string_lossy().into_owned()],
+            version: "2.99.0".into(),
+            timeout: Some(Duration::from_secs(1)),
+        };
+        let stack = Stack {
+            dir,
+            name: format!("zt-{tag}"),
+        };
+        (compose, stack)
+    }
+
+    fn pid(stack: &Stack, file: &str) -> i32 {
+        let path = stack.dir.join(file);
+        for _ in 0..100 {
+            if let Some(pid) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} was never written", path.display());
+    }
+
+    /// Gone: no such process, or a zombie waiting to be reaped by whoever adopted it.
+    fn gone(pid: i32) -> bool {
+        (0..50).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            if stat.is_empty() || state == Some(Some('Z')) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            false
+        })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn a_child_past_its_deadline_is_killed_with_its_whole_group() {
+        let (compose, stack) = wedged_compose("deadline");
+        let file = stack.dir.join("compose.yaml");
+        let started = std::time::Instant::now();
+        let err = runtime()
+            .block_on(compose.run(&stack, "zt-deadline-blue", &file, &["up", "-d"]))
+            .expect_err("a wedged compose must fail");
+        let took = started.elapsed();
+        assert!(matches!(err, Error::Engine(_)), "{err:?}");
+        assert_eq!(
+            err.message(),
+            "compose up -d for project zt-deadline-blue did not finish within 1s (ZTD_COMPOSE_TIMEOUT); its processes were stopped"
+        );
+        // The deadline, then at most the grace before SIGKILL (the grandchild ignores SIGTERM).
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+        assert!(
+            took < Duration::from_secs(1) + KILL_GRACE + Duration::from_secs(2),
+            "{took:?}"
+        );
+        let (child, grandchild) = (pid(&stack, "child.pid"), pid(&stack, "grandchild.pid"));
+        assert!(gone(child), "compose itself ({child}) still runs");
+        assert!(gone(grandchild), "its grandchild ({grandchild}) still runs");
+        let _ = std::fs::remove_dir_all(&stack.dir);
+    }
+
+    #[test]
+    fn a_caller_that_gives_up_takes_the_group_down() {
+        let (mut compose, stack) = wedged_compose("dropped");
+        compose.timeout = Some(Duration::from_secs(60));
+        let file = stack.dir.join("compose.yaml");
+        let outcome = runtime().block_on(async {
+            tokio::time::timeout(
+                Duration::from_millis(1500),
+                compose.run(&stack, "zt-dropped-blue", &file, &["up", "-d"]),
+            )
+            .await
+        });
+        assert!(outcome.is_err(), "the caller's own timeout fires first");
+        let (child, grandchild) = (pid(&stack, "child.pid"), pid(&stack, "grandchild.pid"));
+        assert!(gone(child), "compose itself ({child}) still runs");
+        assert!(gone(grandchild), "its grandchild ({grandchild}) still runs");
+        let _ = std::fs::remove_dir_all(&stack.dir);
+    }
+
+    #[test]
+    fn the_compose_timeout_setting_parses_or_is_a_usage_error() {
+        assert_eq!(compose_timeout(None), Ok(None));
+        assert_eq!(compose_timeout(Some(" ")), Ok(None));
+        assert_eq!(
+            compose_timeout(Some("90s")),
+            Ok(Some(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            compose_timeout(Some("20m")),
+            Ok(Some(Duration::from_secs(1200)))
+        );
+        for bad in ["later", "0", "5 minutes"] {
+            let err = compose_timeout(Some(bad)).expect_err(bad);
+            assert_eq!(err.exit_status(), crate::ExitStatus::Usage, "{bad}");
+            assert!(err.message().starts_with("ZTD_COMPOSE_TIMEOUT: "), "{err}");
+        }
+    }
 
     #[test]
     fn tails_keep_the_last_lines_on_one_line() {

@@ -1,8 +1,11 @@
 //! The real engine: the `Engine` trait implemented over the Docker Engine API with bollard,
 //! connecting as the docker CLI does (`DOCKER_HOST`, else the default socket) and negotiating
-//! the API version so engines as old as 20.10 (API 1.41) work.
+//! the API version so engines as old as 20.10 (API 1.41) work. Every call has a deadline
+//! (`ZTD_ENGINE_TIMEOUT`), so an engine that stops answering is an error that names the call,
+//! never a hang.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -22,9 +25,16 @@ use crate::engine::{
     LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result, one_line};
+use crate::units::{duration_from_env, format_deadline};
 
 /// How long to wait for the engine to answer the first request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The setting that bounds every other call to the engine.
+pub const ENGINE_TIMEOUT_VAR: &str = "ZTD_ENGINE_TIMEOUT";
+/// Its default.
+pub const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The engine's address when `DOCKER_HOST` is unset.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// The most output kept from an exec.
 const EXEC_OUTPUT_LIMIT: usize = 4096;
 
@@ -32,23 +42,40 @@ const EXEC_OUTPUT_LIMIT: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// The engine's address, for messages.
+    host: String,
+    /// How long any one call may take (a stop: its grace on top).
+    deadline: Duration,
 }
 
 impl DockerEngine {
-    /// Connect as the docker CLI does and negotiate the API version.
+    /// Connect as the docker CLI does and negotiate the API version. A bad
+    /// `ZTD_ENGINE_TIMEOUT` is a usage error, found before anything else happens.
     pub async fn connect() -> Result<DockerEngine> {
+        let deadline =
+            duration_from_env(ENGINE_TIMEOUT_VAR, DEFAULT_ENGINE_TIMEOUT).map_err(Error::Usage)?;
         let host = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
         let unreachable = |why: String| {
             Error::EngineUnreachable(format!("cannot reach the Docker engine at {host}: {why}"))
         };
-        let docker =
-            Docker::connect_with_defaults().map_err(|e| unreachable(one_line(&e.to_string())))?;
+        // bollard's own timeout bounds the response headers of every request; it is what
+        // bounds getting the event stream started. The calls' own deadlines fire a second
+        // before it, so their message (which names the call) is the one seen.
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| unreachable(one_line(&e.to_string())))?
+            .with_timeout(header_timeout(deadline));
         let negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
             .await
             .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?;
         match negotiated {
-            Ok(docker) => Ok(DockerEngine { docker }),
+            Ok(docker) => Ok(DockerEngine {
+                docker,
+                host,
+                deadline,
+            }),
             Err(err) => Err(match Error::from(err) {
                 Error::EngineUnreachable(msg) => unreachable(
                     msg.trim_start_matches("cannot reach the Docker engine: ")
@@ -63,6 +90,82 @@ impl DockerEngine {
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+
+    /// The engine's address (`DOCKER_HOST`, else the default socket).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// How long any one call may take (`ZTD_ENGINE_TIMEOUT`).
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The error of a call that got no answer in time.
+    fn no_answer(&self, call: &str, within: &str) -> Error {
+        Error::EngineUnreachable(format!(
+            "the Docker engine at {} did not answer `{call}` within {within}",
+            self.host
+        ))
+    }
+
+    /// Run `work` (one call, or a whole read) within the engine deadline.
+    async fn within<T>(&self, call: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let within = format!("{} ({ENGINE_TIMEOUT_VAR})", format_deadline(self.deadline));
+        bounded(self.deadline, work)
+            .await
+            .ok_or_else(|| self.no_answer(call, &within))?
+            .map_err(|err| self.timed_out(err, call, &within))
+    }
+
+    /// One request within the engine deadline; its bollard error is handed back as is, for
+    /// callers that accept some refusals (304 not modified, 403 already exists).
+    async fn request<T>(
+        &self,
+        call: &str,
+        request: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<std::result::Result<T, bollard::errors::Error>> {
+        self.within(call, async { Ok(request.await) }).await
+    }
+
+    /// bollard's own header timeout, should it fire first, still names the call.
+    fn timed_out(&self, err: Error, call: &str, within: &str) -> Error {
+        match err {
+            Error::EngineUnreachable(msg) if msg.contains("Timeout error") => {
+                self.no_answer(call, within)
+            }
+            other => other,
+        }
+    }
+
+    async fn inspect_as(&self, id: &str, label: &str) -> Result<ContainerInfo> {
+        let call = format!("inspect container {label}");
+        let response = self
+            .within(&call, async {
+                Ok(self.docker.inspect_container(id, None).await?)
+            })
+            .await?;
+        Ok(container_info(response))
+    }
+}
+
+/// `work` unless `limit` passes first (None).
+async fn bounded<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit, work).await.ok()
+}
+
+/// bollard's header timeout for a call bounded by `deadline`: a whole second past it.
+fn header_timeout(deadline: Duration) -> Duration {
+    Duration::from_secs(deadline.as_secs_f64().ceil() as u64 + 1)
+}
+
+/// A container id shortened as the docker CLI shows it; names are kept.
+fn short(id: &str) -> &str {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &id[..12]
+    } else {
+        id
+    }
 }
 
 impl Engine for DockerEngine {
@@ -76,13 +179,20 @@ impl Engine for DockerEngine {
             filters: Some(filters),
             ..Default::default()
         };
-        let summaries = self.docker.list_containers(Some(options)).await?;
-        let inspections = join_all(
-            summaries
-                .iter()
-                .filter_map(|s| s.id.as_deref())
-                .map(|id| self.inspect(id)),
-        )
+        let summaries = self
+            .within("list containers", async {
+                Ok(self.docker.list_containers(Some(options)).await?)
+            })
+            .await?;
+        let inspections = join_all(summaries.iter().filter_map(|s| {
+            let id = s.id.as_deref()?;
+            let name = s
+                .names
+                .as_ref()
+                .and_then(|names| names.first())
+                .map_or_else(|| short(id), |n| n.trim_start_matches('/'));
+            Some(self.inspect_as(id, name))
+        }))
         .await;
         let mut containers = Vec::with_capacity(inspections.len());
         for inspected in inspections {
@@ -98,28 +208,38 @@ impl Engine for DockerEngine {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
-        let response = self.docker.inspect_container(id, None).await?;
-        Ok(container_info(response))
+        self.inspect_as(id, short(id)).await
     }
 
     async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput> {
+        let container = short(id);
         let created = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(argv.to_vec()),
-                    ..Default::default()
-                },
-            )
+            .within(&format!("create an exec in container {container}"), async {
+                Ok(self
+                    .docker
+                    .create_exec(
+                        id,
+                        CreateExecOptions {
+                            attach_stdout: Some(true),
+                            attach_stderr: Some(true),
+                            cmd: Some(argv.to_vec()),
+                            ..Default::default()
+                        },
+                    )
+                    .await?)
+            })
             .await?;
+        let started = self
+            .within(&format!("start an exec in container {container}"), async {
+                Ok(self.docker.start_exec(&created.id, None).await?)
+            })
+            .await?;
+        // The command itself is bounded by its own timeout.
         let run = async {
             let mut output = Vec::new();
             if let StartExecResults::Attached {
                 output: mut stream, ..
-            } = self.docker.start_exec(&created.id, None).await?
+            } = started
             {
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
@@ -139,7 +259,12 @@ impl Engine for DockerEngine {
                 });
             }
         };
-        let inspected = self.docker.inspect_exec(&created.id).await?;
+        let inspected = self
+            .within(
+                &format!("inspect an exec in container {container}"),
+                async { Ok(self.docker.inspect_exec(&created.id).await?) },
+            )
+            .await?;
         Ok(ExecOutput {
             exit_code: inspected.exit_code,
             output: String::from_utf8_lossy(&output).into_owned(),
@@ -161,20 +286,24 @@ impl Engine for DockerEngine {
                 .unwrap_or_else(|| "all".into()),
             ..Default::default()
         };
-        let mut stream = self.docker.logs(id, Some(options));
-        let mut pending = String::new();
-        let mut lines = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            pending.push_str(&String::from_utf8_lossy(chunk?.as_ref()));
-            while let Some(end) = pending.find('\n') {
-                let raw: String = pending.drain(..=end).collect();
-                push_log_line(&mut lines, raw.trim_end_matches(['\n', '\r']), query.since);
+        // The whole read is bounded: a log that does not end in time is an error, not a hang.
+        self.within(&format!("read the log of container {}", short(id)), async {
+            let mut stream = self.docker.logs(id, Some(options));
+            let mut pending = String::new();
+            let mut lines = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                pending.push_str(&String::from_utf8_lossy(chunk?.as_ref()));
+                while let Some(end) = pending.find('\n') {
+                    let raw: String = pending.drain(..=end).collect();
+                    push_log_line(&mut lines, raw.trim_end_matches(['\n', '\r']), query.since);
+                }
             }
-        }
-        if !pending.is_empty() {
-            push_log_line(&mut lines, &pending, query.since);
-        }
-        Ok(lines)
+            if !pending.is_empty() {
+                push_log_line(&mut lines, &pending, query.since);
+            }
+            Ok(lines)
+        })
+        .await
     }
 
     async fn stats(&self, id: &str) -> Result<ResourceSample> {
@@ -182,15 +311,25 @@ impl Engine for DockerEngine {
             stream: false,
             one_shot: true,
         };
-        let mut stream = self.docker.stats(id, Some(options));
-        match stream.next().await {
-            Some(sample) => Ok(resource_sample(&sample?)),
-            None => Err(Error::Engine(format!("no stats for container {id}"))),
-        }
+        self.within(
+            &format!("read the stats of container {}", short(id)),
+            async {
+                let mut stream = self.docker.stats(id, Some(options));
+                match stream.next().await {
+                    Some(sample) => Ok(resource_sample(&sample?)),
+                    None => Err(Error::Engine(format!("no stats for container {id}"))),
+                }
+            },
+        )
+        .await
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        match self.docker.start_container(id, None).await {
+        let call = format!("start container {}", short(id));
+        match self
+            .request(&call, self.docker.start_container(id, None))
+            .await?
+        {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
@@ -203,10 +342,24 @@ impl Engine for DockerEngine {
             t: Some(i32::try_from(timeout.as_secs_f64().ceil() as u64).unwrap_or(i32::MAX)),
             ..Default::default()
         };
-        match self.docker.stop_container(id, Some(options)).await {
+        // The engine answers a stop once the container is down: its grace, then the deadline.
+        let limit = timeout + self.deadline;
+        let docker = self.docker.clone().with_timeout(header_timeout(limit));
+        let call = format!("stop container {}", short(id));
+        let within = format!(
+            "{} (a {} stop grace + {ENGINE_TIMEOUT_VAR} {})",
+            format_deadline(limit),
+            format_deadline(timeout),
+            format_deadline(self.deadline)
+        );
+        let stopped = bounded(limit, docker.stop_container(id, Some(options)))
+            .await
+            .ok_or_else(|| self.no_answer(&call, &within))?;
+        match stopped {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
+            Err(bollard::errors::Error::RequestTimeoutError) => Err(self.no_answer(&call, &within)),
             other => Ok(other?),
         }
     }
@@ -215,7 +368,10 @@ impl Engine for DockerEngine {
         let options = KillContainerOptions {
             signal: signal.to_string(),
         };
-        Ok(self.docker.kill_container(id, Some(options)).await?)
+        let call = format!("kill container {} with {signal}", short(id));
+        Ok(self
+            .request(&call, self.docker.kill_container(id, Some(options)))
+            .await??)
     }
 
     async fn connect(&self, network: &str, id: &str, aliases: &[String]) -> Result<()> {
@@ -226,7 +382,11 @@ impl Engine for DockerEngine {
                 ..Default::default()
             }),
         };
-        match self.docker.connect_network(network, request).await {
+        let call = format!("connect container {} to network {network}", short(id));
+        match self
+            .request(&call, self.docker.connect_network(network, request))
+            .await?
+        {
             Ok(()) => Ok(()),
             // 403 "endpoint ... already exists": connected before.
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -242,7 +402,11 @@ impl Engine for DockerEngine {
             container: id.to_string(),
             force: Some(true),
         };
-        match self.docker.disconnect_network(network, request).await {
+        let call = format!("disconnect container {} from network {network}", short(id));
+        match self
+            .request(&call, self.docker.disconnect_network(network, request))
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code,
@@ -253,7 +417,11 @@ impl Engine for DockerEngine {
     }
 
     async fn ensure_volume(&self, volume: &VolumeSpec) -> Result<()> {
-        match self.docker.inspect_volume(&volume.name).await {
+        let call = format!("inspect volume {}", volume.name);
+        match self
+            .request(&call, self.docker.inspect_volume(&volume.name))
+            .await?
+        {
             Ok(_) => return Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -267,7 +435,9 @@ impl Engine for DockerEngine {
             labels: Some(volume.labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        self.docker.create_volume(request).await?;
+        let call = format!("create volume {}", volume.name);
+        self.request(&call, self.docker.create_volume(request))
+            .await??;
         Ok(())
     }
 
@@ -290,14 +460,20 @@ impl Engine for DockerEngine {
             }),
             ..Default::default()
         };
-        Ok(self.docker.update_container(id, body).await?)
+        let call = format!("update the restart policy of container {}", short(id));
+        Ok(self
+            .request(&call, self.docker.update_container(id, body))
+            .await??)
     }
 
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>> {
         let options = bollard::query_parameters::TopOptions {
             ps_args: "-eo pid,args".into(),
         };
-        let top = self.docker.top_processes(id, Some(options)).await?;
+        let call = format!("list the processes of container {}", short(id));
+        let top = self
+            .request(&call, self.docker.top_processes(id, Some(options)))
+            .await??;
         Ok(top
             .processes
             .unwrap_or_default()
@@ -329,8 +505,22 @@ impl Engine for DockerEngine {
             filters: Some(filters),
             ..Default::default()
         };
-        let stream = self.docker.events(Some(options)).map(|event| {
-            let event = event?;
+        // The stream is long-lived by design; only getting it started is bounded (bollard's
+        // header timeout), and a start that times out says so as every other call does.
+        let no_answer = self.no_answer(
+            "stream events",
+            &format!(
+                "{} ({ENGINE_TIMEOUT_VAR})",
+                format_deadline(header_timeout(self.deadline))
+            ),
+        );
+        let stream = self.docker.events(Some(options)).map(move |event| {
+            let event = match event {
+                Err(bollard::errors::Error::RequestTimeoutError) => {
+                    return Err(no_answer.clone());
+                }
+                other => other?,
+            };
             let actor = event.actor.unwrap_or_default();
             let attributes: std::collections::BTreeMap<String, String> =
                 actor.attributes.unwrap_or_default().into_iter().collect();
@@ -497,6 +687,49 @@ mod tests {
         let t = parse_time("2026-11-26T03:11:41.123456789Z").expect("valid");
         assert_eq!(t.timestamp_subsec_nanos(), 123_456_789);
         assert!(parse_time("garbage").is_none());
+    }
+
+    #[test]
+    fn a_call_past_the_deadline_names_itself_and_the_engine() {
+        let docker = Docker::connect_with_unix("/dev/null", 120, bollard::API_DEFAULT_VERSION)
+            .expect("a client is made without connecting");
+        let engine = DockerEngine {
+            docker,
+            host: "unix:///dev/null".into(),
+            deadline: Duration::from_millis(50),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let err = runtime
+            .block_on(engine.within(
+                "inspect container web-blue",
+                std::future::pending::<Result<()>>(),
+            ))
+            .expect_err("never answers");
+        assert_eq!(
+            err,
+            Error::EngineUnreachable(
+                "the Docker engine at unix:///dev/null did not answer `inspect container web-blue` within 50ms (ZTD_ENGINE_TIMEOUT)".into()
+            )
+        );
+        assert_eq!(err.exit_status().code(), 3);
+    }
+
+    #[test]
+    fn ids_are_shortened_names_kept_and_bollard_waits_a_second_longer() {
+        let id = "3f2a".repeat(16);
+        assert_eq!(short(&id), &id[..12]);
+        assert_eq!(short("web-blue"), "web-blue");
+        assert_eq!(
+            header_timeout(Duration::from_secs(10)),
+            Duration::from_secs(11)
+        );
+        assert_eq!(
+            header_timeout(Duration::from_millis(500)),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]

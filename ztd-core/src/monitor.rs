@@ -183,6 +183,8 @@ impl<'a, E: Engine> Monitor<'a, E> {
         let deadline = self.opts.window.map(|w| tokio::time::Instant::now() + w);
         let mut next_round = tokio::time::Instant::now();
         let mut pending: Option<std::pin::Pin<Box<RoundFuture<'a>>>> = None;
+        // The engine's silence in the last round: a window cannot pass clean on it.
+        let mut unanswered: Option<Error> = None;
         loop {
             if crate::signals::interrupted() {
                 result.interrupted = true;
@@ -229,6 +231,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
                     self.tracked = tracked;
                     match outcome {
                         Ok(samples) => {
+                            unanswered = None;
                             result.rounds += 1;
                             for sample in &samples {
                                 emit(self.sample_line(sample));
@@ -239,7 +242,12 @@ impl<'a, E: Engine> Monitor<'a, E> {
                                 break;
                             }
                         }
-                        Err(err) => emit(self.error_line(&err)),
+                        Err(err) => {
+                            emit(self.error_line(&err));
+                            if matches!(err, Error::EngineUnreachable(_)) {
+                                unanswered = Some(err);
+                            }
+                        }
                     }
                 }
                 () = tokio::time::sleep_until(wake), if pending.is_none() => {}
@@ -247,6 +255,12 @@ impl<'a, E: Engine> Monitor<'a, E> {
             }
         }
         result.watched = self.opened.elapsed();
+        if let Some(err) = unanswered
+            .filter(|_| self.opts.window.is_some() && result.trip.is_none() && !result.interrupted)
+        {
+            // A window whose last round got no answer was not watched: exit 3, not "clean".
+            return Err(err);
+        }
         Ok(result)
     }
 

@@ -55,6 +55,43 @@ fn seconds(secs: f64, text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration setting from the environment: unset or empty gives `default`; a bad value (or
+/// zero, which would make every wait fail at once) is refused with the variable's name.
+pub fn duration_from_env(name: &str, default: Duration) -> Result<Duration, String> {
+    duration_setting(name, std::env::var(name).ok().as_deref(), default)
+}
+
+/// The parsing behind [`duration_from_env`], for a value already read.
+pub fn duration_setting(
+    name: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(format!("{name}: must be more than zero")),
+            Ok(d) => Ok(d),
+            Err(e) => Err(format!("{name}: {e}")),
+        },
+    }
+}
+
+/// Format a deadline as a user would write it: `10s`, `10m`, `1h`, else as [`format_duration`].
+pub fn format_deadline(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        let secs = d.as_secs();
+        if secs > 0 && secs % 3600 == 0 {
+            return format!("{}h", secs / 3600);
+        }
+        if secs > 0 && secs % 60 == 0 {
+            return format!("{}m", secs / 60);
+        }
+        return format!("{secs}s");
+    }
+    format_duration(d)
+}
+
 /// Format a duration for humans: `850ms`, `12.3s`, `2m05s`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -184,6 +221,40 @@ mod tests {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains("duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn duration_settings_default_parse_and_refuse_with_the_name() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(duration_setting("X", None, ten), Ok(ten));
+        assert_eq!(duration_setting("X", Some(""), ten), Ok(ten));
+        assert_eq!(
+            duration_setting("X", Some(" 2s "), ten),
+            Ok(Duration::from_secs(2))
+        );
+        assert_eq!(
+            duration_setting("X", Some("1m"), ten),
+            Ok(Duration::from_secs(60))
+        );
+        assert_eq!(
+            duration_setting("X", Some("15"), ten),
+            Ok(Duration::from_secs(15))
+        );
+        for bad in ["soon", "10x", "-1", "0", "0s"] {
+            let err = duration_setting("ZTD_ENGINE_TIMEOUT", Some(bad), ten).expect_err(bad);
+            assert!(err.starts_with("ZTD_ENGINE_TIMEOUT: "), "{bad}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn deadlines_read_as_they_are_written() {
+        assert_eq!(format_deadline(Duration::from_secs(10)), "10s");
+        assert_eq!(format_deadline(Duration::from_secs(600)), "10m");
+        assert_eq!(format_deadline(Duration::from_secs(90)), "90s");
+        assert_eq!(format_deadline(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_deadline(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_deadline(Duration::from_millis(300)), "300ms");
     }
 
     #[test]

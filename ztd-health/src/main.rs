@@ -24,6 +24,7 @@ lines in the log are a warning unless a limit is set (--max-log-errors).
 
 Settings: flags > environment (HEALTH_CHECK_RETRIES, HEALTH_CHECK_INTERVAL, ZTD_MIN_UPTIME,
 DEPLOYMENT_LOG_LEVEL) > defaults. Per-service ztd.* labels override the threshold flags.
+Each call to the engine gives up after ZTD_ENGINE_TIMEOUT (10s): exit 3 (UNKNOWN with --nagios).
 
 Exit codes:
   0  healthy (warnings allowed)       1  unhealthy, or nothing deployed

@@ -34,7 +34,8 @@ Modes:
     than --max-error-rate (10; label ztd.logs.max_rate), or goes over --max-memory or
     --max-cpu (twice in a row); exits 0 when the window passes clean. It prints one object:
     the upstream object passed on with a \"monitor\" field added (and ok: false when tripped),
-    or its own. --stream also prints the samples before it.
+    or its own. --stream also prints the samples before it. A window whose last round got no
+    answer from the engine (ZTD_ENGINE_TIMEOUT, 10s per call) exits 3 instead of passing clean.
 
 Exit codes: 0 clean (or stopped by Ctrl-C in stream and view), 1 tripped (or the upstream tool
 failed), 2 bad usage, 3 engine unreachable, 4 engine failure, 5 bad label or state,

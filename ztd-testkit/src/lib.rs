@@ -132,7 +132,9 @@ impl ToolOutput {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The settings ztd reads from the environment: tests set them, never inherit them.
-pub const SETTINGS: [&str; 11] = [
+pub const SETTINGS: [&str; 13] = [
+    "ZTD_ENGINE_TIMEOUT",
+    "ZTD_COMPOSE_TIMEOUT",
     "HEALTH_CHECK_RETRIES",
     "HEALTH_CHECK_INTERVAL",
     "MIGRATION_GRACE_PERIOD",
@@ -856,4 +858,191 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         std::thread::sleep(Duration::from_millis(50));
     }
     condition()
+}
+
+/// A Docker engine that has stopped answering: a unix socket served by a thread that answers
+/// the version handshake (`/_ping`, `/version`, with or without an API version prefix, as
+/// API 1.41) and reads every other request, then holds its connection open without a word.
+/// [`WedgedEngine::answering_for`] makes it pass requests on to the real engine for a while
+/// first, so a tool gets past its first calls and the engine wedges under it.
+#[derive(Debug)]
+pub struct WedgedEngine {
+    dir: PathBuf,
+    socket: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// What `/version` answers: a 20.10 engine's reply, trimmed to the fields clients read.
+const WEDGED_VERSION: &str = r#"{"Platform":{"Name":"Docker Engine - Community"},"Components":[{"Name":"Engine","Version":"20.10.24","Details":{"ApiVersion":"1.41","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}}],"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","GitCommit":"5d6db84","GoVersion":"go1.19.7","Os":"linux","Arch":"amd64","KernelVersion":"5.15.0","BuildTime":"2023-04-04T14:14:01.000000000+00:00"}"#;
+
+impl WedgedEngine {
+    /// Serve a wedged engine on a socket in a fresh temp dir.
+    pub fn start() -> WedgedEngine {
+        WedgedEngine::answering_for(Duration::ZERO)
+    }
+
+    /// Serve an engine that passes requests on to the real one for `healthy`, then wedges.
+    pub fn answering_for(healthy: Duration) -> WedgedEngine {
+        use std::os::unix::net::UnixListener;
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir()
+            .join("ztd-tests")
+            .join(format!("wedged-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("wedged engine dir");
+        let socket = dir.join("docker.sock");
+        let listener = UnixListener::bind(&socket).expect("bind the wedged engine's socket");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, log) = (
+            std::sync::Arc::clone(&stop),
+            std::sync::Arc::clone(&requests),
+        );
+        let wedges_at = Instant::now() + healthy;
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let log = std::sync::Arc::clone(&log);
+                std::thread::spawn(move || serve_wedged(stream, &log, wedges_at));
+            }
+        });
+        WedgedEngine {
+            dir,
+            socket,
+            stop,
+            requests,
+        }
+    }
+
+    /// `unix://<socket>`, for `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The request lines received so far (`GET /v1.41/containers/json?...`).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for WedgedEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One connection to the wedged engine: answer handshake requests (HTTP/1.1 keep-alive, so
+/// several may come on one connection) until any other request, then hold the line until the
+/// client hangs up.
+fn serve_wedged(
+    mut stream: std::os::unix::net::UnixStream,
+    log: &std::sync::Mutex<Vec<String>>,
+    wedges_at: Instant,
+) {
+    use std::io::Read;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + body_len {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..head_end + body_len).skip(head_end).collect();
+        let request_line = head.lines().next().unwrap_or("").to_string();
+        if let Ok(mut log) = log.lock() {
+            log.push(request_line.clone());
+        }
+        let mut words = request_line.split_whitespace();
+        let method = words.next().unwrap_or("");
+        let path = words.next().unwrap_or("").split('?').next().unwrap_or("");
+        // Strip an API version prefix: /v1.41/version -> /version.
+        let bare = match path.strip_prefix("/v") {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                rest.find('/').map_or(path, |at| &rest[at..])
+            }
+            _ => path,
+        };
+        let (content_type, answer) = match bare {
+            "/_ping" => ("text/plain; charset=utf-8", "OK"),
+            "/version" => ("application/json", WEDGED_VERSION),
+            _ if Instant::now() < wedges_at => {
+                pass_to_real_engine(stream, &head, &body);
+                return;
+            }
+            _ => {
+                // Wedged: never answer; read until the client gives up.
+                while matches!(stream.read(&mut chunk), Ok(n) if n > 0) {}
+                return;
+            }
+        };
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nDocker-Experimental: false\r\nOstype: linux\r\nServer: Docker/20.10.24 (linux)\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if method != "HEAD" {
+            response.push_str(answer);
+        }
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Hand one request to the real engine (`DOCKER_HOST` if a unix socket, else the default) and
+/// its answer back, then close: the request is rewritten to `Connection: close`, so the answer
+/// ends when the engine hangs up and no framing needs parsing. Streams (events) stay open.
+fn pass_to_real_engine(mut client: std::os::unix::net::UnixStream, head: &str, body: &[u8]) {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let Ok(mut engine) = std::os::unix::net::UnixStream::connect(socket) else {
+        return;
+    };
+    let mut request: String = head
+        .trim_end()
+        .lines()
+        .filter(|l| {
+            !l.to_ascii_lowercase().starts_with("connection:")
+                && !l.to_ascii_lowercase().starts_with("keep-alive:")
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    request.push_str("Connection: close\r\n\r\n");
+    if engine.write_all(request.as_bytes()).is_err() || engine.write_all(body).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut engine, &mut client);
 }
