@@ -188,6 +188,10 @@ impl<'a, E: Engine> Monitor<'a, E> {
                 result.interrupted = true;
                 break;
             }
+            if self.opts.window.is_none() && crate::output::stdout_closed() {
+                // Nobody reads the stream any more (`ztd-monitor | head -1`).
+                break;
+            }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 break;
             }

@@ -1,7 +1,7 @@
 //! ztd-monitor: watch a stack: a JSON Lines stream of samples and events, a live view on a
 //! terminal, or a watch window that exits 1 as soon as the watched color misbehaves.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ Modes:
 
 Exit codes: 0 clean (or stopped by Ctrl-C in stream and view), 1 tripped (or the upstream tool
 failed), 2 bad usage, 3 engine unreachable, 4 engine failure, 5 bad label or state,
-130 a window interrupted by Ctrl-C.
+130 a window interrupted by Ctrl-C, SIGTERM or SIGHUP.
 
 Examples:
   ztd-monitor                                  # live view
@@ -266,13 +266,10 @@ fn watch_forever(cli: Cli) -> ExitCode {
                 },
                 |samples| {
                     if view {
-                        let mut out = std::io::stdout().lock();
-                        let _ = write!(
-                            out,
+                        output::print_text(&format!(
                             "\x1b[H\x1b[2J{}",
                             render_view(stack_ref, active, samples, color_output)
-                        );
-                        let _ = out.flush();
+                        ));
                     }
                 },
             )
@@ -281,7 +278,10 @@ fn watch_forever(cli: Cli) -> ExitCode {
     });
     match result {
         Ok(_) => {
-            eprintln!("Monitoring stopped");
+            // A reader that went away (`ztd-monitor | head -1`) ends the stream quietly.
+            if !output::stdout_closed() {
+                output::print_error_line("Monitoring stopped");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => cli::fail("ztd-monitor", None, &err),

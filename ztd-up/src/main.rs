@@ -6,6 +6,7 @@ use clap::Parser;
 use ztd_core::cli::{self, Context, Report, StackArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
+use ztd_core::signals;
 use ztd_core::stack::Color;
 use ztd_core::up::{UpOptions, up};
 
@@ -32,6 +33,9 @@ Exit codes:
   5  no compose file, a bad ztd.* label, no Compose v2, or a state conflict
   6  an interrupted switch must be resumed or rolled back first
   7  another deploy holds the lock
+  130 interrupted by Ctrl-C, SIGTERM or SIGHUP: what the new color had started is stopped
+      (nothing changed when the signal came before the first change); ztd-rollback abandons
+      the candidate
 
 Examples:
   ztd-up --dry-run          # the plan and the rendered file, secrets redacted; changes nothing
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::run("ztd-up", || async move {
+        signals::install();
         let (stack, color) = match cli::context(&cli.stack, cli.color, true)? {
             Context::PassOn(report) => return Ok(report),
             Context::Act { stack, color, .. } => (stack, color),
