@@ -32,9 +32,12 @@ Modes:
     soon as a threshold is crossed: a container exits, restarts (over --max-restarts), runs out
     of memory, turns unhealthy, fails its probe twice in a row, logs more error lines per minute
     than --max-error-rate (10; label ztd.logs.max_rate), or goes over --max-memory or
-    --max-cpu (twice in a row); exits 0 when the window passes clean. It prints one object:
-    the upstream object passed on with a \"monitor\" field added (and ok: false when tripped),
-    or its own. --stream also prints the samples before it.
+    --max-cpu (twice in a row); a log flood (more than 10000 lines in a round, or a log that
+    cannot be read within the round's time) counts as over the error rate. A window never
+    passes blind: one over a color with no containers, or in which no round of samples
+    succeeded (the engine failing throughout), fails too. Exits 0 when the window passes
+    clean. It prints one object: the upstream object passed on with a \"monitor\" field added
+    (and ok: false when tripped), or its own. --stream also prints the samples before it.
 
 Exit codes: 0 clean (or stopped by Ctrl-C in stream and view), 1 tripped (or the upstream tool
 failed), 2 bad usage, 3 engine unreachable, 4 engine failure, 5 bad label or state,
