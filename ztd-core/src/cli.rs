@@ -350,7 +350,7 @@ pub fn parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ExitCod
         Ok(args) => Ok(args),
         Err(ParseStop::Printed) => Err(ExitCode::SUCCESS),
         Err(ParseStop::Usage(message)) => {
-            eprintln!("{tool}: error: {message}");
+            output::print_error_line(&format!("{tool}: error: {message}"));
             output::emit(&output::error_object(tool, None, &Error::Usage(message)));
             Err(ExitCode::from(ExitStatus::Usage.code()))
         }

@@ -243,6 +243,7 @@ impl Compose {
         Compose {
             program: vec!["false".into()],
             version: "2.0.0".into(),
+            timeout: None,
         }
     }
 }

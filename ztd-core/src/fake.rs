@@ -110,6 +110,8 @@ pub struct FakeEngine {
     overlapped: AtomicBool,
     proxy: Mutex<FakeProxy>,
     served: Served,
+    failing: AtomicBool,
+    log_delay: Mutex<Option<Duration>>,
 }
 
 /// A container of a colored Compose project, started a minute ago.
@@ -323,6 +325,24 @@ impl FakeEngine {
         }
     }
 
+    /// Make listing containers and reading their stats fail, as an engine in trouble does.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Make every log read take this long, as a log flood does.
+    pub fn set_log_delay(&self, delay: Duration) {
+        *self.log_delay.lock().unwrap_or_else(|e| e.into_inner()) = Some(delay);
+    }
+
+    fn check_failing(&self) -> Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(Error::Engine("the fake engine is failing".into()))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The state of a container now.
     pub fn state_of(&self, name: &str) -> Option<RunState> {
         self.lock_containers()
@@ -374,6 +394,7 @@ fn matches(info: &ContainerInfo, query: &ContainerQuery) -> bool {
 impl Engine for FakeEngine {
     async fn list(&self, query: &ContainerQuery) -> Result<Vec<ContainerInfo>> {
         self.call(|| {
+            self.check_failing()?;
             Ok(self
                 .lock_containers()
                 .iter()
@@ -411,6 +432,10 @@ impl Engine for FakeEngine {
     }
 
     async fn logs(&self, id: &str, query: LogQuery) -> Result<Vec<LogLine>> {
+        let delay = *self.log_delay.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         self.call(|| {
             let lines: Vec<LogLine> = self
                 .lock_logs()
@@ -430,6 +455,7 @@ impl Engine for FakeEngine {
 
     async fn stats(&self, id: &str) -> Result<ResourceSample> {
         self.call(|| {
+            self.check_failing()?;
             Ok(self
                 .stats
                 .lock()

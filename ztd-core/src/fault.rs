@@ -5,7 +5,9 @@
 //! `stop_old:start`, `stop_old:done`, `record:start`, `record:written`, `record:done`, and in an
 //! undo `undo:start` (the journal says "undoing"), `undo:handover:<service>:done`,
 //! `undo:proxy:start`.
-//! Not meant for production use; unset, it costs one environment lookup per point.
+//! `ZTD_PAUSE=<point>=<duration>` makes a tool wait at a point instead (after saying so on
+//! stderr), so a test can send it a signal there: `switch:before` (ztd-switch, before the switch
+//! begins). Not meant for production use; unset, each costs one environment lookup per point.
 
 /// Die here if `ZTD_FAULT` names this point.
 pub fn point(name: &str) {
@@ -14,5 +16,22 @@ pub fn point(name: &str) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
         // SIGKILL cannot be caught; this line is never reached.
         std::process::abort();
+    }
+}
+
+/// Wait here if `ZTD_PAUSE` names this point (`<point>=<duration>`).
+pub async fn pause(name: &str) {
+    let Ok(setting) = std::env::var("ZTD_PAUSE") else {
+        return;
+    };
+    let Some((point, duration)) = setting.rsplit_once('=') else {
+        return;
+    };
+    if point != name {
+        return;
+    }
+    if let Ok(duration) = crate::units::parse_duration(duration) {
+        crate::warn!("ZTD_PAUSE={setting}: pausing at {name}");
+        tokio::time::sleep(duration).await;
     }
 }

@@ -111,7 +111,7 @@ impl Journal {
         state::ensure_ztd_dir(stack)?;
         let text =
             serde_json::to_vec_pretty(self).map_err(|e| Error::State(format!("journal: {e}")))?;
-        state::write_atomic(&stack.journal_path(), &text, 0o644)
+        state::write_atomic(&stack.journal_path(), &text, 0o600)
     }
 
     /// The change is over: remove the journal.

@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_ERROR_RATE: f64 = 10.0;
 const CONSECUTIVE: u32 = 2;
 /// Log lines kept per container for the live view.
 const RECENT_LINES: usize = 3;
+/// Log lines one container may write between two rounds; more is a flood, counted as over the
+/// error rate whatever the lines say (they cannot all be judged in time).
+pub const MAX_LOG_LINES_PER_ROUND: usize = 10_000;
 
 /// How to watch.
 #[derive(Debug, Clone)]
@@ -75,6 +78,10 @@ pub struct Sample {
     pub probe_ok: Option<bool>,
     /// A singleton waiting, stopped, for its handover (not a problem).
     pub standby: bool,
+    /// Why its log could not be judged this round (a flood: too many lines, or too slow to
+    /// read); over the error rate in a window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_flood: Option<String>,
     /// The container id.
     #[serde(skip)]
     pub id: String,
@@ -99,7 +106,8 @@ impl Sample {
 /// Why a watch window tripped.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trip {
-    /// `exited`, `restarted`, `oom`, `unhealthy`, `probe`, `errors`, `memory`, `cpu`, `removed`.
+    /// `exited`, `restarted`, `oom`, `unhealthy`, `probe`, `errors`, `memory`, `cpu`, `removed`,
+    /// `no_containers` (the color has none), `blind` (no round of samples succeeded).
     pub kind: &'static str,
     /// The container.
     pub container: String,
@@ -118,6 +126,7 @@ struct Tracked {
     cpu_overs: u32,
     errors: VecDeque<Instant>,
     recent: VecDeque<String>,
+    log_flood: Option<String>,
 }
 
 /// The result of a watch: the trip, if any, and how much was seen.
@@ -185,13 +194,24 @@ impl<'a, E: Engine> Monitor<'a, E> {
         let mut pending: Option<std::pin::Pin<Box<RoundFuture<'a>>>> = None;
         // The engine's silence in the last round: a window cannot pass clean on it.
         let mut unanswered: Option<Error> = None;
+        let mut last_error: Option<String> = None;
         loop {
             if crate::signals::interrupted() {
                 result.interrupted = true;
                 break;
             }
-            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            if self.opts.window.is_none() && crate::output::stdout_closed() {
+                // Nobody reads the stream any more (`ztd-monitor | head -1`).
                 break;
+            }
+            if let Some(deadline) = deadline
+                && tokio::time::Instant::now() >= deadline
+            {
+                // A window is never judged blind while its first round is still under way.
+                let grace = deadline + 2 * self.call_limit();
+                if result.rounds > 0 || pending.is_none() || tokio::time::Instant::now() >= grace {
+                    break;
+                }
             }
             if pending.is_none() && tokio::time::Instant::now() >= next_round {
                 next_round = tokio::time::Instant::now() + self.opts.interval;
@@ -243,6 +263,7 @@ impl<'a, E: Engine> Monitor<'a, E> {
                             }
                         }
                         Err(err) => {
+                            last_error = Some(err.message().to_string());
                             emit(self.error_line(&err));
                             if matches!(err, Error::EngineUnreachable(_)) {
                                 unanswered = Some(err);
@@ -255,11 +276,30 @@ impl<'a, E: Engine> Monitor<'a, E> {
             }
         }
         result.watched = self.opened.elapsed();
+        // An engine that stopped answering: exit 3 (unreachable), whatever else was seen.
         if let Some(err) = unanswered
             .filter(|_| self.opts.window.is_some() && result.trip.is_none() && !result.interrupted)
         {
             // A window whose last round got no answer was not watched: exit 3, not "clean".
             return Err(err);
+        }
+        if let Some(window) = self.opts.window
+            && result.rounds == 0
+            && result.trip.is_none()
+            && !result.interrupted
+        {
+            // Nothing was seen: the window cannot vouch for the color.
+            let colors: Vec<&str> = self.colors.iter().map(|c| c.as_str()).collect();
+            result.trip = Some(self.trip(
+                "blind",
+                &colors.join(","),
+                format!(
+                    "no round of samples of {} succeeded in the {}s window{}: it proves nothing",
+                    colors.join(" and "),
+                    window.as_secs_f64(),
+                    last_error.map_or(String::new(), |e| format!(" (last error: {e})"))
+                ),
+            ));
         }
         Ok(result)
     }
@@ -297,6 +337,11 @@ impl<'a, E: Engine> Monitor<'a, E> {
         outcome
     }
 
+    /// How long one engine call of a round may take.
+    fn call_limit(&self) -> Duration {
+        call_limit(&self.opts)
+    }
+
     fn elapsed_ms(&self) -> f64 {
         crate::units::millis(self.opened.elapsed())
     }
@@ -313,6 +358,17 @@ impl<'a, E: Engine> Monitor<'a, E> {
     /// Window thresholds on a round of samples.
     fn judge(&mut self, samples: &[Sample]) -> Option<Trip> {
         self.opts.window?;
+        if samples.is_empty() {
+            let colors: Vec<&str> = self.colors.iter().map(|c| c.as_str()).collect();
+            return Some(self.trip(
+                "no_containers",
+                &colors.join(","),
+                format!(
+                    "{} has no containers: there is nothing to watch",
+                    colors.join(" and ")
+                ),
+            ));
+        }
         for sample in samples.iter().filter(|s| !s.standby) {
             let settings = &sample.settings;
             if sample.state != RunState::Running {
@@ -359,6 +415,13 @@ impl<'a, E: Engine> Monitor<'a, E> {
                 ));
             }
             let rate = settings.max_error_rate.unwrap_or(self.opts.max_error_rate);
+            if let Some(flood) = &tracked.log_flood {
+                return Some(self.trip(
+                    "errors",
+                    &sample.container,
+                    format!("{flood}: counted as over the error rate (allowed {rate} a minute)"),
+                ));
+            }
             if tracked.errors.len() as f64 > rate {
                 return Some(self.trip(
                     "errors",
@@ -558,6 +621,7 @@ async fn sample_one<E: Engine>(
         probe_ms: None,
         probe_ok: None,
         standby,
+        log_flood: None,
         id: container.id.clone(),
         settings: settings.clone(),
         recent_logs: Vec::new(),
@@ -585,7 +649,7 @@ async fn sample_one<E: Engine>(
         }
     };
     // A container that dies mid-round can leave a stats request unanswered: bound each call.
-    let limit = opts.interval.max(Duration::from_secs(3));
+    let limit = call_limit(opts);
     let (stats, logs, probed) = tokio::join!(
         tokio::time::timeout(limit, engine.stats(&container.id)),
         tokio::time::timeout(
@@ -601,7 +665,18 @@ async fn sample_one<E: Engine>(
         probe
     );
     let stats = stats.unwrap_or_else(|_| Err(Error::Engine("stats timed out".into())));
-    let logs = logs.unwrap_or_else(|_| Err(Error::Engine("logs timed out".into())));
+    tracked.log_flood = None;
+    let logs = match logs {
+        Ok(logs) => logs,
+        Err(_) => {
+            tracked.log_flood = Some(format!(
+                "{}'s log could not be read within {}s (a flood?)",
+                container.name,
+                limit.as_secs_f64()
+            ));
+            Err(Error::Engine("logs timed out".into()))
+        }
+    };
     if let Ok(stats) = stats {
         sample.memory_bytes = Some(stats.memory_usage);
         sample.memory_limit = Some(stats.memory_limit);
@@ -617,6 +692,13 @@ async fn sample_one<E: Engine>(
         tracked.last_stats = Some(stats);
     }
     if let Ok(lines) = logs {
+        if lines.len() > MAX_LOG_LINES_PER_ROUND {
+            tracked.log_flood = Some(format!(
+                "{} logged {} lines in one round (more than {MAX_LOG_LINES_PER_ROUND})",
+                container.name,
+                lines.len()
+            ));
+        }
         let pattern = settings.error_pattern();
         let now = Instant::now();
         for line in lines
@@ -665,8 +747,14 @@ async fn sample_one<E: Engine>(
             tracked.probe_failures += 1;
         }
     }
+    sample.log_flood = tracked.log_flood.clone();
     sample.recent_logs = tracked.recent.iter().cloned().collect();
     (sample, tracked)
+}
+
+/// How long one engine call of a round (stats, logs) may take.
+fn call_limit(opts: &MonitorOptions) -> Duration {
+    opts.interval.max(Duration::from_secs(3))
 }
 
 /// The live view of one round, in the spirit of the replaced monitor script.
@@ -787,4 +875,121 @@ pub fn render_view(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeEngine, container};
+
+    fn stack() -> Stack {
+        Stack {
+            dir: std::env::temp_dir(),
+            name: "shop".into(),
+        }
+    }
+
+    /// Watch blue of the fake engine for `window`.
+    fn watch(engine: &FakeEngine, window: Duration) -> WatchResult {
+        let stack = stack();
+        let opts = MonitorOptions {
+            interval: Duration::from_millis(100),
+            window: Some(window),
+            policy: HealthPolicy::default(),
+            max_error_rate: DEFAULT_MAX_ERROR_RATE,
+            keep_logs: false,
+        };
+        let mut monitor = Monitor::new(engine, &stack, vec![Color::Blue], Some(Color::Blue), opts);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(monitor.run(|_| {}, |_| {}))
+            .expect("watch")
+    }
+
+    fn running_web() -> FakeEngine {
+        FakeEngine::with(vec![container(
+            "web-blue",
+            "shop-blue",
+            Color::Blue,
+            RunState::Running,
+        )])
+    }
+
+    #[test]
+    fn a_quiet_running_color_passes_its_window() {
+        let result = watch(&running_web(), Duration::from_millis(400));
+        assert!(result.trip.is_none(), "{:?}", result.trip);
+        assert!(result.rounds >= 2);
+    }
+
+    #[test]
+    fn a_color_with_no_containers_fails_its_window() {
+        let result = watch(&FakeEngine::default(), Duration::from_millis(400));
+        let trip = result.trip.expect("tripped");
+        assert_eq!(trip.kind, "no_containers");
+        assert!(
+            trip.reason.contains("blue has no containers"),
+            "{}",
+            trip.reason
+        );
+    }
+
+    #[test]
+    fn a_window_in_which_every_round_failed_is_not_clean() {
+        let engine = running_web();
+        engine.set_failing(true);
+        let result = watch(&engine, Duration::from_millis(400));
+        assert_eq!(result.rounds, 0);
+        let trip = result.trip.expect("a blind window fails");
+        assert_eq!(trip.kind, "blind");
+        assert!(
+            trip.reason.contains("no round of samples"),
+            "{}",
+            trip.reason
+        );
+        assert!(
+            trip.reason.contains("fake engine is failing"),
+            "{}",
+            trip.reason
+        );
+    }
+
+    #[test]
+    fn more_log_lines_in_a_round_than_the_cap_trip_as_errors() {
+        let engine = running_web();
+        let now = Utc::now();
+        let lines: Vec<(DateTime<Utc>, &str)> = (0..=MAX_LOG_LINES_PER_ROUND)
+            .map(|_| (now + chrono::Duration::milliseconds(50), "GET / 200"))
+            .collect();
+        engine.set_logs("web-blue", &lines);
+        let result = watch(&engine, Duration::from_secs(2));
+        let trip = result.trip.expect("a flood trips");
+        assert_eq!(trip.kind, "errors");
+        assert!(
+            trip.reason.contains("lines in one round"),
+            "{}",
+            trip.reason
+        );
+        assert!(
+            trip.reason.contains("over the error rate"),
+            "{}",
+            trip.reason
+        );
+    }
+
+    #[test]
+    fn a_log_too_slow_to_read_trips_as_errors() {
+        let engine = running_web();
+        engine.set_log_delay(Duration::from_secs(10));
+        let result = watch(&engine, Duration::from_secs(1));
+        let trip = result.trip.expect("a flood trips");
+        assert_eq!(trip.kind, "errors");
+        assert!(
+            trip.reason.contains("could not be read within 3s"),
+            "{}",
+            trip.reason
+        );
+    }
 }

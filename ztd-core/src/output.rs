@@ -1,8 +1,9 @@
 //! Output: one JSON value on stdout for machines, human progress on stderr, filtered by
 //! `DEPLOYMENT_LOG_LEVEL` and coloured only on a terminal without `NO_COLOR`.
 
-use std::io::{IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
@@ -149,14 +150,41 @@ macro_rules! debug {
     ($($arg:tt)*) => { $crate::output::log($crate::output::Level::Debug, &format!($($arg)*)) };
 }
 
-/// Print one JSON value as a line on stdout. A closed pipe is not an error worth reporting.
+/// Set once a write to stdout found its reader gone.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Print one JSON value as a line on stdout. A closed pipe (`ztd-detect | head -c1`) is not an
+/// error worth reporting: the line is dropped quietly and `stdout_closed` says so from then on.
 pub fn emit(value: &Value) {
     let mut line = value.to_string();
     line.push('\n');
+    print_text(&line);
+}
+
+/// Print text on stdout as it is; a closed pipe is noted, not reported, and never a panic
+/// (Rust ignores SIGPIPE, so `println!` would panic on it).
+pub fn print_text(text: &str) {
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(line.as_bytes())
-        .and_then(|()| stdout.flush());
+    if let Err(err) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && err.kind() == ErrorKind::BrokenPipe
+    {
+        STDOUT_CLOSED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether stdout's reader has gone away (a stream has no one left to write to).
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::SeqCst)
+}
+
+/// Write a line to stderr as it is, ignoring a closed stderr (`eprintln!` would panic).
+pub fn print_error_line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// The object every tool prints: `tool`, `project`, `project_dir` and `ok` first, then `fields`.

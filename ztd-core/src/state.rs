@@ -1,14 +1,19 @@
 //! The stack's state on disk: `.current_deployment`, `.ztd/state.json`, the append-only
 //! `.ztd/history.jsonl` and the deploy lock. Every write is atomic (temp file, fsync, rename).
+//! `.ztd/` is its owner's alone (0700, its files 0600), no state file is reached through a
+//! symbolic link, and the history never holds log lines or command output.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
+use regex::Regex;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::stack::{Color, Stack};
@@ -92,31 +97,132 @@ pub fn write_state(stack: &Stack, state: &StateFile) -> Result<()> {
         .map_err(|e| Error::State(format!("cannot encode state: {e}")))?;
     text.push(b'\n');
     ensure_ztd_dir(stack)?;
-    write_atomic(&stack.state_path(), &text, 0o644)
+    write_atomic(&stack.state_path(), &text, PRIVATE_FILE)
 }
 
-/// Append one event to `.ztd/history.jsonl` and fsync it.
-pub fn append_history(stack: &Stack, event: &serde_json::Value) -> Result<()> {
+/// Mode of `.ztd/`: its owner's alone.
+pub const PRIVATE_DIR: u32 = 0o700;
+/// Mode of the files in `.ztd/`.
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Keys whose values are log lines or command output: never written to the history.
+const OUTPUT_KEYS: [&str; 8] = [
+    "output",
+    "stdout",
+    "stderr",
+    "logs",
+    "log_lines",
+    "recent_logs",
+    "lines",
+    "example",
+];
+
+/// Append one event to `.ztd/history.jsonl` and fsync it. Log lines and the output of drain,
+/// activate and hook commands are left out (exit codes, durations and names stay).
+pub fn append_history(stack: &Stack, event: &Value) -> Result<()> {
     ensure_ztd_dir(stack)?;
     let path = stack.history_path();
-    let mut line = serde_json::to_vec(event)
+    let mut event = event.clone();
+    scrub(&mut event);
+    let mut line = serde_json::to_vec(&event)
         .map_err(|e| Error::State(format!("cannot encode history: {e}")))?;
     line.push(b'\n');
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o644)
+        .mode(PRIVATE_FILE)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| io_error(&path, e))?;
+    tighten(&file, PRIVATE_FILE).map_err(|e| io_error(&path, e))?;
     file.write_all(&line).map_err(|e| io_error(&path, e))?;
     file.sync_data().map_err(|e| io_error(&path, e))
 }
 
-/// Create `.ztd/` if needed.
+/// Take log lines and command output out of a history event.
+fn scrub(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| !OUTPUT_KEYS.contains(&key.as_str()));
+            map.values_mut().for_each(scrub);
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        Value::String(text) => {
+            if let Some(clean) = scrub_text(text) {
+                *text = clean;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A message without the command output or log line it quotes, if it quotes one: the output of
+/// a `ztd.drain`, `ztd.activate` or `ztd.hook.*` command follows its exit status; a health
+/// report quotes a log line as `e.g. "..."`.
+fn scrub_text(text: &str) -> Option<String> {
+    static PATTERNS: OnceLock<Option<(Regex, Regex)>> = OnceLock::new();
+    let (command, example) = PATTERNS
+        .get_or_init(|| {
+            let command = Regex::new(
+                r"(ztd\.(?:drain|activate|hook\.[\w.-]+)\b[^:]*?(?:exited -?\d+|timed out)): .*",
+            );
+            let example = Regex::new(r#"e\.g\. "(?:[^"\\]|\\.)*"?"#);
+            command.ok().zip(example.ok())
+        })
+        .as_ref()?;
+    if !command.is_match(text) && !example.is_match(text) {
+        return None;
+    }
+    let text = command.replace_all(text, "$1 (output not recorded)");
+    Some(
+        example
+            .replace_all(&text, "e.g. (log line not recorded)")
+            .into_owned(),
+    )
+}
+
+/// Create `.ztd/` if needed, its owner's alone (0700); an existing one open to others is
+/// tightened, and one that is a symbolic link is refused.
 pub fn ensure_ztd_dir(stack: &Stack) -> Result<PathBuf> {
     let dir = stack.ztd_dir();
-    fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_error(&dir)),
+        Ok(meta) if meta.is_dir() => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(PRIVATE_DIR))
+                    .map_err(|e| io_error(&dir, e))?;
+            }
+        }
+        Ok(_) => {
+            return Err(Error::State(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR)
+            .create(&dir)
+            .map_err(|e| io_error(&dir, e))?,
+        Err(e) => return Err(io_error(&dir, e)),
+    }
     Ok(dir)
+}
+
+/// Take group and other bits off an open file that has more than `mode`.
+fn tighten(file: &File, mode: u32) -> std::io::Result<()> {
+    let current = file.metadata()?.permissions().mode() & 0o777;
+    if current & !mode != 0 {
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+fn symlink_error(path: &Path) -> Error {
+    Error::State(format!(
+        "{} is a symbolic link: ztd does not follow links in its state files; replace it with the file itself",
+        path.display()
+    ))
 }
 
 /// Replace `path` with `bytes` atomically: a temporary file beside it, fsync, rename, fsync of
@@ -127,13 +233,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(symlink_error(path));
+    }
     let temp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // A temp file left by a dead process of the same id goes (a link there is removed, never
+    // followed); the new one is created afresh.
+    let _ = fs::remove_file(&temp);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -147,9 +259,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
-    let mut file = match File::open(path) {
+    let mut file = match open_nofollow(path) {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Err(symlink_error(path)),
         Err(e) => return Err(io_error(path, e)),
     };
     let mut bytes = Vec::new();
@@ -160,7 +273,18 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
         .map_err(|_| Error::State(format!("{} is not text; fix or remove it", path.display())))
 }
 
+/// Open a file for reading without following a symbolic link at its last component.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
 fn io_error(path: &Path, err: std::io::Error) -> Error {
+    if err.raw_os_error() == Some(nix::libc::ELOOP) {
+        return symlink_error(path);
+    }
     Error::State(format!("{}: {err}", path.display()))
 }
 
@@ -201,9 +325,11 @@ impl DeployLock {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o644)
+            .mode(PRIVATE_FILE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
+        tighten(&file, PRIVATE_FILE).map_err(|e| io_error(&path, e))?;
         let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => locked,
             Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
@@ -238,13 +364,14 @@ impl DeployLock {
 /// process that did not write its name (the pid in the file is gone), the holder is unknown.
 pub fn lock_holder(stack: &Stack) -> Option<LockHolder> {
     let path = stack.lock_path();
-    let file = File::open(&path).ok()?;
+    let file = open_nofollow(&path).ok()?;
     // If we can take the lock, nobody holds it (whatever the file says).
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         Ok(_free) => None,
         Err(_) => {
-            let written: Option<LockHolder> = fs::read_to_string(&path)
+            let written: Option<LockHolder> = read_optional(&path)
                 .ok()
+                .flatten()
                 .and_then(|text| serde_json::from_str(&text).ok());
             Some(
                 written
@@ -340,6 +467,139 @@ mod tests {
         drop(first);
         assert_eq!(lock_holder(&stack), None);
         DeployLock::acquire(&stack, "ztd-rollback").expect("free again");
+        fs::remove_dir_all(&stack.dir).ok();
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn ztd_dir_and_its_files_are_the_owners_alone() {
+        let stack = temp_stack("modes");
+        write_state(&stack, &StateFile::default()).expect("state");
+        append_history(&stack, &serde_json::json!({"event": "up"})).expect("history");
+        let lock = DeployLock::acquire(&stack, "ztd-up").expect("lock");
+        let journal = crate::journal::Journal::begin(&stack, "switch", None, Color::Green, None)
+            .expect("journal");
+        assert_eq!(mode(&stack.ztd_dir()), 0o700);
+        assert_eq!(mode(&stack.state_path()), 0o600);
+        assert_eq!(mode(&stack.history_path()), 0o600);
+        assert_eq!(mode(&stack.lock_path()), 0o600);
+        assert_eq!(mode(&stack.journal_path()), 0o600);
+        journal.finish(&stack).expect("finish");
+        drop(lock);
+        fs::remove_dir_all(&stack.dir).ok();
+    }
+
+    #[test]
+    fn a_ztd_dir_and_history_open_to_others_are_tightened() {
+        let stack = temp_stack("tighten");
+        fs::create_dir_all(stack.ztd_dir()).expect("dir");
+        fs::set_permissions(stack.ztd_dir(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::write(stack.history_path(), "{\"event\":\"old\"}\n").expect("history");
+        fs::set_permissions(stack.history_path(), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        append_history(&stack, &serde_json::json!({"event": "new"})).expect("append");
+        assert_eq!(mode(&stack.ztd_dir()), 0o700);
+        assert_eq!(mode(&stack.history_path()), 0o600);
+        let text = fs::read_to_string(stack.history_path()).expect("read");
+        assert_eq!(text.lines().count(), 2, "appended, not replaced");
+        fs::remove_dir_all(&stack.dir).ok();
+    }
+
+    #[test]
+    fn a_symlinked_state_file_is_refused_and_left_alone() {
+        let stack = temp_stack("symlink");
+        fs::create_dir_all(stack.ztd_dir()).expect("dir");
+        let elsewhere = stack.dir.join("elsewhere.json");
+        fs::write(&elsewhere, "{\"active\":\"blue\"}").expect("target");
+        std::os::unix::fs::symlink(&elsewhere, stack.state_path()).expect("symlink");
+
+        let read = read_state(&stack).expect_err("a link is not followed");
+        assert!(matches!(read, Error::State(_)));
+        assert!(
+            read.message().contains("symbolic link"),
+            "{}",
+            read.message()
+        );
+        assert!(!read.message().contains('\n'));
+        assert_eq!(read.exit_status().code(), 5);
+
+        let written = write_state(&stack, &StateFile::default()).expect_err("nor replaced");
+        assert!(written.message().contains("symbolic link"));
+        assert!(
+            fs::symlink_metadata(stack.state_path())
+                .expect("still there")
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::read_to_string(&elsewhere).expect("target"),
+            "{\"active\":\"blue\"}",
+            "the link's target is untouched"
+        );
+        let leftovers: Vec<_> = fs::read_dir(stack.ztd_dir())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
+
+        fs::remove_file(stack.state_path()).expect("unlink");
+        std::os::unix::fs::symlink(&elsewhere, stack.history_path()).expect("symlink");
+        let appended = append_history(&stack, &serde_json::json!({"event": "x"}));
+        assert!(matches!(appended, Err(Error::State(ref m)) if m.contains("symbolic link")));
+        assert_eq!(
+            fs::read_to_string(&elsewhere).expect("target"),
+            "{\"active\":\"blue\"}"
+        );
+        fs::remove_dir_all(&stack.dir).ok();
+    }
+
+    #[test]
+    fn history_keeps_no_log_lines_and_no_command_output() {
+        let stack = temp_stack("scrub");
+        let event = serde_json::json!({
+            "event": "switch_undone",
+            "reason": "bot: ztd.drain in bot-blue exited 3: password=hunter2 connection reset",
+            "handovers": [{"service": "bot", "drain_exit_code": 3, "gap_ms": 12.5, "output": "secret out"}],
+            "health": "web-green: log_errors: 3 error lines since start, e.g. \"ERROR token=abc \\\"x\\\" failed\"; side-green: ok",
+            "logs": ["ERROR a line"],
+            "activate": "ztd.activate in bot-green timed out: half a line",
+        });
+        append_history(&stack, &event).expect("append");
+        let text = fs::read_to_string(stack.history_path()).expect("read");
+        for secret in [
+            "hunter2",
+            "secret out",
+            "token=abc",
+            "ERROR a line",
+            "half a line",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let line: serde_json::Value = serde_json::from_str(text.trim()).expect("json");
+        assert_eq!(
+            line["reason"],
+            "bot: ztd.drain in bot-blue exited 3 (output not recorded)"
+        );
+        assert_eq!(line["handovers"][0]["drain_exit_code"], 3);
+        assert_eq!(line["handovers"][0]["gap_ms"], 12.5);
+        assert_eq!(line["handovers"][0]["service"], "bot");
+        assert_eq!(
+            line["health"],
+            "web-green: log_errors: 3 error lines since start, e.g. (log line not recorded); side-green: ok"
+        );
+        assert_eq!(
+            line["activate"],
+            "ztd.activate in bot-green timed out (output not recorded)"
+        );
+        assert!(line.get("logs").is_none());
         fs::remove_dir_all(&stack.dir).ok();
     }
 }

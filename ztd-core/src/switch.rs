@@ -171,6 +171,7 @@ pub async fn switch<E: Engine>(
         new: detection.color(to).containers.clone(),
         adopting,
     };
+    check_interrupted()?;
     let outcome = execute(engine, stack, opts, plan, started, None).await;
     drop(lock);
     outcome

@@ -16,7 +16,7 @@ use crate::proxy::{Proxy, Route};
 use crate::render::{self, BuildInfo, DeployMeta, Plan};
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock, DeploymentRecord};
-use crate::{info, warn};
+use crate::{info, signals, warn};
 
 /// What `ztd-up` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +67,9 @@ impl Steps {
 pub fn millis(started: Instant) -> f64 {
     crate::units::millis(started.elapsed())
 }
+
+/// How long a container of an interrupted deploy gets to stop before it is killed.
+const INTERRUPT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the shared project's file is written.
 pub fn shared_compose_path(stack: &Stack) -> std::path::PathBuf {
@@ -148,6 +151,7 @@ pub async fn up<E: Engine>(
     }
 
     check_names_free(engine, &plan.meta).await?;
+    signals::check("before anything changed")?;
     describe(&plan, &detection, false);
     let rendered_path = stack.rendered_compose_path(target);
     state::write_atomic(
@@ -176,116 +180,24 @@ pub async fn up<E: Engine>(
         &json!({"event": "up", "at": build.build_date, "color": target, "version": build.version, "active": detection.active}),
     )?;
 
-    steps
-        .run("volumes", async {
-            for volume in &plan.meta.volumes {
-                engine
-                    .ensure_volume(&VolumeSpec {
-                        name: volume.name.clone(),
-                        driver: volume.driver.clone(),
-                        driver_opts: volume.driver_opts.clone(),
-                        labels: [
-                            (labels::COMPOSE_PROJECT.to_string(), stack.name.clone()),
-                            ("com.docker.compose.volume".to_string(), volume.key.clone()),
-                        ]
-                        .into(),
-                    })
-                    .await?;
-            }
-            Ok(())
-        })
-        .await?;
-
-    if let Some(shared_model) = &plan.shared_model {
-        let path = shared_compose_path(stack);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::State(format!("{}: {e}", parent.display())))?;
-        }
-        let text = render::rendered_text(shared_model);
-        let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
-        let running = engine
-            .list(&ContainerQuery::project(&stack.shared_project()))
-            .await?;
-        let all_running = plan.meta.shared.iter().all(|s| {
-            running
-                .iter()
-                .any(|c| c.service == s.service && c.state == RunState::Running)
-        });
-        if unchanged && all_running {
-            crate::debug!("shared services run unchanged; leaving them alone");
-        } else {
-            state::write_atomic(&path, text.as_bytes(), 0o600)?;
-            steps
-                .run(
-                    "shared services",
-                    compose.run(
-                        stack,
-                        &stack.shared_project(),
-                        &path,
-                        &["up", "-d", "--no-recreate", "--remove-orphans"],
-                    ),
-                )
-                .await?;
-        }
-    }
+    // The candidate is recorded: from here on, whatever a signal stops, ztd-rollback cleans.
     let project = stack.color_project(target);
-    if !opts.no_build && plan.meta.services.iter().any(|s| s.build) {
-        steps
-            .run(
-                "build",
-                compose.run(stack, &project, &rendered_path, &["build"]),
-            )
-            .await?;
-    }
-    steps
-        .run(
-            "create",
-            compose.run(
-                stack,
-                &project,
-                &rendered_path,
-                &["up", "--no-start", "--remove-orphans"],
-            ),
-        )
-        .await?;
-    steps
-        .run(
-            "attach shared services",
-            attach_shared(engine, stack, &plan.meta),
-        )
-        .await?;
-    let starting: Vec<&str> = plan
-        .meta
-        .services
-        .iter()
-        .filter(|s| s.start_at_up)
-        .map(|s| s.name.as_str())
-        .collect();
-    if !starting.is_empty() {
-        steps
-            .run(
-                "start",
-                start_services(
-                    engine,
-                    compose,
-                    stack,
-                    &rendered_path,
-                    &plan.meta,
-                    &plan.color_model,
-                    &starting,
-                ),
-            )
-            .await?;
-    }
-
-    if !plan.meta.listeners.is_empty() {
-        steps
-            .run(
-                "front proxy",
-                ensure_proxy(engine, compose, stack, &plan.meta, &detection),
-            )
-            .await?;
+    let deployed = deploy(
+        engine,
+        compose,
+        stack,
+        &plan,
+        &detection,
+        opts,
+        &rendered_path,
+        &mut steps,
+    )
+    .await;
+    if let Err(err) = deployed {
+        if !signals::interrupted() && !matches!(err, Error::Interrupted(_)) {
+            return Err(err);
+        }
+        return Err(stop_interrupted(engine, stack, target, &err).await);
     }
 
     let containers = engine.list(&ContainerQuery::project(&project)).await?;
@@ -330,6 +242,187 @@ pub async fn up<E: Engine>(
     ))
 }
 
+/// The steps of a deploy once its candidate is recorded: volumes, shared services, build,
+/// create, start, front proxy; a signal is looked for before each of them.
+#[allow(clippy::too_many_arguments)]
+async fn deploy<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    plan: &Plan,
+    detection: &Detection,
+    opts: &UpOptions,
+    rendered_path: &std::path::Path,
+    steps: &mut Steps,
+) -> Result<()> {
+    signals::check("before its next step")?;
+    steps
+        .run("volumes", async {
+            for volume in &plan.meta.volumes {
+                engine
+                    .ensure_volume(&VolumeSpec {
+                        name: volume.name.clone(),
+                        driver: volume.driver.clone(),
+                        driver_opts: volume.driver_opts.clone(),
+                        labels: [
+                            (labels::COMPOSE_PROJECT.to_string(), stack.name.clone()),
+                            ("com.docker.compose.volume".to_string(), volume.key.clone()),
+                        ]
+                        .into(),
+                    })
+                    .await?;
+            }
+            Ok(())
+        })
+        .await?;
+
+    signals::check("before its next step")?;
+    if let Some(shared_model) = &plan.shared_model {
+        let path = shared_compose_path(stack);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::State(format!("{}: {e}", parent.display())))?;
+        }
+        let text = render::rendered_text(shared_model);
+        let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
+        let running = engine
+            .list(&ContainerQuery::project(&stack.shared_project()))
+            .await?;
+        let all_running = plan.meta.shared.iter().all(|s| {
+            running
+                .iter()
+                .any(|c| c.service == s.service && c.state == RunState::Running)
+        });
+        if unchanged && all_running {
+            crate::debug!("shared services run unchanged; leaving them alone");
+        } else {
+            state::write_atomic(&path, text.as_bytes(), 0o600)?;
+            steps
+                .run(
+                    "shared services",
+                    compose.run(
+                        stack,
+                        &stack.shared_project(),
+                        &path,
+                        &["up", "-d", "--no-recreate", "--remove-orphans"],
+                    ),
+                )
+                .await?;
+        }
+    }
+    let project = &plan.meta.project;
+    signals::check("before its next step")?;
+    if !opts.no_build && plan.meta.services.iter().any(|s| s.build) {
+        steps
+            .run(
+                "build",
+                compose.run(stack, project, rendered_path, &["build"]),
+            )
+            .await?;
+    }
+    signals::check("before its next step")?;
+    steps
+        .run(
+            "create",
+            compose.run(
+                stack,
+                project,
+                rendered_path,
+                &["up", "--no-start", "--remove-orphans"],
+            ),
+        )
+        .await?;
+    signals::check("before its next step")?;
+    steps
+        .run(
+            "attach shared services",
+            attach_shared(engine, stack, &plan.meta),
+        )
+        .await?;
+    let starting: Vec<&str> = plan
+        .meta
+        .services
+        .iter()
+        .filter(|s| s.start_at_up)
+        .map(|s| s.name.as_str())
+        .collect();
+    signals::check("before its next step")?;
+    if !starting.is_empty() {
+        steps
+            .run(
+                "start",
+                start_in_waves(
+                    engine,
+                    compose,
+                    stack,
+                    rendered_path,
+                    &plan.meta,
+                    &plan.color_model,
+                    &starting,
+                    true,
+                ),
+            )
+            .await?;
+    }
+
+    signals::check("before its next step")?;
+    if !plan.meta.listeners.is_empty() {
+        steps
+            .run(
+                "front proxy",
+                ensure_proxy(engine, compose, stack, &plan.meta, detection),
+            )
+            .await?;
+    }
+
+    signals::check("before its last step")
+}
+
+/// After a signal: stop every container of the candidate that runs, so the stack is as before
+/// the deploy but for the stopped candidate, which `ztd-rollback` abandons. Returns the error
+/// to end with (exit 130).
+async fn stop_interrupted<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    target: Color,
+    cause: &Error,
+) -> Error {
+    warn!("interrupted: stopping what {target} started");
+    let project = stack.color_project(target);
+    let mut stopped = 0;
+    let mut left = Vec::new();
+    match engine.list(&ContainerQuery::project(&project)).await {
+        Ok(containers) => {
+            for container in containers.iter().filter(|c| c.state.is_up()) {
+                match engine.stop(&container.id, INTERRUPT_STOP_TIMEOUT).await {
+                    Ok(()) | Err(Error::NotFound(_)) => stopped += 1,
+                    Err(err) => {
+                        warn!("cannot stop {}: {err}", container.name);
+                        left.push(container.name.clone());
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            warn!("cannot list {project}: {err}");
+            left.push(project.clone());
+        }
+    }
+    let what = if matches!(cause, Error::Interrupted(_)) {
+        cause.message().to_string()
+    } else {
+        format!("interrupted by a signal ({})", cause.message())
+    };
+    let left = if left.is_empty() {
+        String::new()
+    } else {
+        format!("; still running: {}", left.join(", "))
+    };
+    Error::Interrupted(format!(
+        "{what}: stopped {stopped} containers of {target}{left}; ztd-rollback abandons the candidate"
+    ))
+}
+
 /// Start the created containers of these services: straight through the engine, all at once or
 /// in waves along `depends_on` (each wave once the previous one runs); through Compose when a
 /// dependency waits for a health or completion condition, which Compose knows how to honour.
@@ -341,6 +434,31 @@ pub async fn start_services<E: Engine>(
     meta: &DeployMeta,
     model: &Value,
     starting: &[&str],
+) -> Result<()> {
+    start_in_waves(
+        engine,
+        compose,
+        stack,
+        rendered_path,
+        meta,
+        model,
+        starting,
+        false,
+    )
+    .await
+}
+
+/// As `start_services`; with `stop_on_signal`, a signal ends it between two waves.
+#[allow(clippy::too_many_arguments)]
+async fn start_in_waves<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    rendered_path: &std::path::Path,
+    meta: &DeployMeta,
+    model: &Value,
+    starting: &[&str],
+    stop_on_signal: bool,
 ) -> Result<()> {
     let services = model.get("services").and_then(Value::as_object);
     let mut depends: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -375,6 +493,9 @@ pub async fn start_services<E: Engine>(
     }
     let mut started: Vec<&str> = Vec::new();
     while started.len() < starting.len() {
+        if stop_on_signal {
+            signals::check("between two start waves")?;
+        }
         let wave: Vec<&str> = starting
             .iter()
             .copied()

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             Ok(cli) => report_main(cli),
             Err(cli::ParseStop::Printed) => ExitCode::SUCCESS,
             Err(cli::ParseStop::Usage(message)) => {
-                eprintln!("ERROR: {message}");
+                output::print_error_line(&format!("ERROR: {message}"));
                 ExitCode::from(2)
             }
         };
@@ -249,7 +249,7 @@ fn report_main(cli: Cli) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("ERROR: cannot start: {e}");
+            output::print_error_line(&format!("ERROR: cannot start: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -266,15 +266,15 @@ fn report_main(cli: Cli) -> ExitCode {
         return match result {
             Ok(Some((color, checks))) => {
                 let (text, passed) = validate::report(color, &checks, colors);
-                print!("{text}");
+                output::print_text(&text);
                 ExitCode::from(if passed { 0 } else { 1 })
             }
             Ok(None) => {
-                println!("{red}No deployment found to validate{reset}");
+                output::print_text(&format!("{red}No deployment found to validate{reset}\n"));
                 ExitCode::from(1)
             }
             Err(err) => {
-                eprintln!("ERROR: {err}");
+                output::print_error_line(&format!("ERROR: {err}"));
                 ExitCode::from(1)
             }
         };
@@ -286,15 +286,15 @@ fn report_main(cli: Cli) -> ExitCode {
     match result {
         Ok(Outcome::Checked { report, .. }) => {
             let (text, code) = health::service_report(&report);
-            print!("{text}");
+            output::print_text(&text);
             ExitCode::from(code)
         }
         Ok(Outcome::NothingDeployed) => {
-            println!("ERROR: No active deployment found");
+            output::print_text("ERROR: No active deployment found\n");
             ExitCode::from(2)
         }
         Err(err) => {
-            println!("ERROR: {err}");
+            output::print_text(&format!("ERROR: {err}\n"));
             ExitCode::from(2)
         }
     }
@@ -353,9 +353,9 @@ fn nagios_line(code: u8, text: &str, perfdata: &str) -> ExitCode {
     };
     let text = text.replace('|', "/");
     if perfdata.is_empty() {
-        println!("ZTD-HEALTH {word} - {text}");
+        output::print_text(&format!("ZTD-HEALTH {word} - {text}\n"));
     } else {
-        println!("ZTD-HEALTH {word} - {text} | {perfdata}");
+        output::print_text(&format!("ZTD-HEALTH {word} - {text} | {perfdata}\n"));
     }
     ExitCode::from(code)
 }

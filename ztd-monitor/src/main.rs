@@ -1,7 +1,7 @@
 //! ztd-monitor: watch a stack: a JSON Lines stream of samples and events, a live view on a
 //! terminal, or a watch window that exits 1 as soon as the watched color misbehaves.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,14 +32,17 @@ Modes:
     soon as a threshold is crossed: a container exits, restarts (over --max-restarts), runs out
     of memory, turns unhealthy, fails its probe twice in a row, logs more error lines per minute
     than --max-error-rate (10; label ztd.logs.max_rate), or goes over --max-memory or
-    --max-cpu (twice in a row); exits 0 when the window passes clean. It prints one object:
-    the upstream object passed on with a \"monitor\" field added (and ok: false when tripped),
-    or its own. --stream also prints the samples before it. A window whose last round got no
-    answer from the engine (ZTD_ENGINE_TIMEOUT, 10s per call) exits 3 instead of passing clean.
+    --max-cpu (twice in a row); a log flood (more than 10000 lines in a round, or a log that
+    cannot be read within the round's time) counts as over the error rate. A window never
+    passes blind: one over a color with no containers, or in which no round of samples
+    succeeded (the engine failing throughout), fails too; one whose last round got no answer
+    from the engine (ZTD_ENGINE_TIMEOUT, 10s per call) exits 3. Exits 0 when the window passes
+    clean. It prints one object: the upstream object passed on with a \"monitor\" field added
+    (and ok: false when tripped), or its own. --stream also prints the samples before it.
 
 Exit codes: 0 clean (or stopped by Ctrl-C in stream and view), 1 tripped (or the upstream tool
 failed), 2 bad usage, 3 engine unreachable, 4 engine failure, 5 bad label or state,
-130 a window interrupted by Ctrl-C.
+130 a window interrupted by Ctrl-C, SIGTERM or SIGHUP.
 
 Examples:
   ztd-monitor                                  # live view
@@ -267,13 +270,10 @@ fn watch_forever(cli: Cli) -> ExitCode {
                 },
                 |samples| {
                     if view {
-                        let mut out = std::io::stdout().lock();
-                        let _ = write!(
-                            out,
+                        output::print_text(&format!(
                             "\x1b[H\x1b[2J{}",
                             render_view(stack_ref, active, samples, color_output)
-                        );
-                        let _ = out.flush();
+                        ));
                     }
                 },
             )
@@ -282,7 +282,10 @@ fn watch_forever(cli: Cli) -> ExitCode {
     });
     match result {
         Ok(_) => {
-            eprintln!("Monitoring stopped");
+            // A reader that went away (`ztd-monitor | head -1`) ends the stream quietly.
+            if !output::stdout_closed() {
+                output::print_error_line("Monitoring stopped");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => cli::fail("ztd-monitor", None, &err),

@@ -28,8 +28,8 @@ Writes .current_deployment, .rollback_state (advanced) and a line in .ztd/histor
 --cleanup COLOR removes that color's containers, networks and rendered file. The active color
 is refused (exit 1, nothing changed); an unknown color is a usage error (exit 2).
 
-Ctrl-C or SIGTERM finishes the current step, puts everything back, releases the lock and
-exits 130.
+Ctrl-C, SIGTERM or SIGHUP finishes the current step, puts everything back, releases the lock
+and exits 130.
 
 Exit codes:
   0  rolled back (or cleaned up)  1  refused (no previous color, active color), or timed out

@@ -7,9 +7,9 @@ use clap::Parser;
 use ztd_core::cli::{self, Context, Report, StackArgs, SwitchArgs, WithProject};
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::resume;
-use ztd_core::signals;
 use ztd_core::stack::Color;
 use ztd_core::switch::switch;
+use ztd_core::{fault, signals};
 
 const AFTER_HELP: &str = "\
 Steps, each journaled in .ztd/journal.json and timed in the JSON report:
@@ -24,8 +24,9 @@ Steps, each journaled in .ztd/journal.json and timed in the JSON report:
      (old stopped to new running) is reported;
   5. stop the rest of the old color (kept for rollback; restart policy set to no);
   6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl.
-A failure at any step puts everything back as it was (proxy included) and exits 1. Ctrl-C or
-SIGTERM finishes the current step, puts everything back, releases the lock and exits 130.
+A failure at any step puts everything back as it was (proxy included) and exits 1. Ctrl-C,
+SIGTERM or SIGHUP finishes the current step, puts everything back, releases the lock and exits
+130; one that comes before the switch begins changes nothing.
 
 --resume finishes or undoes a switch that was killed (its journal remains and nobody holds the
 lock; ztd-detect exits 6), whichever leaves exactly one active color soonest: finished once at
@@ -39,7 +40,7 @@ Exit codes:
   5  nothing deployed in the target, or a state conflict
   6  a change was left incomplete: resume or roll back
   7  another deploy holds the lock
-  130 interrupted by Ctrl-C or SIGTERM (put back, or left journaled)
+  130 interrupted by Ctrl-C, SIGTERM or SIGHUP (put back, or left journaled)
 
 Examples:
   ztd-switch                 # to the candidate started by ztd-up
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
         let outcome = if cli.resume {
             resume(&engine, &stack, &options).await
         } else {
+            fault::pause("switch:before").await;
             switch(&engine, &stack, &options).await
         }
         .in_project(&stack)?;

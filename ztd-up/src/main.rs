@@ -33,7 +33,9 @@ Exit codes:
   5  no compose file, a bad ztd.* label, no Compose v2, or a state conflict
   6  an interrupted switch must be resumed or rolled back first
   7  another deploy holds the lock
-  130  interrupted by Ctrl-C or SIGTERM (the running Compose command is stopped)
+  130 interrupted by Ctrl-C, SIGTERM or SIGHUP: what the new color had started is stopped
+      (nothing changed when the signal came before the first change); ztd-rollback abandons
+      the candidate
 
 Examples:
   ztd-up --dry-run          # the plan and the rendered file, secrets redacted; changes nothing
