@@ -95,6 +95,14 @@ pub async fn up<E: Engine>(
 ) -> Result<Value> {
     let started = Instant::now();
     let mut steps = Steps::default();
+    // Bad input first: without a compose file nothing is created, not even the lock.
+    let file = stack.compose_file().ok_or_else(|| {
+        Error::State(format!(
+            "no compose file in {} (looked for {})",
+            stack.dir.display(),
+            crate::stack::COMPOSE_FILE_NAMES.join(", ")
+        ))
+    })?;
     // Lock first, then look: nothing acts on a detection made before the lock was held.
     let _lock = if opts.dry_run {
         None
@@ -117,13 +125,6 @@ pub async fn up<E: Engine>(
             target.other()
         )));
     }
-    let file = stack.compose_file().ok_or_else(|| {
-        Error::State(format!(
-            "no compose file in {} (looked for {})",
-            stack.dir.display(),
-            crate::stack::COMPOSE_FILE_NAMES.join(", ")
-        ))
-    })?;
     let build = BuildInfo::now(target, &stack.dir);
     let reading = Instant::now();
     let config = compose

@@ -21,8 +21,9 @@ What it rolls back, in this order:
     kept containers are started (or recreated from the image ids recorded at its deploy if they
     were removed), health-checked, and the proxy and the singletons are moved back with the same
     machinery as ztd-switch; the color rolled back from is stopped and kept for inspection.
-The whole rollback is bounded by --timeout (ROLLBACK_TIMEOUT, 300 s): past it, it stops, exits 1
-and reports where things stand (ztd-switch --resume or ztd-rollback finishes the job).
+The whole rollback is bounded by --timeout (ROLLBACK_TIMEOUT, 300 s): past it, it stops, exits 6
+and reports where things stand (ztd-switch --resume or ztd-rollback finishes the job). A change
+that was being undone when it was interrupted is always undone, never finished.
 Writes .current_deployment, .rollback_state (advanced) and a line in .ztd/history.jsonl.
 
 --cleanup COLOR removes that color's containers, networks and rendered file. The active color
@@ -32,10 +33,10 @@ Ctrl-C, SIGTERM or SIGHUP finishes the current step, puts everything back, relea
 and exits 130.
 
 Exit codes:
-  0  rolled back (or cleaned up)  1  refused (no previous color, active color), or timed out
+  0  rolled back (or cleaned up)  1  refused (no previous color, active color)
   2  bad usage                    3  Docker engine unreachable
   4  the engine failed a request  5  state conflict
-  6  left incomplete: resume      7  another deploy holds the lock
+  6  left incomplete (or timed out): resume   7  another deploy holds the lock
   130 interrupted
 
 Examples:

@@ -13,24 +13,29 @@ use ztd_core::{fault, signals};
 
 const AFTER_HELP: &str = "\
 Steps, each journaled in .ztd/journal.json and timed in the JSON report:
-  1. refuse unless the target is healthy (exit 1, nothing changed), unless --force;
-  2. take the deploy lock (.ztd/lock; exit 7 when another deploy holds it);
+  1. take the deploy lock before looking at anything (.ztd/lock; exit 7 when another deploy
+     holds it);
+  2. refuse unless the target is healthy (exit 1, nothing changed), unless --force;
   3. proxy: write the front proxy's new config atomically, test it (nginx -t), reload nginx
-     gracefully (SIGHUP), confirm through the proxy that the target answers, and wait for the
-     old workers to finish their in-flight requests;
+     gracefully (SIGHUP), wait until every old worker has stopped accepting connections (so no
+     new connection reaches the old color once this returns), confirm through the proxy that
+     the target answers, and wait for the old workers to finish their in-flight requests;
   4. handover, per ztd.switch=handover service: run ztd.drain in the old container (with a
      timeout), stop it (SIGTERM, then SIGKILL after the stop timeout) and confirm it stopped,
      then start the new one (or run ztd.activate in it) and wait until it is healthy; the gap
      (old stopped to new running) is reported;
   5. stop the rest of the old color (kept for rollback; restart policy set to no);
   6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl.
-A failure at any step puts everything back as it was (proxy included) and exits 1. Ctrl-C,
+A failure before step 5 puts everything back as it was (proxy included) and exits 1; the
+journal says \"undoing\" first, so an undo that is killed is finished as an undo. A failure in
+steps 5 or 6 (the new color already serves) exits 6: --resume finishes the switch. Ctrl-C,
 SIGTERM or SIGHUP finishes the current step, puts everything back, releases the lock and exits
 130; one that comes before the switch begins changes nothing.
 
 --resume finishes or undoes a switch that was killed (its journal remains and nobody holds the
 lock; ztd-detect exits 6), whichever leaves exactly one active color soonest: finished once at
-least half of its proxy and handover steps were done, undone before. Every action checks the
+least half of its proxy and handover steps were done, undone before; always undone when it was
+being undone. Every action checks the
 current state first: the other color's singleton is stopped before this one starts.
 
 Exit codes:

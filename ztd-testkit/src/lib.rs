@@ -795,8 +795,8 @@ fn collect_files(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>)
             files.insert(rel(root, &path) + "/", Vec::new());
             collect_files(root, &path, files);
         } else if rel(root, &path) == ".ztd/lock" {
-            // Who last took the lock, not state: a tool that changes nothing may still take it.
-            files.insert(rel(root, &path), Vec::new());
+            // The lock file says who last took the lock; it is not state. Every changing tool
+            // takes the lock before it looks, so one that then refuses has still taken it.
         } else {
             files.insert(rel(root, &path), std::fs::read(&path).unwrap_or_default());
         }
