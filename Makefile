@@ -90,7 +90,7 @@ demo-clean:
 ## test: format check, clippy with -D warnings, unit tests and tests against the real engine
 test: fmt-check clippy images
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace -- --test-threads=6
+	$(CARGO) test --workspace -- --test-threads=4
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
