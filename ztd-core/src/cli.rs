@@ -2,6 +2,7 @@
 //! environment > defaults), reading the upstream tool's JSON from stdin, and the run harness
 //! that turns a result into one JSON value on stdout and an exit code.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -11,43 +12,123 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
+use crate::compose::Compose;
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::HealthPolicy;
 use crate::output;
-use crate::stack::{Color, Stack};
+use crate::stack::{Color, Sources, Stack, model_name};
 use crate::units::{MemoryLimit, parse_duration, parse_percent};
 
-/// Which stack to act on.
+/// Which stack to act on, and how Compose finds its project.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StackArgs {
-    /// The project directory, holding the compose file and the state files
+    /// The project directory, holding the state files; Compose runs from here
     /// [default: the working directory]
     #[arg(long, value_name = "DIR", alias = "project-directory")]
     pub project_dir: Option<PathBuf>,
     /// The base Compose project name; each color runs as <NAME>-blue and <NAME>-green
-    /// [default: COMPOSE_PROJECT_NAME, else the directory's name]
+    /// [default: as Compose resolves it: COMPOSE_PROJECT_NAME (environment or .env), else the
+    /// top-level name: of the compose files, else the directory's name]
     #[arg(short = 'p', long, value_name = "NAME")]
     pub project_name: Option<String>,
+    /// A compose file, as with docker compose -f (repeat to merge several)
+    /// [default: COMPOSE_FILE, else compose.yaml (or docker-compose.yml) and its override file]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// An environment file for Compose's interpolation, as with docker compose --env-file
+    /// (repeatable) [default: .env in the project directory]
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Enable a Compose profile (repeatable) [default: COMPOSE_PROFILES]
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
 }
 
+/// How long a tool that only reads may spend asking Compose for the project's name.
+const NAME_LOOKUP_LIMIT: Duration = Duration::from_secs(8);
+
 impl StackArgs {
-    /// Resolve the stack, taking the project from the upstream object when no flag names one.
+    /// Resolve the stack without asking Compose, taking the project from the upstream object
+    /// when no flag names one.
     pub fn resolve(&self, upstream: Option<&Value>) -> Result<Stack> {
+        let (dir, name) = self.dir_and_name(upstream);
+        Stack::resolve(dir.as_deref(), name.as_deref())
+    }
+
+    fn dir_and_name(&self, upstream: Option<&Value>) -> (Option<PathBuf>, Option<String>) {
         let from_upstream = |key: &str| {
             upstream
                 .and_then(|u| u.get(key))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
-        let (dir, name) = if self.project_dir.is_none() && self.project_name.is_none() {
+        if self.project_dir.is_none() && self.project_name.is_none() {
             (
                 from_upstream("project_dir").map(PathBuf::from),
                 from_upstream("project"),
             )
         } else {
             (self.project_dir.clone(), self.project_name.clone())
+        }
+    }
+
+    /// What Compose is told about the project: the files and env files made absolute against
+    /// the working directory (Compose runs in the project dir), the profiles, and the name
+    /// given by a flag or the upstream tool.
+    pub fn sources(&self, upstream: Option<&Value>) -> Result<Sources> {
+        let absolute = |path: &PathBuf| {
+            std::path::absolute(path).map_err(|e| {
+                Error::Usage(format!("cannot resolve the path {}: {e}", path.display()))
+            })
         };
-        Stack::resolve(dir.as_deref(), name.as_deref())
+        Ok(Sources {
+            files: self.files.iter().map(absolute).collect::<Result<_>>()?,
+            env_files: self.env_files.iter().map(absolute).collect::<Result<_>>()?,
+            profiles: self.profiles.clone(),
+            name: self.dir_and_name(upstream).1,
+        })
+    }
+
+    /// Resolve the stack for a tool that may work without a valid compose file: the name of
+    /// Compose's resolved model, or, when Compose cannot say, the flag, COMPOSE_PROJECT_NAME
+    /// or the directory's name.
+    pub async fn resolve_named(&self, upstream: Option<&Value>) -> Result<Stack> {
+        let stack = self.resolve(upstream)?;
+        let sources = self.sources(upstream)?;
+        Ok(compose_named(stack, &sources).await)
+    }
+}
+
+/// The stack under the project name Compose resolves from `sources`, or unchanged when a name
+/// was given or Compose cannot say (no Compose, no compose file, an invalid one).
+pub async fn compose_named(stack: Stack, sources: &Sources) -> Stack {
+    if sources.name.is_some() {
+        return stack;
+    }
+    let lookup = async {
+        let compose = Compose::find().await?;
+        let model = compose
+            .config(&stack, sources, &BTreeMap::new(), NAME_LOOKUP_LIMIT)
+            .await?;
+        model_name(&model)
+    };
+    match tokio::time::timeout(NAME_LOOKUP_LIMIT, lookup).await {
+        Ok(Ok(name)) => stack.named(name),
+        Ok(Err(err)) => {
+            crate::debug!(
+                "using project name {} (Compose could not resolve the project: {})",
+                stack.name,
+                err.message()
+            );
+            stack
+        }
+        Err(_) => {
+            crate::debug!(
+                "using project name {} (Compose did not resolve the project in time)",
+                stack.name
+            );
+            stack
+        }
     }
 }
 
@@ -253,14 +334,19 @@ pub enum Context {
         color: Option<Color>,
         /// The upstream object, if stdin carried one.
         upstream: Option<Value>,
+        /// What Compose is told about the project.
+        sources: Sources,
     },
 }
 
 /// Resolve where a tool acts. Stdin is read only when no color was named and `read_stdin`.
-pub fn context(
+/// With `ask_compose`, the stack's name is the one Compose resolves (see [`compose_named`]);
+/// without, the caller asks Compose itself (ztd-up, which reads the whole model anyway).
+pub async fn context(
     stack: &StackArgs,
     color: Option<Color>,
     read_stdin: bool,
+    ask_compose: bool,
 ) -> std::result::Result<Context, (Error, Option<String>)> {
     let upstream = if color.is_none() && read_stdin {
         read_upstream().no_project()?
@@ -271,7 +357,13 @@ pub fn context(
         crate::warn!("upstream failed; passing its report on");
         return Ok(Context::PassOn(Report::pass_through(failed.clone())));
     }
+    let sources = stack.sources(upstream.as_ref()).no_project()?;
     let stack = stack.resolve(upstream.as_ref()).no_project()?;
+    let stack = if ask_compose {
+        compose_named(stack, &sources).await
+    } else {
+        stack
+    };
     let color = match (&upstream, color) {
         (Some(upstream), None) => upstream_target(upstream).in_project(&stack)?,
         (_, color) => color,
@@ -280,6 +372,7 @@ pub fn context(
         stack,
         color,
         upstream,
+        sources,
     })
 }
 

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result, one_line};
 use crate::output::{self, Level};
-use crate::stack::Stack;
+use crate::stack::{Sources, Stack};
 use crate::units::{duration_setting, format_deadline};
 
 /// How many lines of a failed command's output go into the error message.
@@ -92,37 +92,33 @@ impl Compose {
         }))
     }
 
-    /// The resolved model of the user's compose file (`config --format json`), with the given
-    /// variables in Compose's environment for interpolation (such as `VERSION`).
+    /// The resolved model of the user's project (`config --format json`), as `docker compose`
+    /// run from the project dir with the same files, env files and profiles sees it: the user's
+    /// environment is left as it is (COMPOSE_FILE, COMPOSE_PROJECT_NAME and COMPOSE_PROFILES
+    /// included), with the given variables added for interpolation (such as `VERSION`). An
+    /// invalid project is a state error carrying Compose's own reason.
     pub async fn config(
         &self,
         stack: &Stack,
-        file: &Path,
+        sources: &Sources,
         env: &BTreeMap<String, String>,
+        limit: Duration,
     ) -> Result<Value> {
-        let args = [
-            "-p",
-            &stack.name,
-            "-f",
-            &file.to_string_lossy(),
-            "config",
-            "--format",
-            "json",
-        ];
-        let what = format!("compose config for project {}", stack.name);
-        let out = self
-            .output(
-                &stack.dir,
-                &args.map(str::to_string),
-                env,
-                &what,
-                self.quick_limit(),
-            )
-            .await?;
+        let mut args = sources.compose_args();
+        args.extend(["config", "--format", "json"].map(str::to_string));
+        crate::debug!("{} {}", self.program.join(" "), args.join(" "));
+        let what = format!("compose config in {}", stack.dir.display());
+        let child = self
+            .base_command(&stack.dir, &args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Engine(format!("cannot run {}: {e}", self.program.join(" "))))?;
+        let out = supervise(child, &what, limit.min(self.quick_limit())).await?;
         if !out.success {
             return Err(Error::State(format!(
-                "{} is not a valid Compose file: {}",
-                file.display(),
+                "Compose cannot read the project in {}: {}",
+                stack.dir.display(),
                 tail(&out.stderr, 3)
             )));
         }
@@ -192,11 +188,29 @@ impl Compose {
     }
 
     /// The deadline of `config`.
-    fn quick_limit(&self) -> Duration {
+    pub fn quick_limit(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_QUICK_TIMEOUT)
     }
 
+    /// A command for a colored or shared project, run with ztd's own `-p` and rendered file:
+    /// the user's COMPOSE_FILE and COMPOSE_PROJECT_NAME must not pick another project, nor
+    /// COMPOSE_PROFILES leave out a service (the rendered file holds only the enabled ones).
     fn command(
+        &self,
+        dir: &Path,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> tokio::process::Command {
+        let mut command = self.base_command(dir, args, env);
+        command
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROFILES");
+        command
+    }
+
+    /// A command in the project dir with the user's environment and the given variables.
+    fn base_command(
         &self,
         dir: &Path,
         args: &[String],
@@ -208,8 +222,6 @@ impl Compose {
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
-            .env_remove("COMPOSE_PROJECT_NAME")
-            .env_remove("COMPOSE_FILE")
             .process_group(0)
             .kill_on_drop(true);
         for (key, value) in env {

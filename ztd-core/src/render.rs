@@ -245,6 +245,9 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
         let Some(fields) = out.as_object_mut() else {
             return Err(Error::State(format!("service {name} is not a mapping")));
         };
+        // Compose's model holds only the services of the enabled profiles; the rendered
+        // projects run them all, whatever COMPOSE_PROFILES says when they run.
+        fields.remove("profiles");
         let mut labels = string_map(service.get("labels"));
         labels.insert(labels::DEPLOYMENT_SERVICE.into(), name.clone());
         if setting.switch == SwitchMode::Shared {

@@ -59,14 +59,6 @@ impl FromStr for Color {
     }
 }
 
-/// Compose file names, in the order Compose itself looks for them.
-pub const COMPOSE_FILE_NAMES: [&str; 4] = [
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yml",
-    "docker-compose.yaml",
-];
-
 /// A Compose stack: its directory and its base project name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stack {
@@ -76,9 +68,95 @@ pub struct Stack {
     pub name: String,
 }
 
+/// What the user told Compose about the project: `-f` files, `--env-file`s, `--profile`s and
+/// an explicit project name (`-p`, or the upstream tool's). Compose itself resolves the rest
+/// (`COMPOSE_FILE`, override files, `.env`, `name:`, `COMPOSE_PROFILES`) from these and the
+/// unchanged environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// `-f/--file`, absolute, in order.
+    pub files: Vec<PathBuf>,
+    /// `--env-file`, absolute, in order.
+    pub env_files: Vec<PathBuf>,
+    /// `--profile`, in order.
+    pub profiles: Vec<String>,
+    /// The project name given on the command line (or by the upstream tool): it wins over
+    /// everything Compose would find.
+    pub name: Option<String>,
+}
+
+impl Sources {
+    /// The global Compose options that select the project, before the subcommand.
+    pub fn compose_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(name) = &self.name {
+            args.extend(["-p".to_string(), name.clone()]);
+        }
+        for file in &self.files {
+            args.extend(["-f".to_string(), file.to_string_lossy().into_owned()]);
+        }
+        for file in &self.env_files {
+            args.extend([
+                "--env-file".to_string(),
+                file.to_string_lossy().into_owned(),
+            ]);
+        }
+        for profile in &self.profiles {
+            args.extend(["--profile".to_string(), profile.clone()]);
+        }
+        args
+    }
+}
+
+/// The value of `key` in the text of a `.env` file (`KEY=value`, optional `export `, quotes
+/// and comments as Compose reads them), if it is set there.
+pub fn dotenv_value(text: &str, key: &str) -> Option<String> {
+    text.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let (name, value) = line.split_once('=')?;
+        if name.trim() != key {
+            return None;
+        }
+        let value = value.trim();
+        let unquoted = match value.chars().next() {
+            Some(quote @ ('"' | '\'')) => value[1..].split(quote).next().unwrap_or(""),
+            _ => value.split(" #").next().unwrap_or("").trim_end(),
+        };
+        Some(unquoted.to_string())
+    })
+}
+
+/// The project name when Compose cannot be asked: the flag, else `COMPOSE_PROJECT_NAME` from
+/// the environment, else from the project dir's `.env`, else the directory's name.
+pub fn fallback_name(
+    flag: Option<&str>,
+    env: Option<&str>,
+    dotenv: Option<&str>,
+    dir: &Path,
+) -> Result<String> {
+    if let Some(name) = flag {
+        return validate_project_name(name);
+    }
+    if let Some(name) = [env, dotenv].into_iter().flatten().find(|n| !n.is_empty()) {
+        return validate_project_name(name);
+    }
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    normalize_project_name(&base).ok_or_else(|| {
+        Error::Usage(format!(
+            "cannot derive a project name from {}; pass --project-name",
+            dir.display()
+        ))
+    })
+}
+
 impl Stack {
-    /// Resolve a stack from the flags, `COMPOSE_PROJECT_NAME` and the directory's name, in that
-    /// order, as Compose does.
+    /// Resolve a stack without asking Compose: the name from the flag, `COMPOSE_PROJECT_NAME`
+    /// (environment, then the project dir's `.env`) and the directory's name, in that order.
+    /// Tools that can ask Compose replace the name with the one of its resolved model.
     pub fn resolve(project_dir: Option<&Path>, project_name: Option<&str>) -> Result<Stack> {
         let dir = match project_dir {
             Some(dir) => dir.to_path_buf(),
@@ -92,24 +170,11 @@ impl Stack {
             )));
         }
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        let name = match project_name {
-            Some(name) => validate_project_name(name)?,
-            None => match std::env::var("COMPOSE_PROJECT_NAME") {
-                Ok(name) if !name.is_empty() => validate_project_name(&name)?,
-                _ => {
-                    let base = dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    normalize_project_name(&base).ok_or_else(|| {
-                        Error::Usage(format!(
-                            "cannot derive a project name from {}; pass --project-name",
-                            dir.display()
-                        ))
-                    })?
-                }
-            },
-        };
+        let env = std::env::var("COMPOSE_PROJECT_NAME").ok();
+        let dotenv = std::fs::read_to_string(dir.join(".env"))
+            .ok()
+            .and_then(|text| dotenv_value(&text, "COMPOSE_PROJECT_NAME"));
+        let name = fallback_name(project_name, env.as_deref(), dotenv.as_deref(), &dir)?;
         Ok(Stack { dir, name })
     }
 
@@ -128,12 +193,12 @@ impl Stack {
         format!("{}-ztd-proxy", self.name)
     }
 
-    /// The user's compose file, if there is one.
-    pub fn compose_file(&self) -> Option<PathBuf> {
-        COMPOSE_FILE_NAMES
-            .iter()
-            .map(|name| self.dir.join(name))
-            .find(|path| path.is_file())
+    /// The same stack under the Compose project name that Compose resolved.
+    pub fn named(&self, name: String) -> Stack {
+        Stack {
+            dir: self.dir.clone(),
+            name,
+        }
     }
 
     /// `.current_deployment`, the one-line record of the active color.
@@ -189,6 +254,17 @@ pub fn normalize_project_name(raw: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
+/// The top-level `name` of Compose's resolved model, checked as a project name.
+pub fn model_name(model: &serde_json::Value) -> Result<String> {
+    let name = model
+        .get("name")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            Error::State("compose config printed a model without a project name".into())
+        })?;
+    validate_project_name(name).map_err(|e| Error::State(e.message().to_string()))
+}
+
 fn validate_project_name(name: &str) -> Result<String> {
     match normalize_project_name(name) {
         Some(normal) if normal == name => Ok(normal),
@@ -223,6 +299,78 @@ mod tests {
         assert_eq!(normalize_project_name("..."), None);
         assert!(validate_project_name("shop").is_ok());
         assert!(validate_project_name("Shop").is_err());
+    }
+
+    #[test]
+    fn fallback_names_take_the_flag_then_the_environment_then_dotenv_then_the_dir() {
+        let dir = Path::new("/srv/My Shop");
+        let name = |flag, env, dotenv| fallback_name(flag, env, dotenv, dir);
+        assert_eq!(name(Some("a"), Some("b"), Some("c")), Ok("a".into()));
+        assert_eq!(name(None, Some("b"), Some("c")), Ok("b".into()));
+        assert_eq!(name(None, Some(""), Some("c")), Ok("c".into()));
+        assert_eq!(name(None, None, None), Ok("myshop".into()));
+        assert!(matches!(
+            name(Some("Bad"), None, None),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            name(None, Some("b c"), None),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn dotenv_values_are_read_as_compose_reads_them() {
+        let text = "# comment\nPORT=8080\nexport COMPOSE_PROJECT_NAME=shop # inline\n";
+        assert_eq!(
+            dotenv_value(text, "COMPOSE_PROJECT_NAME"),
+            Some("shop".into())
+        );
+        assert_eq!(dotenv_value(text, "PORT"), Some("8080".into()));
+        assert_eq!(dotenv_value(text, "MISSING"), None);
+        assert_eq!(
+            dotenv_value("A=1\nA='two # x'\n", "A"),
+            Some("two # x".into())
+        );
+        assert_eq!(dotenv_value("A=\"q\"", "A"), Some("q".into()));
+    }
+
+    #[test]
+    fn sources_become_compose_options_in_order() {
+        let sources = Sources {
+            files: vec!["/a/base.yml".into(), "/a/prod.yml".into()],
+            env_files: vec!["/a/.env.prod".into()],
+            profiles: vec!["debug".into()],
+            name: Some("shop".into()),
+        };
+        assert_eq!(
+            sources.compose_args(),
+            [
+                "-p",
+                "shop",
+                "-f",
+                "/a/base.yml",
+                "-f",
+                "/a/prod.yml",
+                "--env-file",
+                "/a/.env.prod",
+                "--profile",
+                "debug"
+            ]
+        );
+        assert!(Sources::default().compose_args().is_empty());
+    }
+
+    #[test]
+    fn the_model_name_is_checked() {
+        assert_eq!(
+            model_name(&serde_json::json!({"name": "shop"})),
+            Ok("shop".into())
+        );
+        assert!(matches!(
+            model_name(&serde_json::json!({})),
+            Err(Error::State(_))
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::labels;
 use crate::proxy::{Proxy, Route};
 use crate::render::{self, BuildInfo, DeployMeta, Plan};
-use crate::stack::{Color, Stack};
+use crate::stack::{Color, Sources, Stack, model_name};
 use crate::state::{self, DeployLock, DeploymentRecord};
 use crate::{info, signals, warn};
 
@@ -27,6 +27,8 @@ pub struct UpOptions {
     pub dry_run: bool,
     /// Skip building images.
     pub no_build: bool,
+    /// What Compose is told about the user's project (files, env files, profiles, name).
+    pub sources: Sources,
 }
 
 /// Timings of the steps of a run.
@@ -76,6 +78,17 @@ pub fn shared_compose_path(stack: &Stack) -> std::path::PathBuf {
     stack.ztd_dir().join("shared").join("compose.yml")
 }
 
+/// Where the next deploy goes by the state files alone (the standby of the recorded active
+/// color, else green), before the engine is asked.
+fn predicted_target(stack: &Stack) -> Color {
+    let recorded = state::read_state(stack)
+        .ok()
+        .flatten()
+        .and_then(|s| s.active)
+        .or_else(|| state::read_current_deployment(stack).ok().flatten());
+    recorded.map_or(Color::Green, Color::other)
+}
+
 /// Read the rendered metadata of a color, if it has been deployed.
 pub fn read_color_meta(stack: &Stack, color: Color) -> Result<Option<DeployMeta>> {
     let path = stack.rendered_compose_path(color);
@@ -95,14 +108,26 @@ pub async fn up<E: Engine>(
 ) -> Result<Value> {
     let started = Instant::now();
     let mut steps = Steps::default();
-    // Bad input first: without a compose file nothing is created, not even the lock.
-    let file = stack.compose_file().ok_or_else(|| {
-        Error::State(format!(
-            "no compose file in {} (looked for {})",
-            stack.dir.display(),
-            crate::stack::COMPOSE_FILE_NAMES.join(", ")
-        ))
-    })?;
+    // Bad input first: Compose resolves the project (files, overrides, `.env`, `name:`,
+    // profiles) before anything is created, not even the lock. Its model names the project;
+    // the variables of the deploy (VERSION...) depend on the target, predicted from the state
+    // files and checked against the engine below.
+    let predicted = opts.color.unwrap_or_else(|| predicted_target(stack));
+    let reading = Instant::now();
+    let mut build = BuildInfo::now(predicted, &stack.dir);
+    let mut config = compose
+        .config(
+            stack,
+            &opts.sources,
+            &build.variables(predicted),
+            compose.quick_limit(),
+        )
+        .await?;
+    let resolved = match &opts.sources.name {
+        Some(_) => stack.clone(),
+        None => stack.named(model_name(&config)?),
+    };
+    let stack = &resolved;
     // Lock first, then look: nothing acts on a detection made before the lock was held.
     let _lock = if opts.dry_run {
         None
@@ -125,11 +150,19 @@ pub async fn up<E: Engine>(
             target.other()
         )));
     }
-    let build = BuildInfo::now(target, &stack.dir);
-    let reading = Instant::now();
-    let config = compose
-        .config(stack, &file, &build.variables(target))
-        .await?;
+    if target != predicted {
+        // The engine disagrees with the state files' guess: read the model again with the
+        // right color's variables.
+        build = BuildInfo::now(target, &stack.dir);
+        config = compose
+            .config(
+                stack,
+                &opts.sources,
+                &build.variables(target),
+                compose.quick_limit(),
+            )
+            .await?;
+    }
     steps.push("read compose file", reading, json!({}));
     let plan = render::render(&config, stack, target, &build)?;
 

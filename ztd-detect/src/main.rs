@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     cli::run("ztd-detect", || async move {
-        let stack = cli.stack.resolve(None).no_project()?;
+        let stack = cli.stack.resolve_named(None).await.no_project()?;
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let detection = detect(&engine, &stack).await.in_project(&stack)?;
         describe(&stack, &detection);

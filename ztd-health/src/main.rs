@@ -102,7 +102,7 @@ fn main() -> ExitCode {
         return nagios_main(cli);
     }
     cli::run("ztd-health", || async move {
-        let (stack, requested) = match cli::context(&cli.stack, cli.color, true)? {
+        let (stack, requested) = match cli::context(&cli.stack, cli.color, true, true).await? {
             Context::PassOn(report) => return Ok(report),
             Context::Act { stack, color, .. } => (stack, color),
         };
@@ -260,7 +260,7 @@ fn report_main(cli: Cli) -> ExitCode {
     };
     if cli.validate {
         let result = runtime.block_on(async {
-            let stack = cli.stack.resolve(None)?;
+            let stack = cli.stack.resolve_named(None).await?;
             run_validation(&cli, &stack, cli.color).await
         });
         return match result {
@@ -280,7 +280,7 @@ fn report_main(cli: Cli) -> ExitCode {
         };
     }
     let result = runtime.block_on(async {
-        let stack = cli.stack.resolve(None)?;
+        let stack = cli.stack.resolve_named(None).await?;
         evaluate(&cli, &stack, cli.color).await
     });
     match result {
@@ -310,7 +310,7 @@ fn nagios_main(cli: Cli) -> ExitCode {
         Err(e) => return nagios_line(NAGIOS_UNKNOWN, &format!("cannot start: {e}"), ""),
     };
     let result = runtime.block_on(async {
-        let stack = cli.stack.resolve(None)?;
+        let stack = cli.stack.resolve_named(None).await?;
         let outcome = evaluate(&cli, &stack, cli.color).await?;
         Ok::<_, Error>((stack, outcome))
     });

@@ -118,12 +118,13 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
             _ => Duration::from_secs(30),
         },
     };
-    let (stack, named, upstream) = match cli::context(&cli.stack, cli.color, true)? {
+    let (stack, named, upstream) = match cli::context(&cli.stack, cli.color, true, true).await? {
         Context::PassOn(report) => return Ok(report),
         Context::Act {
             stack,
             color,
             upstream,
+            ..
         } => (stack, color, upstream),
     };
     let engine = DockerEngine::connect().await.in_project(&stack)?;
@@ -242,7 +243,7 @@ fn watch_forever(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         signals::install();
-        let stack = cli.stack.resolve(None)?;
+        let stack = cli.stack.resolve_named(None).await?;
         let engine = DockerEngine::connect().await?;
         let detection = detect(&engine, &stack).await?;
         let colors = match (cli.color, cli.both || view) {

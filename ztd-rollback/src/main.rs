@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     };
     cli::run("ztd-rollback", || async move {
         signals::install();
-        let stack = cli.stack.resolve(None).no_project()?;
+        let stack = cli.stack.resolve_named(None).await.no_project()?;
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let compose = Compose::find().await.in_project(&stack)?;
         let outcome = match cli.cleanup {

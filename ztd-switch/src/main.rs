@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     };
     cli::run("ztd-switch", || async move {
         signals::install();
-        let (stack, to) = match cli::context(&cli.stack, cli.to, !cli.resume)? {
+        let (stack, to) = match cli::context(&cli.stack, cli.to, !cli.resume, true).await? {
             Context::PassOn(report) => return Ok(report),
             Context::Act { stack, color, .. } => (stack, color),
         };

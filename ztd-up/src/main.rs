@@ -68,9 +68,15 @@ fn main() -> ExitCode {
         // Compose runs in its own process group, out of reach of a terminal's Ctrl-C: note the
         // signal so the running Compose command is stopped with its group and the tool exits 130.
         signals::install();
-        let (stack, color) = match cli::context(&cli.stack, cli.color, true)? {
+        let (stack, color, sources) = match cli::context(&cli.stack, cli.color, true, false).await?
+        {
             Context::PassOn(report) => return Ok(report),
-            Context::Act { stack, color, .. } => (stack, color),
+            Context::Act {
+                stack,
+                color,
+                sources,
+                ..
+            } => (stack, color, sources),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let compose = Compose::find().await.in_project(&stack)?;
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
             color,
             dry_run: cli.dry_run,
             no_build: cli.no_build,
+            sources,
         };
         let json = up(&engine, &compose, &stack, &options)
             .await
