@@ -1,0 +1,189 @@
+//! ztd deploys the project `docker compose` would run from the same directory, files and
+//! environment: a top-level `name:`, an override file and `.env`, `COMPOSE_FILE`, profiles, and
+//! a missing `-f` file refused without a change. Against the real engine and Compose.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+use ztd_testkit::{LoadLoop, PIPELINE, TestStack, ToolOutput, free_port, testapp_image, tool_env};
+
+/// Run a shell script in `dir` with the built tools, none of the user's Compose variables but
+/// those in `env`.
+fn run_in(dir: &Path, script: &str, env: &[(&str, &str)]) -> ToolOutput {
+    let started = Instant::now();
+    let mut command = Command::new("bash");
+    command
+        .args(["-o", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("COMPOSE_FILE")
+        .env_remove("COMPOSE_PROFILES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tool_env(&mut command, env);
+    let output = command.output().expect("bash");
+    ToolOutput::from_output(&output, started)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+}
+
+/// `KEY=value` entries of a container's environment.
+fn environment(stack: &TestStack, container: &str) -> Vec<String> {
+    stack.inspect(container)["Config"]["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn name_override_and_dotenv_are_deployed_under_load() {
+    let stack = TestStack::new("p-name");
+    // The files live in a directory whose name is not the project's: only `name:` names it.
+    let app = stack.dir.join("app");
+    std::fs::create_dir(&app).unwrap();
+    let (id, image, port) = (&stack.id, testapp_image(), free_port());
+    write(
+        &app.join("compose.yaml"),
+        &format!(
+            "name: {}\nservices:\n  web{id}:\n    image: {image}\n    ports: [\"127.0.0.1:${{WEB_PORT:?}}:8080\"]\n    environment:\n      VERSION: ${{APP_VERSION:-v1}}\n    labels:\n      ztd.health.http: /health\n",
+            stack.name
+        ),
+    );
+    write(
+        &app.join("compose.override.yaml"),
+        &format!(
+            "services:\n  web{id}:\n    environment:\n      FROM_OVERRIDE: \"yes\"\n  extra{id}:\n    image: {image}\n    labels:\n      ztd.health.tcp: \"8080\"\n"
+        ),
+    );
+    write(&app.join(".env"), &format!("WEB_PORT={port}\n"));
+
+    let detect = run_in(&app, "ztd-detect", &[]);
+    detect.expect_code(0);
+    assert_eq!(detect.json["project"], stack.name.as_str(), "from name:");
+
+    run_in(&app, PIPELINE, &[("APP_VERSION", "v1")]).expect_code(0);
+    let load = LoadLoop::start(port, "/");
+    let second = run_in(&app, PIPELINE, &[("APP_VERSION", "v2")]);
+    let report = load.stop();
+    second.expect_code(0);
+    assert_eq!(second.json["project"], stack.name.as_str());
+    assert_eq!(second.json["to"], "blue");
+    assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
+    assert!(report.total > 10, "the load loop ran: {}", report.total);
+
+    let web = format!("web{id}-blue");
+    let env = environment(&stack, &web);
+    assert!(env.contains(&"FROM_OVERRIDE=yes".to_string()), "{env:?}");
+    assert!(env.contains(&"VERSION=v2".to_string()), "{env:?}");
+    let labels = &stack.inspect(&web)["Config"]["Labels"];
+    assert_eq!(
+        labels["com.docker.compose.project"],
+        stack.project("blue").as_str()
+    );
+    assert!(
+        stack.container_id(&format!("extra{id}-blue")).is_some(),
+        "the override's service runs"
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join(".current_deployment")).unwrap(),
+        "blue\n",
+        "state lives in the project dir"
+    );
+}
+
+#[test]
+fn compose_file_selects_and_merges_the_files() {
+    let stack = TestStack::new("p-file");
+    let (id, image) = (&stack.id, testapp_image());
+    write(
+        &stack.dir.join("base.yml"),
+        &format!(
+            "services:\n  app{id}:\n    image: {image}\n    environment:\n      STAGE: base\n    labels:\n      stage: base\n"
+        ),
+    );
+    write(
+        &stack.dir.join("prod.yml"),
+        &format!(
+            "services:\n  app{id}:\n    environment:\n      STAGE: prod\n    labels:\n      stage: prod\n"
+        ),
+    );
+    let out = stack.run_with(
+        "ztd-up",
+        &[],
+        &[("COMPOSE_FILE", "base.yml:prod.yml")],
+        None,
+    );
+    out.expect_code(0);
+    let env = environment(&stack, &format!("app{id}-green"));
+    assert!(env.contains(&"STAGE=prod".to_string()), "{env:?}");
+    // Compose's path separator is honoured too.
+    let dry = stack.run_with(
+        "ztd-up",
+        &["--dry-run", "blue"],
+        &[
+            ("COMPOSE_FILE", "base.yml;prod.yml"),
+            ("COMPOSE_PATH_SEPARATOR", ";"),
+        ],
+        None,
+    );
+    dry.expect_code(0);
+    let rendered = &dry.json["rendered"]["services"][format!("app{id}")];
+    assert_eq!(rendered["labels"]["stage"], "prod", "{rendered}");
+}
+
+#[test]
+fn a_service_behind_a_profile_runs_only_with_the_profile_on() {
+    let stack = TestStack::new("p-prof");
+    let (id, image) = (&stack.id, testapp_image());
+    stack.write_compose(&format!(
+        "services:\n  app{id}:\n    image: {image}\n  debug{id}:\n    image: {image}\n    profiles: [debug]\n"
+    ));
+    stack.run("ztd-up", &["green"]).expect_code(0);
+    assert!(stack.container_id(&format!("app{id}-green")).is_some());
+    assert!(
+        stack.container_id(&format!("debug{id}-green")).is_none(),
+        "profile off"
+    );
+
+    let dry = stack.run("ztd-up", &["--dry-run", "--profile", "debug", "blue"]);
+    dry.expect_code(0);
+    assert!(
+        dry.json["rendered"]["services"][format!("debug{id}")].is_object(),
+        "--profile"
+    );
+
+    stack
+        .run_with("ztd-up", &["blue"], &[("COMPOSE_PROFILES", "debug")], None)
+        .expect_code(0);
+    assert!(
+        stack.container_id(&format!("debug{id}-blue")).is_some(),
+        "COMPOSE_PROFILES"
+    );
+}
+
+#[test]
+fn a_missing_file_is_refused_in_one_line_and_changes_nothing() {
+    let stack = TestStack::new("p-bad");
+    let (id, image) = (&stack.id, testapp_image());
+    stack.write_compose(&format!("services:\n  app{id}:\n    image: {image}\n"));
+    let before = stack.snapshot();
+    let out = stack.run("ztd-up", &["-f", "missing.yml"]);
+    out.expect_code(5).expect_one_line_error("missing.yml");
+    assert_eq!(out.json["ok"], false);
+    assert_eq!(stack.snapshot(), before, "ztd-up changed nothing");
+    // The read-only tools still answer, under the name they can tell without Compose.
+    let detect = stack.run("ztd-detect", &["-f", "missing.yml"]);
+    detect.expect_code(0);
+    assert_eq!(detect.json["project"], stack.name.as_str());
+    assert_eq!(stack.snapshot(), before, "ztd-detect changed nothing");
+}
