@@ -488,7 +488,7 @@ fn bad_input_gets_its_code_and_changes_nothing() {
     stack
         .run("ztd-up", &[])
         .expect_code(5)
-        .expect_one_line_error("no compose file");
+        .expect_one_line_error("no configuration file provided");
     assert_eq!(stack.snapshot(), before);
 
     stack.write_compose(&compose(&stack, port));

@@ -11,7 +11,9 @@ use ztd_core::stack::Color;
 use ztd_core::up::{UpOptions, up};
 
 const AFTER_HELP: &str = "\
-What it does: renders the color's own Compose project from your unchanged compose file into
+What it does: reads your project as docker compose would from the project dir (-f, COMPOSE_FILE,
+override files, .env, --env-file, name:, --profile, COMPOSE_PROFILES; one `docker compose config`
+with your environment untouched), then renders the color's own Compose project into
 docker-compose.<COLOR>.yml (readable by its owner only: it holds the resolved environment):
 containers named <service>-<COLOR>, the deployment.* labels, DEPLOYMENT_COLOR and
 DEPLOYMENT_MODE=blue-green in the environment, the build args DEPLOYMENT_COLOR, BUILD_DATE,
@@ -30,7 +32,8 @@ Exit codes:
   1  the upstream tool failed (its report is passed on)
   2  bad usage, or COLOR is the active color
   3  Docker engine unreachable     4  Compose or the engine failed (build, create, start)
-  5  no compose file, a bad ztd.* label, no Compose v2, or a state conflict
+  5  Compose cannot read the project (no compose file, a missing -f file, invalid YAML: its
+     own reason on one line), a bad ztd.* label, no Compose v2, or a state conflict
   6  an interrupted switch must be resumed or rolled back first
   7  another deploy holds the lock
   130 interrupted by Ctrl-C, SIGTERM or SIGHUP: what the new color had started is stopped
