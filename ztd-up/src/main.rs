@@ -73,7 +73,10 @@ fn main() -> ExitCode {
             Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let compose = Compose::find().await.in_project(&stack)?;
+        let compose = Compose::find()
+            .await
+            .in_project(&stack)?
+            .on(engine.endpoint());
         let options = UpOptions {
             color,
             dry_run: cli.dry_run,
