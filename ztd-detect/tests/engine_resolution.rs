@@ -177,3 +177,79 @@ fn a_context_on_the_local_engine_deploys_like_the_default() {
     assert_eq!(current.json["active"], "green");
     let _ = std::fs::remove_dir_all(&config);
 }
+
+/// A stand-in engine on TCP that answers `/version` with this API version and every other
+/// request with an empty list; its `host:port` on `ip`.
+fn fake_engine(ip: std::net::IpAddr, api: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or_default();
+            let body = if path.contains("/version") {
+                format!("{{\"ApiVersion\":\"{api}\",\"Version\":\"0\"}}")
+            } else {
+                "[]".to_string()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    address
+}
+
+#[test]
+fn an_engine_below_api_1_41_is_refused_naming_its_version() {
+    let stack = TestStack::new("ctx-oldapi");
+    let before = stack.snapshot();
+    let address = fake_engine([127, 0, 0, 1].into(), "1.40");
+    let host = format!("tcp://{address}");
+    stack
+        .run_with("ztd-detect", &[], &[("DOCKER_HOST", &host)], None)
+        .expect_code(4)
+        .expect_one_line_error("speaks API 1.40; ztd needs API 1.41 or later");
+    assert_eq!(stack.snapshot(), before);
+}
+
+#[test]
+fn a_remote_engine_is_named_once_with_the_probes_it_skips() {
+    // This machine's own non-loopback address stands for another machine.
+    let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    else {
+        eprintln!("no non-loopback address here: skipped");
+        return;
+    };
+    let stack = TestStack::new("ctx-remote");
+    let host = format!("tcp://{}", fake_engine(ip, "1.41"));
+    let out = stack.run_with("ztd-detect", &[], &[("DOCKER_HOST", &host)], None);
+    out.expect_code(0);
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("is remote"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", out.stderr);
+    assert!(
+        notes[0].contains(&format!(
+            "the engine at {host} is remote: HTTP/TCP probes to container addresses are skipped"
+        )),
+        "{}",
+        notes[0]
+    );
+    // On the local engine, no such note.
+    let local = stack.run("ztd-detect", &[]);
+    assert!(!local.stderr.contains("is remote"), "{}", local.stderr);
+}
