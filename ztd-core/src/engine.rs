@@ -321,4 +321,9 @@ pub trait Engine {
     fn prober(&self) -> std::sync::Arc<dyn crate::probe::Prober> {
         std::sync::Arc::new(crate::probe::NetProber)
     }
+    /// The engine's address when it is on another machine, whose containers' addresses
+    /// cannot be probed from here; `None` for a local engine.
+    fn remote_host(&self) -> Option<String> {
+        None
+    }
 }

@@ -112,6 +112,7 @@ pub struct FakeEngine {
     served: Served,
     failing: AtomicBool,
     log_delay: Mutex<Option<Duration>>,
+    remote_host: Mutex<Option<String>>,
 }
 
 /// A container of a colored Compose project, started a minute ago.
@@ -160,6 +161,13 @@ impl FakeEngine {
         FakeEngine {
             containers: Mutex::new(containers),
             ..Default::default()
+        }
+    }
+
+    /// Play an engine on another machine at this address.
+    pub fn set_remote_host(&self, host: &str) {
+        if let Ok(mut remote) = self.remote_host.lock() {
+            *remote = Some(host.to_string());
         }
     }
 
@@ -580,5 +588,9 @@ impl Engine for FakeEngine {
         Arc::new(FakeProber {
             served: self.served.clone(),
         })
+    }
+
+    fn remote_host(&self) -> Option<String> {
+        self.remote_host.lock().ok().and_then(|r| r.clone())
     }
 }

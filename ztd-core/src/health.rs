@@ -592,9 +592,16 @@ async fn check_container<E: Engine>(
         .first()
         .cloned()
         .unwrap_or_else(|| "127.0.0.1".into());
+    // Container addresses of a remote engine are not reachable from here.
+    let remote = engine
+        .remote_host()
+        .map(|host| format!("skipped: the engine at {host} is remote"));
     let http = async {
         let path = settings.health_http.clone()?;
         let timer = Timer::start();
+        if let Some(reason) = &remote {
+            return Some(timer.check("http", CheckStatus::Skip, reason.clone()));
+        }
         let port = settings
             .health_port
             .or_else(|| container.exposed_ports.first().copied());
@@ -615,6 +622,9 @@ async fn check_container<E: Engine>(
     let tcp = async {
         let port = settings.health_tcp?;
         let timer = Timer::start();
+        if let Some(reason) = &remote {
+            return Some(timer.check("tcp", CheckStatus::Skip, reason.clone()));
+        }
         let outcome = probe::tcp_probe(address.clone(), port, policy.probe_timeout).await;
         Some(probe_check(&timer, "tcp", outcome))
     };
@@ -632,7 +642,10 @@ async fn check_container<E: Engine>(
         resource_checks(engine, container, settings, policy).await
     };
     let (http, tcp, logs, resources) = tokio::join!(http, tcp, logs, resources);
-    let probed = http.is_some() || tcp.is_some();
+    let probed = [&http, &tcp]
+        .into_iter()
+        .flatten()
+        .any(|c| c.status != CheckStatus::Skip);
     for probe_result in [http, tcp].into_iter().flatten() {
         if probe_result.status == CheckStatus::Fail {
             polls = true;
@@ -880,6 +893,33 @@ mod tests {
             check_named(&report, "web-green", "uptime").status,
             CheckStatus::Pass
         );
+    }
+
+    #[test]
+    fn a_remote_engine_skips_address_probes_and_still_checks_uptime() {
+        let mut web = container("web-green", "shop-green", Color::Green, RunState::Running);
+        web.labels
+            .insert("ztd.health.http".into(), "/health".into());
+        web.labels.insert("ztd.health.port".into(), "8080".into());
+        web.labels.insert("ztd.health.tcp".into(), "8080".into());
+        web.apply_labels();
+        let engine = FakeEngine::with(vec![web]);
+        engine.set_remote_host("tcp://10.0.0.9:2375");
+        let report = checked(&engine, &HealthPolicy::default());
+        for name in ["http", "tcp"] {
+            let probe = check_named(&report, "web-green", name);
+            assert_eq!(probe.status, CheckStatus::Skip, "{name}");
+            assert_eq!(
+                probe.detail,
+                "skipped: the engine at tcp://10.0.0.9:2375 is remote"
+            );
+        }
+        // With its probes skipped, the container is judged by its uptime, as one without any.
+        assert_eq!(
+            check_named(&report, "web-green", "uptime").status,
+            CheckStatus::Pass
+        );
+        assert!(report.healthy(), "{}", report.summary_line());
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod compose;
 pub mod detect;
 pub mod docker;
+pub mod endpoint;
 pub mod engine;
 pub mod error;
 #[cfg(test)]

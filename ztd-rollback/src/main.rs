@@ -69,7 +69,10 @@ fn main() -> ExitCode {
         signals::install();
         let stack = cli.stack.resolve_named(None).await.no_project()?;
         let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let compose = Compose::find().await.in_project(&stack)?;
+        let compose = Compose::find()
+            .await
+            .in_project(&stack)?
+            .on(engine.endpoint());
         let outcome = match cli.cleanup {
             Some(color) => cleanup(&engine, &compose, &stack, color).await,
             None => {

@@ -82,7 +82,10 @@ fn main() -> ExitCode {
             } => (stack, color, sources),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let compose = Compose::find().await.in_project(&stack)?;
+        let compose = Compose::find()
+            .await
+            .in_project(&stack)?
+            .on(engine.endpoint());
         let options = UpOptions {
             color,
             dry_run: cli.dry_run,
