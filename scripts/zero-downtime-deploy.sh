@@ -17,6 +17,14 @@ export HEALTH_CHECK_INTERVAL="${HEALTH_CHECK_INTERVAL:-5}"
 export MIGRATION_GRACE_PERIOD="${MIGRATION_GRACE_PERIOD:-30}"
 export ROLLBACK_TIMEOUT="${ROLLBACK_TIMEOUT:-300}"
 export DEPLOYMENT_LOG_LEVEL="${DEPLOYMENT_LOG_LEVEL:-INFO}"
+# The original singled out the trading bot by name: it is handed over (never runs in both
+# colours; a port it publishes stays its own) and drained with its graceful shutdown before it
+# stops. A ZTD_HANDOVER or ZTD_DRAIN_AI_TRADING_BOT already set wins (set empty: none), and so do
+# the compose file's own ztd.switch / ztd.drain (labels or x-ztd).
+export ZTD_HANDOVER="${ZTD_HANDOVER-ai-trading-bot}"
+# As in the original, a graceful shutdown that fails does not hold the switch back: the bot is
+# then stopped with its stop signal and grace.
+export ZTD_DRAIN_AI_TRADING_BOT="${ZTD_DRAIN_AI_TRADING_BOT-[\"sh\", \"-c\", \"python -m bot.utils.graceful_shutdown || true\"]}"
 # What a failing check after the switch does: warn (the original) or rollback.
 POST_SWITCH_FAILURE="${POST_SWITCH_FAILURE:-warn}"
 

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod labels;
 pub mod monitor;
 pub mod output;
+pub mod overrides;
 pub mod probe;
 pub mod proxy;
 pub mod recover;

@@ -45,13 +45,14 @@ pub struct Route {
     pub upstream: Option<String>,
 }
 
-/// The routes of a color: each listener to `<service>-<color>:<target>`.
+/// The routes of a color: each listener to the container its color's deploy recorded (by
+/// name, which Docker's DNS resolves on the color's network), or nowhere without a color.
 pub fn routes_to(listeners: &[Listener], color: Option<Color>) -> Vec<Route> {
     listeners
         .iter()
         .map(|l| Route {
             listener: l.clone(),
-            upstream: color.map(|c| format!("{}-{c}:{}", l.service, l.target)),
+            upstream: color.map(|c| l.upstream(c)),
         })
         .collect()
 }
@@ -578,6 +579,7 @@ mod tests {
                 port: 80,
                 target: 8080,
                 protocol: ProxyProtocol::Http,
+                container: String::new(),
             },
             Listener {
                 service: "db".into(),
@@ -585,6 +587,7 @@ mod tests {
                 port: 5432,
                 target: 5432,
                 protocol: ProxyProtocol::Tcp,
+                container: "shop-green-db-1".into(),
             },
         ]
     }
@@ -602,7 +605,10 @@ mod tests {
         assert!(conf.contains("add_header X-Ztd-Color green always;"));
         assert!(conf.contains("return 200 \"42\\n\";"));
         assert!(conf.contains("load_module"));
-        assert!(conf.contains("server { listen 5432; proxy_pass db-green:5432; }"));
+        assert!(
+            conf.contains("server { listen 5432; proxy_pass shop-green-db-1:5432; }"),
+            "the recorded container name is the upstream"
+        );
     }
 
     #[test]

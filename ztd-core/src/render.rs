@@ -1,6 +1,7 @@
 //! Rendering a color: from Compose's resolved model of the user's unchanged compose file to the
-//! color's own Compose project (`<name>-<color>`, `<service>-<color>` containers, the
-//! `deployment.*` labels, no host ports), the shared project, and the front proxy's listeners.
+//! color's own Compose project (`<name>-<color>`, containers named as `up` chose, the
+//! `deployment.*` labels, host ports only for handover services), the shared project, and the
+//! front proxy's listeners.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::labels::{self, ProxyProtocol, ServiceSettings, SwitchMode};
+use crate::overrides::{self, EnvSettings};
 use crate::stack::{Color, Stack};
 
 /// The version and build metadata of one deploy, as the original scripts exported them.
@@ -70,6 +72,21 @@ pub struct Listener {
     pub target: u16,
     /// HTTP, TCP or UDP.
     pub protocol: ProxyProtocol,
+    /// The container it forwards to, as recorded at the deploy (empty in files written before
+    /// names were recorded, which meant `<service>-<color>`).
+    #[serde(default)]
+    pub container: String,
+}
+
+impl Listener {
+    /// `container:port` of the color `color` that this listener forwards to.
+    pub fn upstream(&self, color: Color) -> String {
+        if self.container.is_empty() {
+            format!("{}-{color}:{}", self.service, self.target)
+        } else {
+            format!("{}:{}", self.container, self.target)
+        }
+    }
 }
 
 /// What ztd needs to know of one service of a rendered color.
@@ -90,6 +107,9 @@ pub struct ServicePlan {
     pub restart: Option<String>,
     /// The names of the networks it joins, in the order of their keys.
     pub networks: Vec<String>,
+    /// Host ports a handover service publishes itself (no proxy: closed during its handover).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub direct_ports: Vec<u16>,
 }
 
 /// A shared service and the networks (by key, with aliases) it must be reachable on.
@@ -156,8 +176,28 @@ pub struct Plan {
 /// The header of every rendered file (YAML comments; the rest is JSON, which is YAML).
 pub const RENDERED_HEADER: &str = "# Rendered by ztd-up from the project's compose file; do not edit: every deploy rewrites it.\n# It is a complete Compose project, for example: docker compose -f docker-compose.<color>.yml ps\n";
 
+/// What a render takes besides the compose model.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// `ZTD_HANDOVER` and `ZTD_DRAIN_<SERVICE>`.
+    pub env: EnvSettings,
+    /// The container name chosen for each service; a service not listed gets `<service>-<color>`.
+    pub container_names: BTreeMap<String, String>,
+}
+
 /// Render `color` from Compose's resolved model of the user's file (`config --format json`).
 pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) -> Result<Plan> {
+    render_with(config, stack, color, build, &RenderOptions::default())
+}
+
+/// As `render`, with settings from the environment and chosen container names.
+pub fn render_with(
+    config: &Value,
+    stack: &Stack,
+    color: Color,
+    build: &BuildInfo,
+    opts: &RenderOptions,
+) -> Result<Plan> {
     let services = config
         .get("services")
         .and_then(Value::as_object)
@@ -165,10 +205,12 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
         .ok_or_else(|| Error::State("the compose file defines no services".into()))?;
     let project = stack.color_project(color);
 
+    // The service's own labels, over the compose file's x-ztd block, over the environment.
+    let x_ztd = overrides::x_ztd_labels(config)?;
+    let merged = overrides::merge(services, &x_ztd, &opts.env, |s| string_map(s.get("labels")));
     let mut settings = BTreeMap::new();
-    for (name, service) in services {
-        let labels = string_map(service.get("labels"));
-        settings.insert(name.clone(), ServiceSettings::from_labels(name, &labels)?);
+    for (name, labels) in &merged {
+        settings.insert(name.clone(), ServiceSettings::from_labels(name, labels)?);
     }
     let shared: BTreeSet<&String> = settings
         .iter()
@@ -177,7 +219,11 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
         .collect();
     let waiting: BTreeSet<&String> = settings
         .iter()
-        .filter(|(_, s)| s.switch == SwitchMode::Handover && s.activate.is_none())
+        // A handover service that publishes a port binds it itself: only the running one may.
+        .filter(|(n, s)| {
+            s.switch == SwitchMode::Handover
+                && (s.activate.is_none() || has_ports(services.get(n.as_str())))
+        })
         .map(|(n, _)| n)
         .collect();
 
@@ -239,6 +285,8 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
     let mut plans = Vec::new();
     let mut attachments = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
+    // Ports of handover services, published by their own containers (kept for clash checks).
+    let mut direct: Vec<Listener> = Vec::new();
     for (name, service) in services {
         let setting = &settings[name];
         let mut out = service.clone();
@@ -248,7 +296,7 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
         // Compose's model holds only the services of the enabled profiles; the rendered
         // projects run them all, whatever COMPOSE_PROFILES says when they run.
         fields.remove("profiles");
-        let mut labels = string_map(service.get("labels"));
+        let mut labels = merged.get(name).cloned().unwrap_or_default();
         labels.insert(labels::DEPLOYMENT_SERVICE.into(), name.clone());
         if setting.switch == SwitchMode::Shared {
             fields.insert("labels".into(), json!(labels));
@@ -259,14 +307,25 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
             shared_services.insert(name.clone(), out);
             continue;
         }
-        for port in fields
-            .remove("ports")
-            .and_then(|p| p.as_array().cloned())
-            .unwrap_or_default()
-        {
-            let listener = listener(name, &port, setting.proxy_protocol)?;
+        let container = opts
+            .container_names
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| format!("{name}-{color}"));
+        let handover = setting.switch == SwitchMode::Handover;
+        let ports = if handover {
+            // Handed over, never proxied: the running container publishes its ports itself.
+            fields.get("ports").and_then(Value::as_array).cloned()
+        } else {
+            fields.remove("ports").and_then(|p| p.as_array().cloned())
+        };
+        let mut direct_ports = Vec::new();
+        for port in ports.unwrap_or_default() {
+            let mut listener = listener(name, &port, setting.proxy_protocol)?;
+            listener.container = container.clone();
             if let Some(clash) = listeners
                 .iter()
+                .chain(direct.iter())
                 .find(|l| l.port == listener.port && same_family(l, &listener))
             {
                 return Err(Error::State(format!(
@@ -274,14 +333,18 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
                     listener.port, clash.service
                 )));
             }
-            listeners.push(listener);
+            if handover {
+                direct_ports.push(listener.port);
+                direct.push(listener);
+            } else {
+                listeners.push(listener);
+            }
         }
         if setting.switch == SwitchMode::Proxy && !listeners.iter().any(|l| &l.service == name) {
             return Err(Error::State(format!(
                 "service {name}: ztd.switch=proxy but it publishes no host port for the proxy to listen on"
             )));
         }
-        let container = format!("{name}-{color}");
         fields.insert("container_name".into(), Value::from(container.clone()));
         labels.insert(labels::DEPLOYMENT_COLOR.into(), color.to_string());
         labels.insert(labels::DEPLOYMENT_VERSION.into(), build.version.clone());
@@ -329,6 +392,7 @@ pub fn render(config: &Value, stack: &Stack, color: Color, build: &BuildInfo) ->
             start_at_up: !waiting.contains(name),
             restart,
             networks,
+            direct_ports,
         });
         colored.insert(name.clone(), out);
     }
@@ -506,7 +570,15 @@ fn listener(service: &str, port: &Value, http_or_tcp: ProxyProtocol) -> Result<L
         port: port_number,
         target,
         protocol,
+        container: String::new(),
     })
+}
+
+fn has_ports(service: Option<&Value>) -> bool {
+    service
+        .and_then(|s| s.get("ports"))
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty())
 }
 
 fn same_family(a: &Listener, b: &Listener) -> bool {
@@ -709,14 +781,16 @@ mod tests {
                     host_ip: None,
                     port: 80,
                     target: 8080,
-                    protocol: ProxyProtocol::Http
+                    protocol: ProxyProtocol::Http,
+                    container: "web-blue".into(),
                 },
                 Listener {
                     service: "web".into(),
                     host_ip: Some("127.0.0.1".into()),
                     port: 9000,
                     target: 9000,
-                    protocol: ProxyProtocol::Udp
+                    protocol: ProxyProtocol::Udp,
+                    container: "web-blue".into(),
                 },
             ]
         );
@@ -753,6 +827,83 @@ mod tests {
         assert!(!text.contains("hunter2"));
         assert!(!text.contains("\"bar\""));
         assert!(text.contains("\"DEPLOYMENT_COLOR\":\"blue\""));
+    }
+
+    #[test]
+    fn chosen_container_names_are_used_and_recorded_for_the_proxy() {
+        let opts = RenderOptions {
+            container_names: [("web".to_string(), "shop-blue-web-1".to_string())].into(),
+            ..RenderOptions::default()
+        };
+        let plan = render_with(&config(), &stack(), Color::Blue, &build(), &opts).expect("render");
+        assert_eq!(
+            plan.color_model["services"]["web"]["container_name"],
+            "shop-blue-web-1"
+        );
+        assert_eq!(
+            plan.meta.service("web").expect("web").container,
+            "shop-blue-web-1"
+        );
+        assert_eq!(
+            plan.meta.service("memory").expect("memory").container,
+            "memory-blue"
+        );
+        assert_eq!(
+            plan.meta.listeners[0].upstream(Color::Blue),
+            "shop-blue-web-1:8080"
+        );
+    }
+
+    #[test]
+    fn x_ztd_and_the_environment_make_a_singleton_that_keeps_its_port() {
+        let mut c = config();
+        c["services"]["memory"]["ports"] =
+            json!([{"target": 8080, "published": "8767", "protocol": "tcp"}]);
+        c["x-ztd"] = json!({"services": {"memory": {"switch": "handover", "drain": "app drain"}}});
+        let plan = render(&c, &stack(), Color::Green, &build()).expect("render");
+        let memory = &plan.color_model["services"]["memory"];
+        assert_eq!(memory["labels"]["ztd.switch"], "handover");
+        assert_eq!(memory["labels"]["ztd.drain"], "app drain");
+        assert_eq!(
+            memory["ports"][0]["published"], "8767",
+            "handed over, not proxied"
+        );
+        assert_eq!(memory["restart"], "no");
+        let plan_memory = plan.meta.service("memory").expect("memory");
+        assert_eq!(plan_memory.mode, SwitchMode::Handover);
+        assert_eq!(plan_memory.direct_ports, vec![8767]);
+        assert!(!plan_memory.start_at_up);
+        assert!(plan.meta.listeners.iter().all(|l| l.service != "memory"));
+
+        let opts = RenderOptions {
+            env: EnvSettings::from_vars([("ZTD_HANDOVER".to_string(), "web".to_string())])
+                .expect("env"),
+            ..RenderOptions::default()
+        };
+        let plan = render_with(&config(), &stack(), Color::Green, &build(), &opts).expect("render");
+        let web = plan.meta.service("web").expect("web");
+        assert_eq!(web.mode, SwitchMode::Handover);
+        assert_eq!(web.direct_ports, vec![80, 9000]);
+        assert!(
+            plan.meta.listeners.is_empty(),
+            "no proxy for a handover service"
+        );
+        assert_eq!(
+            plan.color_model["services"]["web"]["labels"]["ztd.switch"],
+            "handover"
+        );
+
+        let mut c = config();
+        c["x-ztd"] = json!({"services": {"web": {"switch": "sideways"}}});
+        assert!(matches!(
+            render(&c, &stack(), Color::Blue, &build()),
+            Err(Error::State(_))
+        ));
+        c["x-ztd"] = json!(["web"]);
+        assert!(matches!(
+            render(&c, &stack(), Color::Blue, &build()),
+            Err(Error::State(_))
+        ));
     }
 
     #[test]

@@ -72,6 +72,17 @@ struct HandoverReport {
     stop_ms: f64,
     gap_ms: f64,
     healthy_ms: f64,
+    /// Host ports the service publishes itself: closed from the old one's stop until the new
+    /// one's start (a handover service is never behind the front proxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port_gap: Option<PortGap>,
+}
+
+/// The note on a handover whose service publishes host ports.
+#[derive(Debug, Clone, serde::Serialize)]
+struct PortGap {
+    ports: Vec<u16>,
+    note: &'static str,
 }
 
 struct Run<'a, E: Engine> {
@@ -677,6 +688,15 @@ impl<E: Engine> Run<'_, E> {
             stop_ms,
             gap_ms,
             healthy_ms: millis(checking),
+            port_gap: self
+                .plan
+                .to_meta
+                .service(service)
+                .filter(|s| !s.direct_ports.is_empty())
+                .map(|s| PortGap {
+                    ports: s.direct_ports.clone(),
+                    note: "closed while the service was handed over (its container publishes them, not the front proxy)",
+                }),
         });
         Ok(())
     }

@@ -12,8 +12,10 @@ use crate::detect::{self, Detection};
 use crate::engine::{ContainerQuery, Engine, RunState, VolumeSpec};
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::labels::SwitchMode;
+use crate::overrides::EnvSettings;
 use crate::proxy::{Proxy, Route};
-use crate::render::{self, BuildInfo, DeployMeta, Plan};
+use crate::render::{self, BuildInfo, DeployMeta, Plan, RenderOptions};
 use crate::stack::{Color, Sources, Stack, model_name};
 use crate::state::{self, DeployLock, DeploymentRecord};
 use crate::{info, signals, warn};
@@ -128,6 +130,7 @@ pub async fn up<E: Engine>(
         None => stack.named(model_name(&config)?),
     };
     let stack = &resolved;
+    let env = EnvSettings::from_env()?;
     // Lock first, then look: nothing acts on a detection made before the lock was held.
     let _lock = if opts.dry_run {
         None
@@ -164,7 +167,29 @@ pub async fn up<E: Engine>(
             .await?;
     }
     steps.push("read compose file", reading, json!({}));
-    let plan = render::render(&config, stack, target, &build)?;
+    let container_names = choose_container_names(engine, stack, &config, target).await?;
+    let plan = render::render_with(
+        &config,
+        stack,
+        target,
+        &build,
+        &RenderOptions {
+            env,
+            container_names,
+        },
+    )?;
+    let both = run_in_both_colors(&plan.meta);
+    let twice_now = detection.active.is_some() || !detection.legacy.is_empty();
+    for service in &both {
+        let line = format!(
+            "{service} runs in both colors until the switch; if it must never run twice, label it `ztd.switch: handover` (or list it in ZTD_HANDOVER)"
+        );
+        if twice_now {
+            warn!("{line}");
+        } else {
+            info!("{line}");
+        }
+    }
 
     if opts.dry_run {
         describe(&plan, &detection, true);
@@ -174,6 +199,7 @@ pub async fn up<E: Engine>(
             true,
             json!({
                 "dry_run": true,
+                "run_in_both_colors": both,
                 "active": detection.active,
                 "target": target,
                 "version": build.version,
@@ -269,6 +295,7 @@ pub async fn up<E: Engine>(
                 })
             }).collect::<Vec<_>>(),
             "shared": plan.meta.shared.iter().map(|s| &s.service).collect::<Vec<_>>(),
+            "run_in_both_colors": both,
             "listeners": plan.meta.listeners,
             "steps": steps.to_json(),
             "duration_ms": millis(started),
@@ -553,20 +580,75 @@ async fn start_in_waves<E: Engine>(
     Ok(())
 }
 
-/// Container names are `<service>-<color>` on the whole host: refuse, before anything changes,
-/// when another project holds one of them.
+/// The services that run in both colors from `ztd-up` until the switch without being proxied:
+/// unlabelled services (`ztd.switch` unset) started at `up`.
+pub fn run_in_both_colors(meta: &DeployMeta) -> Vec<String> {
+    meta.services
+        .iter()
+        .filter(|s| s.mode == SwitchMode::Side && s.start_at_up)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// The container name of each service of `color`. The compatible `<service>-<color>` where the
+/// compose file sets `container_name`, or where no container of another project holds it;
+/// otherwise Compose's own per-project name `<project>-<color>-<service>-1`. A name recorded by
+/// this color's last deploy is kept while no other project holds it, so the choice is stable.
+pub async fn choose_container_names<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    config: &Value,
+    color: Color,
+) -> Result<BTreeMap<String, String>> {
+    let project = stack.color_project(color);
+    // An unreadable old rendered file is rewritten by this deploy: choose afresh then.
+    let recorded = read_color_meta(stack, color).ok().flatten();
+    let mut names = BTreeMap::new();
+    let services = config
+        .get("services")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (name, service) in &services {
+        let compatible = format!("{name}-{color}");
+        if service.get("container_name").is_some() {
+            names.insert(name.clone(), compatible);
+            continue;
+        }
+        let candidate = recorded
+            .as_ref()
+            .and_then(|m| m.service(name))
+            .map_or(compatible, |s| s.container.clone());
+        let held_elsewhere = match engine.inspect(&candidate).await {
+            Ok(holder) => holder.project.as_deref() != Some(project.as_str()),
+            Err(Error::NotFound(_)) => false,
+            Err(err) => return Err(err),
+        };
+        let chosen = if held_elsewhere {
+            format!("{project}-{name}-1")
+        } else {
+            candidate
+        };
+        names.insert(name.clone(), chosen);
+    }
+    Ok(names)
+}
+
+/// Refuse, before anything changes, when another project holds a chosen container name (a
+/// `container_name` in the compose file asks for `<service>-<color>`, whoever holds it).
 async fn check_names_free<E: Engine>(engine: &E, meta: &DeployMeta) -> Result<()> {
     for service in &meta.services {
         match engine.inspect(&service.container).await {
             Ok(other) if other.project.as_deref() != Some(meta.project.as_str()) => {
                 return Err(Error::State(format!(
-                    "container name {} is taken by {}: ztd names containers <service>-<color>, so two stacks on one host need distinct service names",
+                    "container name {} is taken by {}: the compose file sets container_name for {}, so ztd names it <service>-<color>; without container_name it gets a per-project name",
                     service.container,
                     other
                         .project
                         .map_or("a container outside Compose".to_string(), |p| format!(
                             "Compose project {p}"
-                        ))
+                        )),
+                    service.name
                 )));
             }
             Ok(_) | Err(Error::NotFound(_)) => {}
@@ -640,7 +722,7 @@ async fn ensure_proxy<E: Engine>(
                 m.listeners
                     .iter()
                     .find(|a| a.port == l.port && a.protocol == l.protocol)
-                    .map(|a| format!("{}-{}:{}", a.service, m.color, a.target))
+                    .map(|a| a.upstream(m.color))
             });
             Route {
                 listener: l.clone(),
