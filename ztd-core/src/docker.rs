@@ -80,6 +80,19 @@ impl DockerEngine {
             Transport::Http(address) => {
                 Docker::connect_with_http(&address, seconds, bollard::API_DEFAULT_VERSION)
             }
+            Transport::Tls {
+                address,
+                ca,
+                cert,
+                key,
+            } => Docker::connect_with_ssl(
+                &address,
+                &key,
+                &cert,
+                &ca,
+                seconds,
+                bollard::API_DEFAULT_VERSION,
+            ),
         };
         let docker = made
             .map_err(|e| unreachable(connect_reason(&e, &endpoint)))?
@@ -214,6 +227,21 @@ fn connect_reason(err: &bollard::errors::Error, endpoint: &Endpoint) -> String {
             return reason;
         }
         source = current.source();
+    }
+    if let Ok(Transport::Tls { ca, .. }) = endpoint.transport() {
+        // The deepest cause says what TLS did not like (an unknown issuer, a bad certificate).
+        let mut deepest: &(dyn std::error::Error + 'static) = err;
+        while let Some(next) = deepest.source() {
+            deepest = next;
+        }
+        let folder = ca
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        return format!(
+            "the TLS connection failed ({}): check ca.pem, cert.pem and key.pem in {folder}",
+            one_line(&deepest.to_string())
+        );
     }
     one_line(&err.to_string())
 }

@@ -16,6 +16,8 @@ pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_CONTEXT: &str = "default";
 /// The port of a `tcp://` host that names none (Docker's plain HTTP port).
 const DEFAULT_TCP_PORT: u16 = 2375;
+/// The engine's port over TLS when the address names none, as for the docker CLI.
+const DEFAULT_TLS_PORT: u16 = 2376;
 
 /// The variables the resolution reads, by name.
 pub type EnvMap = BTreeMap<String, String>;
@@ -58,6 +60,18 @@ pub enum Transport {
     Unix(String),
     /// Plain HTTP to this `host:port`.
     Http(String),
+    /// HTTPS to this `host:port`, the engine's certificate checked against `ca`, this client
+    /// known by `cert` and `key` (PEM files, as `DOCKER_CERT_PATH` holds them).
+    Tls {
+        /// `host:port`.
+        address: String,
+        /// The CA that signed the engine's certificate.
+        ca: PathBuf,
+        /// The client certificate.
+        cert: PathBuf,
+        /// The client key.
+        key: PathBuf,
+    },
 }
 
 /// The engine of a run: resolved once, used by the engine client and every Compose child.
@@ -257,12 +271,6 @@ impl Endpoint {
             .strip_prefix("tcp://")
             .or_else(|| host.strip_prefix("http://"))
         {
-            if self.tls.is_some() {
-                return Err(unreachable(format!(
-                    "the Docker engine at {} needs TLS, which ztd does not support: reach it over a unix socket (an ssh tunnel: `ssh -L /tmp/docker.sock:/var/run/docker.sock HOST`, then DOCKER_HOST=unix:///tmp/docker.sock) or over plain tcp:// on a trusted network",
-                    self.describe()
-                )));
-            }
             let address = rest.trim_end_matches('/');
             if address.is_empty() {
                 return Err(unreachable(format!(
@@ -270,7 +278,30 @@ impl Endpoint {
                     self.describe()
                 )));
             }
-            return Ok(Transport::Http(with_port(address, DEFAULT_TCP_PORT)));
+            let Some(tls) = &self.tls else {
+                return Ok(Transport::Http(with_port(address, DEFAULT_TCP_PORT)));
+            };
+            if !tls.verify {
+                return Err(unreachable(format!(
+                    "the Docker engine at {} asks for TLS without checking the engine's certificate (DOCKER_TLS without DOCKER_TLS_VERIFY, or SkipTLSVerify), which ztd does not do: set DOCKER_TLS_VERIFY=1 with the engine's CA in {}",
+                    self.describe(),
+                    tls.cert_dir.join("ca.pem").display()
+                )));
+            }
+            let [ca, cert, key] = ["ca.pem", "cert.pem", "key.pem"].map(|f| tls.cert_dir.join(f));
+            if let Some(missing) = [&ca, &cert, &key].into_iter().find(|p| !p.is_file()) {
+                return Err(unreachable(format!(
+                    "the Docker engine at {} is reached with TLS, but {} is missing (DOCKER_CERT_PATH or the context's TLS folder holds ca.pem, cert.pem and key.pem)",
+                    self.describe(),
+                    missing.display()
+                )));
+            }
+            return Ok(Transport::Tls {
+                address: with_port(address, DEFAULT_TLS_PORT),
+                ca,
+                cert,
+                key,
+            });
         }
         if host.starts_with("ssh://") {
             return Err(unreachable(format!(
@@ -656,6 +687,40 @@ mod tests {
     }
 
     #[test]
+    fn tls_with_its_material_is_a_tls_transport_and_skip_verify_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ztd-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.join(file), "pem").expect("pem");
+        }
+        let mut secure = endpoint("tcp://build.example", true);
+        secure.tls = Some(Tls {
+            cert_dir: dir.clone(),
+            verify: true,
+        });
+        assert_eq!(
+            secure.transport(),
+            Ok(Transport::Tls {
+                address: "build.example:2376".into(),
+                ca: dir.join("ca.pem"),
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            })
+        );
+        secure.tls = Some(Tls {
+            cert_dir: dir.clone(),
+            verify: false,
+        });
+        let refused = secure.transport().expect_err("skip verify");
+        assert_eq!(refused.exit_status().code(), 3);
+        assert!(
+            refused.message().contains("DOCKER_TLS_VERIFY=1"),
+            "{refused}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
     fn transports_and_refusals() {
         assert_eq!(
             endpoint("unix:///tmp/d.sock", false).transport(),
@@ -674,7 +739,7 @@ mod tests {
             Ok(Transport::Http("[::1]:2380".into()))
         );
         for (host, tls, needle) in [
-            ("tcp://10.0.0.9:2376", true, "needs TLS"),
+            ("tcp://10.0.0.9:2376", true, "ca.pem is missing"),
             (
                 "ssh://me@build",
                 false,
