@@ -168,16 +168,20 @@ pub async fn up<E: Engine>(
     }
     steps.push("read compose file", reading, json!({}));
     let container_names = choose_container_names(engine, stack, &config, target).await?;
-    let plan = render::render_with(
-        &config,
-        stack,
-        target,
-        &build,
-        &RenderOptions {
-            env,
-            container_names,
-        },
-    )?;
+    // Rendering with other container names, should another deploy take one meanwhile.
+    let render_named = |container_names| {
+        render::render_with(
+            &config,
+            stack,
+            target,
+            &build,
+            &RenderOptions {
+                env: env.clone(),
+                container_names,
+            },
+        )
+    };
+    let mut plan = render_named(container_names)?;
     let both = run_in_both_colors(&plan.meta);
     let twice_now = detection.active.is_some() || !detection.legacy.is_empty();
     for service in &both {
@@ -246,7 +250,11 @@ pub async fn up<E: Engine>(
         engine,
         compose,
         stack,
-        &plan,
+        Rendering {
+            plan: &mut plan,
+            config: &config,
+            render_named: &render_named,
+        },
         &detection,
         opts,
         &rendered_path,
@@ -303,6 +311,19 @@ pub async fn up<E: Engine>(
     ))
 }
 
+/// The plan of a deploy and how to render it again with other container names.
+struct Rendering<'a> {
+    plan: &'a mut Plan,
+    config: &'a Value,
+    render_named: &'a dyn Fn(BTreeMap<String, String>) -> Result<Plan>,
+}
+
+/// Whether a failed create says a container name is taken (Docker's "Conflict. The container
+/// name ... is already in use").
+fn name_taken(err: &Error) -> bool {
+    matches!(err, Error::Engine(message) if message.contains("is already in use by container"))
+}
+
 /// The steps of a deploy once its candidate is recorded: volumes, shared services, build,
 /// create, start, front proxy; a signal is looked for before each of them.
 #[allow(clippy::too_many_arguments)]
@@ -310,12 +331,17 @@ async fn deploy<E: Engine>(
     engine: &E,
     compose: &Compose,
     stack: &Stack,
-    plan: &Plan,
+    rendering: Rendering<'_>,
     detection: &Detection,
     opts: &UpOptions,
     rendered_path: &std::path::Path,
     steps: &mut Steps,
 ) -> Result<()> {
+    let Rendering {
+        plan,
+        config,
+        render_named,
+    } = rendering;
     signals::check("before its next step")?;
     steps
         .run("volumes", async {
@@ -371,7 +397,7 @@ async fn deploy<E: Engine>(
                 .await?;
         }
     }
-    let project = &plan.meta.project;
+    let project = &plan.meta.project.clone();
     signals::check("before its next step")?;
     if !opts.no_build && plan.meta.services.iter().any(|s| s.build) {
         steps
@@ -382,17 +408,36 @@ async fn deploy<E: Engine>(
             .await?;
     }
     signals::check("before its next step")?;
-    steps
+    crate::fault::pause("up:before-create").await;
+    let create = ["up", "--no-start", "--remove-orphans"];
+    let created = steps
         .run(
             "create",
-            compose.run(
-                stack,
-                project,
-                rendered_path,
-                &["up", "--no-start", "--remove-orphans"],
-            ),
+            compose.run(stack, project, rendered_path, &create),
         )
-        .await?;
+        .await;
+    match created {
+        Err(err) if name_taken(&err) => {
+            // Another project took a name chosen for this color since it was chosen (two
+            // stacks deploying at once): choose again, as then, and create once more.
+            warn!("a container name was taken meanwhile ({err}); choosing the names again");
+            let names = choose_container_names(engine, stack, config, plan.meta.color).await?;
+            *plan = render_named(names)?;
+            check_names_free(engine, &plan.meta).await?;
+            state::write_atomic(
+                rendered_path,
+                render::rendered_text(&plan.color_model).as_bytes(),
+                0o600,
+            )?;
+            steps
+                .run(
+                    "create",
+                    compose.run(stack, project, rendered_path, &create),
+                )
+                .await?;
+        }
+        other => other?,
+    }
     signals::check("before its next step")?;
     steps
         .run(
