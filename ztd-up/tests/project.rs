@@ -187,3 +187,60 @@ fn a_missing_file_is_refused_in_one_line_and_changes_nothing() {
     assert_eq!(detect.json["project"], stack.name.as_str());
     assert_eq!(stack.snapshot(), before, "ztd-detect changed nothing");
 }
+
+#[test]
+fn files_that_live_elsewhere_keep_their_build_context_env_file_and_bind_mounts() {
+    let stack = TestStack::new("p-away");
+    // The state lives in the stack's directory; the compose file, its build context, env file
+    // and bind-mounted folder live in another one, named with relative paths.
+    let away = stack.dir.with_extension("files");
+    let _ = std::fs::remove_dir_all(&away);
+    std::fs::create_dir_all(away.join("ctx")).unwrap();
+    std::fs::create_dir_all(away.join("data")).unwrap();
+    let (id, image) = (&stack.id, testapp_image());
+    write(
+        &away.join("ctx/Dockerfile"),
+        &format!("FROM {image}\nCOPY hello.txt /hello.txt\n"),
+    );
+    write(&away.join("ctx/hello.txt"), "built from the context\n");
+    write(&away.join("app.env"), "FROM_ENV_FILE=yes\n");
+    write(&away.join("data/seen.txt"), "mounted\n");
+    write(
+        &away.join("compose.yaml"),
+        &format!(
+            "services:\n  web{id}:\n    build: ./ctx\n    image: ztd-test-away{id}:latest\n    env_file: ./app.env\n    volumes: [\"./data:/data:ro\"]\n    labels:\n      ztd.health.tcp: \"8080\"\n"
+        ),
+    );
+    let file = away.join("compose.yaml").to_string_lossy().into_owned();
+    let up = stack.run("ztd-up", &["-f", &file]);
+    let cleanup = || {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &format!("ztd-test-away{id}:latest")])
+            .output();
+        let _ = std::fs::remove_dir_all(&away);
+    };
+    if up.code != 0 {
+        cleanup();
+    }
+    up.expect_code(0);
+    let container = stack.container("web", "green");
+    let env = environment(&stack, &container);
+    let inspected = stack.inspect(&container);
+    let copied = Command::new("docker")
+        .args(["cp", &format!("{container}:/hello.txt"), "-"])
+        .output()
+        .unwrap();
+    let mounts = inspected["Mounts"].clone();
+    cleanup();
+    assert!(env.contains(&"FROM_ENV_FILE=yes".to_string()), "{env:?}");
+    assert!(
+        String::from_utf8_lossy(&copied.stdout).contains("built from the context"),
+        "the image was built from ./ctx"
+    );
+    let source = mounts[0]["Source"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        Path::new(&source),
+        away.join("data"),
+        "the bind mount resolves where the compose file lives: {mounts}"
+    );
+}
