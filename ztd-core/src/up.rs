@@ -116,15 +116,20 @@ pub async fn up<E: Engine>(
     // files and checked against the engine below.
     let predicted = opts.color.unwrap_or_else(|| predicted_target(stack));
     let reading = Instant::now();
-    let mut build = BuildInfo::now(predicted, &stack.dir);
-    let mut config = compose
-        .config(
-            stack,
-            &opts.sources,
-            &build.variables(predicted),
-            compose.quick_limit(),
-        )
-        .await?;
+    // The model as Compose resolves it for a deploy of `color` (its VERSION and the like).
+    let read_model = |stack: Stack, color: Color| async move {
+        let build = BuildInfo::now(color, &stack.dir);
+        let config = compose
+            .config(
+                &stack,
+                &opts.sources,
+                &build.variables(color),
+                compose.quick_limit(),
+            )
+            .await?;
+        Ok::<_, Error>((build, config))
+    };
+    let (mut build, mut config) = read_model(stack.clone(), predicted).await?;
     let resolved = match &opts.sources.name {
         Some(_) => stack.clone(),
         None => stack.named(model_name(&config)?),
@@ -156,15 +161,7 @@ pub async fn up<E: Engine>(
     if target != predicted {
         // The engine disagrees with the state files' guess: read the model again with the
         // right color's variables.
-        build = BuildInfo::now(target, &stack.dir);
-        config = compose
-            .config(
-                stack,
-                &opts.sources,
-                &build.variables(target),
-                compose.quick_limit(),
-            )
-            .await?;
+        (build, config) = read_model(stack.clone(), target).await?;
     }
     steps.push("read compose file", reading, json!({}));
     let container_names = choose_container_names(engine, stack, &config, target).await?;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ztd_testkit::{LoadLoop, TestStack, free_port, http_get, sh, testapp_image};
+use ztd_testkit::{LoadLoop, TestStack, free_port, http_get, testapp_image};
 
 /// The same service names in every stack: `web` on a host port, `bot` a singleton, `side` beside.
 fn same_names(port: u16) -> String {
@@ -40,25 +40,6 @@ fn same_names(port: u16) -> String {
     )
 }
 
-/// The name of the container of `service` in a stack's color, found by its labels.
-fn container_of(stack: &TestStack, color: &str, service: &str) -> String {
-    sh(
-        "docker",
-        &[
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", stack.project(color)),
-            "--filter",
-            &format!("label=deployment.service={service}"),
-            "--format",
-            "{{.Names}}",
-        ],
-    )
-    .trim()
-    .to_string()
-}
-
 fn body_of(port: u16) -> (u16, Option<String>, String) {
     http_get(port, "/").unwrap()
 }
@@ -84,15 +65,15 @@ fn two_stacks_with_the_same_service_names_deploy_and_serve_side_by_side() {
         assert!(body.starts_with("hello from v1 (green)"), "{body}");
     }
     // The first stack holds (or someone else holds) web-green: the second names per project.
-    let a_web = container_of(&a, "green", "web");
+    let a_web = a.container_of("green", "web");
     assert!(
         a_web == "web-green" || a_web == format!("{}-green-web-1", a.name),
         "{a_web}"
     );
-    let b_web = container_of(&b, "green", "web");
+    let b_web = b.container_of("green", "web");
     assert_eq!(b_web, format!("{}-green-web-1", b.name));
     assert_eq!(
-        container_of(&b, "green", "bot"),
+        b.container_of("green", "bot"),
         format!("{}-green-bot-1", b.name)
     );
     let rendered = std::fs::read_to_string(b.dir.join("docker-compose.green.yml")).unwrap();
@@ -129,7 +110,7 @@ fn two_stacks_with_the_same_service_names_deploy_and_serve_side_by_side() {
         );
     }
     assert_eq!(
-        container_of(&b, "blue", "web"),
+        b.container_of("blue", "web"),
         format!("{}-blue-web-1", b.name)
     );
 
@@ -140,7 +121,7 @@ fn two_stacks_with_the_same_service_names_deploy_and_serve_side_by_side() {
     third.expect_code(0);
     assert_eq!(third.json["to"], "green");
     assert_eq!(
-        container_of(&b, "green", "web"),
+        b.container_of("green", "web"),
         format!("{}-green-web-1", b.name)
     );
     let (status, color, body) = body_of(pb);

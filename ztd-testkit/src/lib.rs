@@ -701,6 +701,26 @@ impl TestStack {
         self.pipeline(PIPELINE, &all)
     }
 
+    /// The name of the container of `service` in a color, found by its labels (whatever name
+    /// ztd chose for it); empty when there is none.
+    pub fn container_of(&self, color: &str, service: &str) -> String {
+        sh(
+            "docker",
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.project(color)),
+                "--filter",
+                &format!("label=deployment.service={service}"),
+                "--format",
+                "{{.Names}}",
+            ],
+        )
+        .trim()
+        .to_string()
+    }
+
     /// The id of a running container by name, if any.
     pub fn container_id(&self, name: &str) -> Option<String> {
         let out = Command::new("docker")

@@ -9,8 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ztd_testkit::{
-    EventLog, TestStack, ToolOutput, ever_overlapped, free_port, http_get, sh, testapp_image,
-    tool_env,
+    EventLog, TestStack, ToolOutput, ever_overlapped, free_port, http_get, testapp_image, tool_env,
 };
 
 /// The base file: the bot with no labels, a side service, and `bluefin-service`; `bot_port` puts
@@ -85,24 +84,6 @@ fn deploy_script(stack: &TestStack, env: &[(&str, &str)]) -> ToolOutput {
     ToolOutput::from_output(&command.output().unwrap(), started)
 }
 
-fn container_of(stack: &TestStack, color: &str, service: &str) -> String {
-    sh(
-        "docker",
-        &[
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", stack.project(color)),
-            "--filter",
-            &format!("label=deployment.service={service}"),
-            "--format",
-            "{{.Names}}",
-        ],
-    )
-    .trim()
-    .to_string()
-}
-
 const FAST: [(&str, &str); 3] = [
     ("MIGRATION_GRACE_PERIOD", "1"),
     ("HEALTH_CHECK_INTERVAL", "1"),
@@ -129,7 +110,7 @@ fn two_deploys_hand_the_bot_over(stack: &TestStack, bot_port: u16) {
     env.push(("ZTD_DRAIN_AI_TRADING_BOT", "/ztd-testapp drain"));
     let first = deploy_script(stack, &env);
     assert_eq!(first.code, 0, "{first:?}");
-    let green_bot = container_of(stack, "green", "ai-trading-bot");
+    let green_bot = stack.container_of("green", "ai-trading-bot");
     assert!(!green_bot.is_empty(), "the bot is deployed");
     let labels = &stack.inspect(&green_bot)["Config"]["Labels"];
     assert_eq!(labels["ztd.switch"], "handover", "the script names the bot");
@@ -138,7 +119,7 @@ fn two_deploys_hand_the_bot_over(stack: &TestStack, bot_port: u16) {
     assert_eq!(status, 200);
     assert!(body.starts_with("hello from v1 (green)"), "{body}");
     assert!(
-        container_of(stack, "green", "bluefin-service").is_empty(),
+        stack.container_of("green", "bluefin-service").is_empty(),
         "the profiled service is not deployed"
     );
 
@@ -149,7 +130,7 @@ fn two_deploys_hand_the_bot_over(stack: &TestStack, bot_port: u16) {
     let second = deploy_script(stack, &env);
     let events = events.stop();
     assert_eq!(second.code, 0, "{second:?}");
-    let blue_bot = container_of(stack, "blue", "ai-trading-bot");
+    let blue_bot = stack.container_of("blue", "ai-trading-bot");
     assert!(
         events
             .iter()
@@ -169,8 +150,8 @@ fn two_deploys_hand_the_bot_over(stack: &TestStack, bot_port: u16) {
             .is_some_and(|p| !p.is_empty()),
         "the active bot publishes its port itself"
     );
-    assert!(container_of(stack, "blue", "bluefin-service").is_empty());
-    assert!(!container_of(stack, "blue", "mcp-omnisearch").is_empty());
+    assert!(stack.container_of("blue", "bluefin-service").is_empty());
+    assert!(!stack.container_of("blue", "mcp-omnisearch").is_empty());
 }
 
 #[test]
