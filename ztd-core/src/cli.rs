@@ -105,6 +105,9 @@ pub async fn compose_named(stack: Stack, sources: &Sources) -> Stack {
     if sources.name.is_some() {
         return stack;
     }
+    if let Some(name) = known_name(&stack, sources) {
+        return stack.named(name);
+    }
     let lookup = async {
         let compose = Compose::find().await?;
         let model = compose
@@ -130,6 +133,63 @@ pub async fn compose_named(stack: Stack, sources: &Sources) -> Stack {
             stack
         }
     }
+}
+
+/// The files Compose reads by default in a project directory, overrides included.
+const DEFAULT_COMPOSE_FILES: [&str; 8] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
+/// The project name when it is known without running Compose (which costs a tool that only
+/// reads about a hundred milliseconds): `COMPOSE_PROJECT_NAME` from the environment or `.env`
+/// (it wins over `name:` in Compose too); else the name the last `ztd-up` recorded; else the
+/// directory's name, when no compose file can set another (no `-f`, `COMPOSE_FILE` or
+/// `--env-file`, and no top-level `name:` in the default files).
+fn known_name(stack: &Stack, sources: &Sources) -> Option<String> {
+    known_name_given(
+        stack,
+        sources,
+        std::env::var("COMPOSE_PROJECT_NAME").ok().as_deref(),
+        std::env::var_os("COMPOSE_FILE").is_some(),
+    )
+}
+
+/// [`known_name`] with the environment's `COMPOSE_PROJECT_NAME` and whether `COMPOSE_FILE` is
+/// set given.
+fn known_name_given(
+    stack: &Stack,
+    sources: &Sources,
+    env_name: Option<&str>,
+    compose_file_set: bool,
+) -> Option<String> {
+    let from_env = env_name.is_some_and(|n| !n.is_empty());
+    let from_dotenv = sources.env_files.is_empty()
+        && std::fs::read_to_string(stack.dir.join(".env"))
+            .ok()
+            .and_then(|text| crate::stack::dotenv_value(&text, "COMPOSE_PROJECT_NAME"))
+            .is_some_and(|n| !n.is_empty());
+    if from_env || from_dotenv {
+        return Some(stack.name.clone());
+    }
+    if let Ok(Some(recorded)) = crate::state::read_state(stack)
+        && let Some(name) = recorded.project
+    {
+        return Some(name);
+    }
+    let chosen_files =
+        !sources.files.is_empty() || !sources.env_files.is_empty() || compose_file_set;
+    let named_in_a_file = DEFAULT_COMPOSE_FILES.iter().any(|file| {
+        std::fs::read_to_string(stack.dir.join(file))
+            .is_ok_and(|text| text.lines().any(|line| line.starts_with("name:")))
+    });
+    (!chosen_files && !named_in_a_file).then(|| stack.name.clone())
 }
 
 /// Thresholds shared by every tool that judges containers (ztd-health, ztd-switch,
@@ -530,5 +590,49 @@ mod tests {
             .expect("parse")
             .expect("some");
         assert!(upstream_failed(&failed));
+    }
+    #[test]
+    fn the_name_is_known_without_compose_unless_a_file_may_set_it() {
+        let dir = std::env::temp_dir().join(format!("ztd-known-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let stack = Stack {
+            dir: dir.clone(),
+            name: "shop".into(),
+        };
+        let none = Sources::default();
+        std::fs::write(
+            dir.join("compose.yaml"),
+            "services:\n  web:\n    image: x\n",
+        )
+        .expect("file");
+        assert_eq!(
+            known_name_given(&stack, &none, None, false),
+            Some("shop".into())
+        );
+        // COMPOSE_FILE or -f may name any file: ask Compose.
+        assert_eq!(known_name_given(&stack, &none, None, true), None);
+        let with_file = Sources {
+            files: vec![dir.join("other.yml")],
+            ..Sources::default()
+        };
+        assert_eq!(known_name_given(&stack, &with_file, None, false), None);
+        // A top-level name: in an override: ask Compose, unless the environment names it.
+        std::fs::write(dir.join("compose.override.yaml"), "name: trading\n").expect("file");
+        assert_eq!(known_name_given(&stack, &none, None, false), None);
+        assert_eq!(
+            known_name_given(&stack, &none, Some("shop"), false),
+            Some("shop".into())
+        );
+        // The name the last deploy recorded wins over asking.
+        let record = crate::state::StateFile {
+            project: Some("trading".into()),
+            ..Default::default()
+        };
+        crate::state::write_state(&stack, &record).expect("state");
+        assert_eq!(
+            known_name_given(&stack, &none, None, true),
+            Some("trading".into())
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 }

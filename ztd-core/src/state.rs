@@ -35,6 +35,10 @@ pub struct DeploymentRecord {
 /// `.ztd/state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateFile {
+    /// The Compose project name the stack was deployed under, as Compose resolved it: the
+    /// tools that only read use it rather than asking Compose again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// The active color.
     #[serde(default)]
     pub active: Option<Color>,

@@ -223,6 +223,7 @@ pub async fn up<E: Engine>(
     write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
     let mut record = state::read_state(stack)?.unwrap_or_default();
     record.candidate = Some(target);
+    record.project = Some(stack.name.clone());
     if record.previous == Some(target) {
         // The color kept for rollback is being replaced by the new version.
         record.previous = None;
