@@ -153,12 +153,12 @@ fn fixture(tag: &str) -> Fixture {
     containers.push(proxy_container);
     let engine = FakeEngine::with(containers);
     engine.with_proxy(&stack.proxy_container(), conf);
-    engine.watch_singleton(&bot(&stack, Color::Blue), &bot(&stack, Color::Green));
+    engine.watch_singleton(&bot(Color::Blue), &bot(Color::Green));
     Fixture { stack, engine }
 }
 
-fn bot(stack: &Stack, color: Color) -> String {
-    let _ = stack;
+/// The singleton's container in `color` (rendered as `<service>-<color>`).
+fn bot(color: Color) -> String {
     format!("bot-{color}")
 }
 
@@ -356,7 +356,7 @@ fn deployed() -> Fixture {
 /// Blue active, green deployed with a singleton that crashes when started.
 fn deployed_bad() -> Fixture {
     let f = fixture("bad");
-    f.engine.crash_on_start(&bot(&f.stack, Color::Green));
+    f.engine.crash_on_start(&bot(Color::Green));
     f
 }
 

@@ -197,9 +197,7 @@ pub async fn http_probe(
 
 /// The TCP probe, off the async thread.
 pub async fn tcp_probe(address: String, port: u16, timeout: Duration) -> ProbeOutcome {
-    tokio::task::spawn_blocking(move || tcp_connect(&address, port, timeout))
-        .await
-        .unwrap_or_else(|e| failed(format!("probe task failed: {e}")))
+    tcp_probe_with(std::sync::Arc::new(NetProber), address, port, timeout).await
 }
 
 fn failed(detail: String) -> ProbeOutcome {

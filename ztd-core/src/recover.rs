@@ -546,19 +546,14 @@ pub async fn rollback<E: Engine>(
             .await
         }
         .await;
-        let health = match prepared {
-            Ok(health) if health.healthy() => health,
-            not_ready => {
-                // Put the previous color back to rest: nothing changed.
-                let detection = detect::detect(engine, stack).await?;
-                for container in &detection.color(previous).containers {
-                    retire(engine, &opts.switch, container).await?;
-                }
-                journal.clone().finish(stack)?;
-                not_ready?
+        if !prepared.as_ref().is_ok_and(|health| health.healthy()) {
+            // Put the previous color back to rest: nothing changed.
+            let detection = detect::detect(engine, stack).await?;
+            for container in &detection.color(previous).containers {
+                retire(engine, &opts.switch, container).await?;
             }
-        };
-        if !health.healthy() {
+            journal.clone().finish(stack)?;
+            let health = prepared?;
             warn!(
                 "rollback refused: {previous} does not come back healthy: {}",
                 health.summary_line()

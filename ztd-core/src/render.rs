@@ -78,11 +78,22 @@ pub struct Listener {
     pub container: String,
 }
 
+/// The container name the original scripts gave a service in a color, `<service>-<color>`,
+/// which ztd keeps wherever it is free.
+pub fn compatible_container_name(service: &str, color: Color) -> String {
+    format!("{service}-{color}")
+}
+
 impl Listener {
-    /// `container:port` of the color `color` that this listener forwards to.
+    /// `container:port` of the color `color` that this listener forwards to (a listener
+    /// recorded before names were recorded forwards to the compatible name).
     pub fn upstream(&self, color: Color) -> String {
         if self.container.is_empty() {
-            format!("{}-{color}:{}", self.service, self.target)
+            format!(
+                "{}:{}",
+                compatible_container_name(&self.service, color),
+                self.target
+            )
         } else {
             format!("{}:{}", self.container, self.target)
         }
@@ -311,7 +322,7 @@ pub fn render_with(
             .container_names
             .get(name)
             .cloned()
-            .unwrap_or_else(|| format!("{name}-{color}"));
+            .unwrap_or_else(|| compatible_container_name(name, color));
         let handover = setting.switch == SwitchMode::Handover;
         let ports = if handover {
             // Handed over, never proxied: the running container publishes its ports itself.

@@ -653,7 +653,7 @@ pub async fn choose_container_names<E: Engine>(
         .cloned()
         .unwrap_or_default();
     for (name, service) in &services {
-        let compatible = format!("{name}-{color}");
+        let compatible = render::compatible_container_name(name, color);
         if service.get("container_name").is_some() {
             names.insert(name.clone(), compatible);
             continue;
