@@ -86,3 +86,36 @@ fn an_x_ztd_singleton_keeps_its_port_and_is_handed_over_never_twice() {
     let (_, _, body) = http_get(port, "/").unwrap();
     assert!(body.starts_with("hello from v2 (blue)"), "{body}");
 }
+
+#[test]
+fn a_bad_x_ztd_block_or_ztd_handover_is_one_line_and_changes_nothing() {
+    let stack = TestStack::new("x-ztd-bad");
+    let port = free_port();
+    stack.write_compose(&compose(&stack, port));
+    stack.deploy("v1", &[]).expect_code(0);
+
+    let good = compose(&stack, port);
+    stack.write_compose(&good.replace("switch: handover", "switch: sideways"));
+    let before = stack.snapshot();
+    stack
+        .run("ztd-up", &[])
+        .expect_code(5)
+        .expect_one_line_error("ztd.switch=\"sideways\" is invalid");
+    assert_eq!(
+        stack.snapshot(),
+        before,
+        "a bad x-ztd block changes nothing"
+    );
+
+    stack.write_compose(&good);
+    let before = stack.snapshot();
+    stack
+        .run_with("ztd-up", &[], &[("ZTD_HANDOVER", ",,")], None)
+        .expect_code(2)
+        .expect_one_line_error("ZTD_HANDOVER");
+    assert_eq!(
+        stack.snapshot(),
+        before,
+        "a bad ZTD_HANDOVER changes nothing"
+    );
+}
