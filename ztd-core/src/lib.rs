@@ -1,33 +1,24 @@
 //! ztd-core: the logic of ztd's tools, shared by every thin tool crate.
+//!
+//! Four layers, one folder each (see ARCHITECTURE.md): `model` (stack, labels, units, state,
+//! journal, rendering), `engine` (the engine trait and Docker, Compose, probes, the proxy), `ops`
+//! (one operation per tool) and `report` (the typed reports and their printers). The crate root
+//! re-exports every module, so `ztd_core::switch` and `crate::stack` name the same thing.
 
 pub mod cli;
-pub mod compose;
-pub mod detect;
-pub mod docker;
-pub mod endpoint;
 pub mod engine;
 pub mod error;
-#[cfg(test)]
-pub mod fake;
 pub mod fault;
-#[cfg(test)]
-mod fault_table;
-pub mod health;
-pub mod journal;
-pub mod labels;
-pub mod monitor;
-pub mod output;
-pub mod overrides;
-pub mod probe;
-pub mod proxy;
-pub mod recover;
-pub mod render;
+pub mod model;
+pub mod ops;
+pub mod report;
 pub mod signals;
-pub mod stack;
-pub mod state;
-pub mod switch;
-pub mod units;
-pub mod up;
-pub mod validate;
+
+#[cfg(test)]
+pub use engine::fake;
+pub use engine::{compose, docker, endpoint, probe, proxy};
+pub use model::{journal, labels, overrides, render, stack, state, units};
+pub use ops::{detect, health, monitor, recover, switch, up, validate};
+pub use report::output;
 
 pub use error::{Error, ExitStatus, Result};

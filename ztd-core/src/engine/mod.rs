@@ -1,5 +1,14 @@
 //! The container engine as ztd sees it: a small trait in ztd's own terms, so the logic can run
-//! against the real Docker engine (`docker.rs`) or a fake one in unit tests.
+//! against the real Docker engine (`docker.rs`) or a fake one in unit tests. This folder is the
+//! outside world: the engine and where it is, Compose, probes and the front proxy.
+
+pub mod compose;
+pub mod docker;
+pub mod endpoint;
+#[cfg(test)]
+pub mod fake;
+pub mod probe;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
