@@ -10,12 +10,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
 
 use crate::compose::Compose;
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::HealthPolicy;
 use crate::output;
+use crate::report::{ErrorReport, Printed, Upstream, json_line};
 use crate::stack::{Color, Sources, Stack, model_name};
 use crate::units::{MemoryLimit, parse_duration, parse_percent};
 
@@ -50,22 +50,16 @@ const NAME_LOOKUP_LIMIT: Duration = Duration::from_secs(8);
 impl StackArgs {
     /// Resolve the stack without asking Compose, taking the project from the upstream object
     /// when no flag names one.
-    pub fn resolve(&self, upstream: Option<&Value>) -> Result<Stack> {
+    pub fn resolve(&self, upstream: Option<&Upstream>) -> Result<Stack> {
         let (dir, name) = self.dir_and_name(upstream);
         Stack::resolve(dir.as_deref(), name.as_deref())
     }
 
-    fn dir_and_name(&self, upstream: Option<&Value>) -> (Option<PathBuf>, Option<String>) {
-        let from_upstream = |key: &str| {
-            upstream
-                .and_then(|u| u.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+    fn dir_and_name(&self, upstream: Option<&Upstream>) -> (Option<PathBuf>, Option<String>) {
         if self.project_dir.is_none() && self.project_name.is_none() {
             (
-                from_upstream("project_dir").map(PathBuf::from),
-                from_upstream("project"),
+                upstream.and_then(|u| u.project_dir.clone()),
+                upstream.and_then(|u| u.project.clone()),
             )
         } else {
             (self.project_dir.clone(), self.project_name.clone())
@@ -75,7 +69,7 @@ impl StackArgs {
     /// What Compose is told about the project: the files and env files made absolute against
     /// the working directory (Compose runs in the project dir), the profiles, and the name
     /// given by a flag or the upstream tool.
-    pub fn sources(&self, upstream: Option<&Value>) -> Result<Sources> {
+    pub fn sources(&self, upstream: Option<&Upstream>) -> Result<Sources> {
         let absolute = |path: &PathBuf| {
             std::path::absolute(path).map_err(|e| {
                 Error::Usage(format!("cannot resolve the path {}: {e}", path.display()))
@@ -92,7 +86,7 @@ impl StackArgs {
     /// Resolve the stack for a tool that may work without a valid compose file: the name of
     /// Compose's resolved model, or, when Compose cannot say, the flag, COMPOSE_PROJECT_NAME
     /// or the directory's name.
-    pub async fn resolve_named(&self, upstream: Option<&Value>) -> Result<Stack> {
+    pub async fn resolve_named(&self, upstream: Option<&Upstream>) -> Result<Stack> {
         let stack = self.resolve(upstream)?;
         let sources = self.sources(upstream)?;
         Ok(compose_named(stack, &sources).await)
@@ -317,9 +311,9 @@ fn percent_arg(text: &str) -> std::result::Result<f64, String> {
     parse_percent(text)
 }
 
-/// The previous tool's JSON, if stdin carries any. A terminal or empty stdin means no upstream;
-/// with several lines (a JSON Lines stream), the last object counts.
-pub fn read_upstream() -> Result<Option<Value>> {
+/// The previous tool's object, if stdin carries any. A terminal or empty stdin means no
+/// upstream; with several lines (a JSON Lines stream), the last object counts.
+pub fn read_upstream() -> Result<Option<Upstream>> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return Ok(None);
@@ -329,63 +323,14 @@ pub fn read_upstream() -> Result<Option<Value>> {
         .lock()
         .read_to_string(&mut text)
         .map_err(|e| Error::Usage(format!("cannot read stdin: {e}")))?;
-    parse_upstream(&text)
-}
-
-/// Parse what an upstream tool printed.
-pub fn parse_upstream(text: &str) -> Result<Option<Value>> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Ok(None);
-    }
-    let value: Value = match serde_json::from_str(trimmed) {
-        Ok(value) => value,
-        Err(_) => {
-            let last = trimmed
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            serde_json::from_str(last).map_err(|e| {
-                Error::Usage(format!(
-                    "stdin is not the JSON of a ztd tool ({e}); pass a color or redirect stdin from /dev/null"
-                ))
-            })?
-        }
-    };
-    if !value.is_object() {
-        return Err(Error::Usage(
-            "stdin is not the JSON object of a ztd tool; pass a color or redirect stdin from /dev/null".into(),
-        ));
-    }
-    Ok(Some(value))
-}
-
-/// Whether an upstream object reports a failure to pass on.
-pub fn upstream_failed(upstream: &Value) -> bool {
-    upstream.get("ok") == Some(&Value::Bool(false))
-}
-
-/// The color an upstream object hands on (its `target`).
-pub fn upstream_target(upstream: &Value) -> Result<Option<Color>> {
-    match upstream.get("target") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(color)) => color.parse().map(Some).map_err(|_| {
-            Error::Usage(format!(
-                "upstream JSON has target {color:?}, expected blue or green"
-            ))
-        }),
-        Some(other) => Err(Error::Usage(format!(
-            "upstream JSON has target {other}, expected blue or green"
-        ))),
-    }
+    Upstream::parse(&text)
 }
 
 /// Where a tool acts, from its arguments or the upstream tool's JSON on stdin.
 #[derive(Debug)]
 pub enum Context {
     /// The upstream tool failed: its report is to be passed on unchanged (exit 1).
-    PassOn(Report),
+    PassOn(Upstream),
     /// Act on this stack, on this color when one was named or handed on.
     Act {
         /// The stack (from the flags, else the upstream object, else the working directory).
@@ -393,7 +338,7 @@ pub enum Context {
         /// The color named on the command line, else the upstream object's `target`.
         color: Option<Color>,
         /// The upstream object, if stdin carried one.
-        upstream: Option<Value>,
+        upstream: Option<Upstream>,
         /// What Compose is told about the project.
         sources: Sources,
     },
@@ -413,9 +358,9 @@ pub async fn context(
     } else {
         None
     };
-    if let Some(failed) = upstream.as_ref().filter(|u| upstream_failed(u)) {
+    if let Some(failed) = upstream.as_ref().filter(|u| u.failed) {
         crate::warn!("upstream failed; passing its report on");
-        return Ok(Context::PassOn(Report::pass_through(failed.clone())));
+        return Ok(Context::PassOn(failed.clone()));
     }
     let sources = stack.sources(upstream.as_ref()).no_project()?;
     let stack = stack.resolve(upstream.as_ref()).no_project()?;
@@ -424,10 +369,7 @@ pub async fn context(
     } else {
         stack
     };
-    let color = match (&upstream, color) {
-        (Some(upstream), None) => upstream_target(upstream).in_project(&stack)?,
-        (_, color) => color,
-    };
+    let color = color.or(upstream.as_ref().and_then(|u| u.target));
     Ok(Context::Act {
         stack,
         color,
@@ -436,33 +378,15 @@ pub async fn context(
     })
 }
 
-/// What a tool hands back to the harness: the JSON to print and the exit status.
-#[derive(Debug)]
-pub struct Report {
-    /// Printed on stdout as one line.
-    pub json: Value,
-    /// The exit status.
-    pub status: ExitStatus,
-}
-
-impl Report {
-    /// A report whose status follows its `ok` field: 0 when true, 1 when false.
-    pub fn from_ok(json: Value) -> Report {
-        let status = if json.get("ok") == Some(&Value::Bool(true)) {
-            ExitStatus::Success
-        } else {
-            ExitStatus::Negative
-        };
-        Report { json, status }
-    }
-
-    /// Pass a failed upstream object on unchanged (exit 1).
-    pub fn pass_through(upstream: Value) -> Report {
-        Report {
-            json: upstream,
-            status: ExitStatus::Negative,
-        }
-    }
+/// TRANSITIONAL (removed once every tool returns a typed report): a hand-built object whose
+/// status follows its `ok` field.
+pub fn printed_from_ok(json: &serde_json::Value) -> Printed {
+    let status = if json.get("ok") == Some(&serde_json::Value::Bool(true)) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Negative
+    };
+    Printed::text(json_line(json), status)
 }
 
 /// Why the command line did not yield arguments.
@@ -504,18 +428,22 @@ pub fn parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ExitCod
         Err(ParseStop::Printed) => Err(ExitCode::SUCCESS),
         Err(ParseStop::Usage(message)) => {
             output::print_error_line(&format!("{tool}: error: {message}"));
-            output::emit(&output::error_object(tool, None, &Error::Usage(message)));
+            output::print_text(&json_line(&ErrorReport::new(
+                tool,
+                None,
+                &Error::Usage(message),
+            )));
             Err(ExitCode::from(ExitStatus::Usage.code()))
         }
     }
 }
 
 /// Run a tool's body on a single-threaded runtime and turn its result into output and an exit
-/// code: the report's JSON, or an `ok: false` object and a one-line error on stderr.
+/// code: what its printer made, or an `ok: false` object and a one-line error on stderr.
 pub fn run<F, Fut>(tool: &str, body: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = std::result::Result<Report, (Error, Option<String>)>>,
+    Fut: Future<Output = std::result::Result<Printed, (Error, Option<String>)>>,
 {
     if let Err(err) = output::init(tool) {
         return fail(tool, None, &err);
@@ -534,9 +462,9 @@ where
         }
     };
     match runtime.block_on(body()) {
-        Ok(report) => {
-            output::emit(&report.json);
-            ExitCode::from(report.status.code())
+        Ok(printed) => {
+            output::print_text(&printed.text);
+            ExitCode::from(printed.status.code())
         }
         Err((err, project)) => fail(tool, project.as_deref(), &err),
     }
@@ -546,7 +474,7 @@ where
 /// the error's exit code.
 pub fn fail(tool: &str, project: Option<&str>, err: &Error) -> ExitCode {
     output::log(output::Level::Error, err.message());
-    output::emit(&output::error_object(tool, project, err));
+    output::print_text(&json_line(&ErrorReport::new(tool, project, err)));
     ExitCode::from(err.exit_status().code())
 }
 
@@ -571,26 +499,6 @@ impl<T> WithProject<T> for Result<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn upstream_is_the_last_json_object_and_empty_means_none() {
-        assert_eq!(parse_upstream(""), Ok(None));
-        assert_eq!(parse_upstream("  \n"), Ok(None));
-        let v = parse_upstream("{\"a\":1}\n{\"target\":\"blue\",\"ok\":true}\n")
-            .expect("parse")
-            .expect("some");
-        assert_eq!(upstream_target(&v), Ok(Some(Color::Blue)));
-        assert!(!upstream_failed(&v));
-        assert!(matches!(parse_upstream("not json"), Err(Error::Usage(_))));
-        assert!(matches!(parse_upstream("[1]"), Err(Error::Usage(_))));
-        let bad = parse_upstream("{\"target\":\"red\"}")
-            .expect("parse")
-            .expect("some");
-        assert!(matches!(upstream_target(&bad), Err(Error::Usage(_))));
-        let failed = parse_upstream("{\"ok\":false}")
-            .expect("parse")
-            .expect("some");
-        assert!(upstream_failed(&failed));
-    }
     #[test]
     fn the_name_is_known_without_compose_unless_a_file_may_set_it() {
         let dir = std::env::temp_dir().join(format!("ztd-known-{}", std::process::id()));

@@ -40,6 +40,23 @@ impl ExitStatus {
             ExitStatus::Interrupted => 130,
         }
     }
+
+    /// The status a numeric exit code stands for, if it is one of ztd's.
+    pub fn from_code(code: u8) -> Option<ExitStatus> {
+        [
+            ExitStatus::Success,
+            ExitStatus::Negative,
+            ExitStatus::Usage,
+            ExitStatus::EngineUnreachable,
+            ExitStatus::EngineFailed,
+            ExitStatus::StateOrConfig,
+            ExitStatus::Incomplete,
+            ExitStatus::Locked,
+            ExitStatus::Interrupted,
+        ]
+        .into_iter()
+        .find(|status| status.code() == code)
+    }
 }
 
 /// Everything that can stop a ztd tool before it reaches an answer.

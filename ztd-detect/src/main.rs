@@ -4,11 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ztd_core::cli::{self, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, StackArgs, WithProject};
 use ztd_core::detect::{ColorStatus, Detection, detect};
 use ztd_core::docker::DockerEngine;
+use ztd_core::report::{Printed, Report};
 use ztd_core::stack::{Color, Stack};
-use ztd_core::{ExitStatus, info, warn};
+use ztd_core::{info, warn};
 
 const AFTER_HELP: &str = "\
 Output: one JSON object on stdout with project, active, standby, target (where the next deploy
@@ -48,17 +49,13 @@ fn main() -> ExitCode {
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let detection = detect(&engine, &stack).await.in_project(&stack)?;
         describe(&stack, &detection);
-        let status = if detection.interrupted {
-            ExitStatus::Incomplete
-        } else if detection.conflict.is_some() {
-            ExitStatus::StateOrConfig
-        } else {
-            ExitStatus::Success
-        };
-        Ok(Report {
-            json: detection.to_json(&stack),
-            status,
-        })
+        let target = Some(detection.target());
+        Ok(Printed::json(&Report::new(
+            "ztd-detect",
+            &stack,
+            target,
+            detection,
+        )))
     })
 }
 
@@ -77,11 +74,12 @@ fn describe(stack: &Stack, detection: &Detection) {
             stack.name,
             view(active),
             view(active.other()),
-            detection.target
+            detection.target()
         ),
         None => info!(
             "{}: nothing deployed; next deploy goes to {}",
-            stack.name, detection.target
+            stack.name,
+            detection.target()
         ),
     }
     if let Some(conflict) = &detection.conflict {

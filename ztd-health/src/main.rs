@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
-use ztd_core::cli::{self, Context, HealthArgs, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, Context, HealthArgs, StackArgs, WithProject};
 use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
 use ztd_core::health::{self, HealthReport, Target};
+use ztd_core::report::Printed;
 use ztd_core::stack::{Color, Stack};
 use ztd_core::{Error, info, output, state, validate, warn};
 
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
     }
     cli::run("ztd-health", || async move {
         let (stack, requested) = match cli::context(&cli.stack, cli.color, true, true).await? {
-            Context::PassOn(report) => return Ok(report),
+            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
             Context::Act { stack, color, .. } => (stack, color),
         };
         if cli.validate {
@@ -124,10 +125,10 @@ fn main() -> ExitCode {
                            "problem": "nothing is deployed"}),
                 ),
             };
-            return Ok(Report::from_ok(json));
+            return Ok(cli::printed_from_ok(&json));
         }
         let outcome = evaluate(&cli, &stack, requested).await.in_project(&stack)?;
-        Ok(Report::from_ok(outcome_json(&stack, &outcome)))
+        Ok(cli::printed_from_ok(&outcome_json(&stack, &outcome)))
     })
 }
 

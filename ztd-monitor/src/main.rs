@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use ztd_core::cli::{self, Context, Report, StackArgs, ThresholdArgs, WithProject};
+use ztd_core::cli::{self, Context, StackArgs, ThresholdArgs, WithProject};
 use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
 use ztd_core::monitor::{DEFAULT_MAX_ERROR_RATE, Monitor, MonitorOptions, render_view};
+use ztd_core::report::{Printed, json_line};
 use ztd_core::stack::{Color, Stack};
 use ztd_core::units::parse_duration;
 use ztd_core::{Error, ExitStatus, info, output, signals, warn};
@@ -107,7 +108,7 @@ fn options(cli: &Cli, window: Option<Duration>, keep_logs: bool) -> MonitorOptio
     }
 }
 
-async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
+async fn window(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
     signals::install();
     let length = match cli.window.flatten() {
         Some(length) => length,
@@ -119,7 +120,7 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
         },
     };
     let (stack, named, upstream) = match cli::context(&cli.stack, cli.color, true, true).await? {
-        Context::PassOn(report) => return Ok(report),
+        Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
         Context::Act {
             stack,
             color,
@@ -132,7 +133,7 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
     let color = named.or(detection.active);
     let Some(color) = color else {
         warn!("nothing is deployed: nothing to watch");
-        return Ok(Report::from_ok(ztd_core::output::object(
+        return Ok(cli::printed_from_ok(&ztd_core::output::object(
             "ztd-monitor",
             &stack,
             false,
@@ -187,13 +188,14 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
         "interrupted": result.interrupted,
     });
     let json = match upstream {
-        Some(mut upstream) => {
+        Some(upstream) => {
+            let mut upstream = upstream.object;
             let ok = upstream.get("ok").and_then(Value::as_bool).unwrap_or(true)
                 && !tripped
                 && !result.interrupted;
-            upstream["ok"] = Value::Bool(ok);
-            upstream["monitor"] = findings;
-            upstream
+            upstream.insert("ok".into(), Value::Bool(ok));
+            upstream.insert("monitor".into(), findings);
+            Value::Object(upstream)
         }
         None => {
             let mut own = ztd_core::output::object(
@@ -220,7 +222,7 @@ async fn window(cli: Cli) -> Result<Report, (Error, Option<String>)> {
     } else {
         ExitStatus::Success
     };
-    Ok(Report { json, status })
+    Ok(Printed::text(json_line(&json), status))
 }
 
 fn watch_forever(cli: Cli) -> ExitCode {

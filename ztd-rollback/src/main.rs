@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ztd_core::cli::{self, Report, StackArgs, SwitchArgs, WithProject};
+use ztd_core::cli::{self, StackArgs, SwitchArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::{RollbackOptions, cleanup, rollback};
+use ztd_core::report::{Printed, json_line};
 use ztd_core::signals;
 use ztd_core::stack::Color;
 
@@ -84,9 +85,6 @@ fn main() -> ExitCode {
             }
         }
         .in_project(&stack)?;
-        Ok(Report {
-            json: outcome.json,
-            status: outcome.status,
-        })
+        Ok(Printed::text(json_line(&outcome.json), outcome.status))
     })
 }

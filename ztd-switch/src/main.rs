@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ztd_core::cli::{self, Context, Report, StackArgs, SwitchArgs, WithProject};
+use ztd_core::cli::{self, Context, StackArgs, SwitchArgs, WithProject};
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::resume;
+use ztd_core::report::{Printed, json_line};
 use ztd_core::stack::Color;
 use ztd_core::switch::switch;
 use ztd_core::{fault, signals};
@@ -81,7 +82,7 @@ fn main() -> ExitCode {
     cli::run("ztd-switch", || async move {
         signals::install();
         let (stack, to) = match cli::context(&cli.stack, cli.to, !cli.resume, true).await? {
-            Context::PassOn(report) => return Ok(report),
+            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
             Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
@@ -93,9 +94,6 @@ fn main() -> ExitCode {
             switch(&engine, &stack, &options).await
         }
         .in_project(&stack)?;
-        Ok(Report {
-            json: outcome.json,
-            status: outcome.status,
-        })
+        Ok(Printed::text(json_line(&outcome.json), outcome.status))
     })
 }

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ztd_core::cli::{self, Context, Report, StackArgs, WithProject};
+use ztd_core::cli::{self, Context, StackArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
+use ztd_core::report::Printed;
 use ztd_core::signals;
 use ztd_core::stack::Color;
 use ztd_core::up::{UpOptions, up};
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
         signals::install();
         let (stack, color, sources) = match cli::context(&cli.stack, cli.color, true, false).await?
         {
-            Context::PassOn(report) => return Ok(report),
+            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
             Context::Act {
                 stack,
                 color,
@@ -95,6 +96,6 @@ fn main() -> ExitCode {
         let json = up(&engine, &compose, &stack, &options)
             .await
             .in_project(&stack)?;
-        Ok(Report::from_ok(json))
+        Ok(cli::printed_from_ok(&json))
     })
 }

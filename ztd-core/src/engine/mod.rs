@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::labels::{self, Labels};
 use crate::stack::Color;
 
 /// The run state of a container, as the engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     /// Created, never started (or reset by `compose create`).
@@ -54,7 +54,7 @@ impl RunState {
 }
 
 /// Docker's own HEALTHCHECK verdict; `None` when the image and compose file define none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DockerHealth {
     /// No HEALTHCHECK.
@@ -68,7 +68,7 @@ pub enum DockerHealth {
 }
 
 /// One container and what ztd needs to know of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerInfo {
     /// Full container id.
     pub id: String,

@@ -3,17 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{ContainerInfo, ContainerQuery, Engine};
-use crate::error::Result;
+use crate::error::{ExitStatus, Result};
 use crate::journal::{self, Journal};
+use crate::report::Outcome;
 use crate::stack::{Color, Stack};
 use crate::state::{self, LockHolder};
 
 /// How far a color is up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColorStatus {
     /// No containers at all.
@@ -27,7 +27,7 @@ pub enum ColorStatus {
 }
 
 /// One color as found on the engine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ColorView {
     /// Its Compose project.
     pub project: String,
@@ -60,7 +60,7 @@ impl ColorView {
 }
 
 /// What the state files say.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Recorded {
     /// `.current_deployment`.
     pub current_deployment: Option<Color>,
@@ -72,15 +72,14 @@ pub struct Recorded {
     pub previous: Option<Color>,
 }
 
-/// The whole picture of a stack.
-#[derive(Debug, Clone, Serialize)]
+/// The whole picture of a stack: `ztd-detect`'s report body (its envelope's `target` is
+/// [`Detection::target`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Detection {
     /// The active color, if any.
     pub active: Option<Color>,
     /// The other color, when one is active.
     pub standby: Option<Color>,
-    /// Where the next deploy goes: the standby, or green when nothing is deployed.
-    pub target: Color,
     /// What the state files say.
     pub recorded: Recorded,
     /// Each color as found.
@@ -107,25 +106,22 @@ impl Detection {
         &self.colors[&color]
     }
 
-    /// The JSON object `ztd-detect` prints.
-    pub fn to_json(&self, stack: &Stack) -> Value {
-        json!({
-            "tool": "ztd-detect",
-            "project": stack.name,
-            "project_dir": stack.dir,
-            "ok": self.conflict.is_none() && !self.interrupted,
-            "active": self.active,
-            "standby": self.standby,
-            "target": self.target,
-            "recorded": self.recorded,
-            "colors": self.colors,
-            "shared": self.shared,
-            "legacy": self.legacy,
-            "journal": self.journal,
-            "interrupted": self.interrupted,
-            "conflict": self.conflict,
-            "lock": self.lock,
-        })
+    /// Where the next deploy goes: the standby, or green when nothing is deployed.
+    pub fn target(&self) -> Color {
+        self.standby.unwrap_or(Color::Green)
+    }
+}
+
+impl Outcome for Detection {
+    /// 0 when the picture is clear, 6 when a change was interrupted, 5 on a conflict.
+    fn status(&self) -> ExitStatus {
+        if self.interrupted {
+            ExitStatus::Incomplete
+        } else if self.conflict.is_some() {
+            ExitStatus::StateOrConfig
+        } else {
+            ExitStatus::Success
+        }
     }
 }
 
@@ -172,7 +168,6 @@ pub async fn detect<E: Engine>(engine: &E, stack: &Stack) -> Result<Detection> {
     Ok(Detection {
         active,
         standby: active.map(Color::other),
-        target: active.map_or(Color::Green, Color::other),
         recorded,
         colors,
         shared,
@@ -266,7 +261,10 @@ mod tests {
     fn nothing_deployed_targets_green() {
         let s = stack("empty");
         let d = run(&FakeEngine::default(), &s);
-        assert_eq!((d.active, d.standby, d.target), (None, None, Color::Green));
+        assert_eq!(
+            (d.active, d.standby, d.target()),
+            (None, None, Color::Green)
+        );
         assert_eq!(d.conflict, None);
     }
 
@@ -280,7 +278,7 @@ mod tests {
             RunState::Running,
         )]);
         let d = run(&engine, &s);
-        assert_eq!((d.active, d.target), (Some(Color::Blue), Color::Green));
+        assert_eq!((d.active, d.target()), (Some(Color::Blue), Color::Green));
         assert_eq!(d.color(Color::Blue).status, ColorStatus::Running);
         assert_eq!(d.conflict, None);
     }
@@ -312,7 +310,7 @@ mod tests {
             container("web-green", "shop-green", Color::Green, RunState::Running),
         ]);
         let d = run(&engine, &s);
-        assert_eq!((d.active, d.target), (Some(Color::Green), Color::Blue));
+        assert_eq!((d.active, d.target()), (Some(Color::Green), Color::Blue));
         assert_eq!(d.conflict, None);
     }
 
@@ -331,7 +329,7 @@ mod tests {
             RunState::Running,
         )]);
         let d = run(&engine, &s);
-        assert_eq!((d.active, d.target), (None, Color::Green));
+        assert_eq!((d.active, d.target()), (None, Color::Green));
         assert_eq!(d.conflict, None);
     }
 

@@ -123,7 +123,7 @@ pub async fn switch<E: Engine>(
     let to = opts
         .to
         .or(detection.recorded.candidate)
-        .unwrap_or(detection.target);
+        .unwrap_or(detection.target());
     if from == Some(to) {
         return Err(Error::Usage(format!("{to} is already the active color")));
     }

@@ -151,7 +151,7 @@ pub async fn up<E: Engine>(
             "a switch was interrupted: run ztd-switch --resume or ztd-rollback first".into(),
         ));
     }
-    let target = opts.color.unwrap_or(detection.target);
+    let target = opts.color.unwrap_or(detection.target());
     if detection.active == Some(target) {
         return Err(Error::Usage(format!(
             "{target} is the active color: deploy to {} (the standby)",
