@@ -14,7 +14,7 @@ use crate::compose::Compose;
 use crate::engine::{Engine, ProcessInfo, RunState};
 use crate::error::{Error, Result};
 use crate::labels::ProxyProtocol;
-use crate::render::Listener;
+use crate::render::{DeployMeta, Listener};
 use crate::stack::{Color, Stack};
 use crate::state;
 use crate::units::millis;
@@ -558,6 +558,19 @@ fn generation() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     now.as_secs() * 1000 + u64::from(now.subsec_millis())
+}
+
+/// The networks the proxy needs to reach a color's proxied services.
+pub fn networks_for(meta: &DeployMeta) -> Vec<String> {
+    let mut networks: Vec<String> = meta
+        .listeners
+        .iter()
+        .filter_map(|l| meta.service(&l.service))
+        .filter_map(|s| s.networks.first().cloned())
+        .collect();
+    networks.sort();
+    networks.dedup();
+    networks
 }
 
 #[cfg(test)]

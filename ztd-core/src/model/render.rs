@@ -495,6 +495,16 @@ pub fn read_meta(text: &str) -> Result<DeployMeta> {
         .map_err(|e| Error::State(format!("rendered file lacks valid x-ztd metadata: {e}")))
 }
 
+/// Read the rendered metadata of a color, if it has been deployed.
+pub fn read_color_meta(stack: &Stack, color: Color) -> Result<Option<DeployMeta>> {
+    let path = stack.rendered_compose_path(color);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => read_meta(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::State(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// Parse a rendered file (comment header, then JSON).
 pub fn parse_rendered(text: &str) -> Result<Value> {
     let body: String = text

@@ -390,6 +390,15 @@ pub fn lock_holder(stack: &Stack) -> Option<LockHolder> {
     }
 }
 
+/// Write `.rollback_state` as the original scripts did: three shell-sourceable lines.
+pub fn write_rollback_state(stack: &Stack, current: Color, target: Color) -> Result<()> {
+    let text = format!(
+        "CURRENT={current}\nTARGET={target}\nTIMESTAMP={}\n",
+        chrono::Utc::now().timestamp()
+    );
+    write_atomic(&stack.rollback_state_path(), text.as_bytes(), 0o644)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

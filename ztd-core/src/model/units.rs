@@ -109,6 +109,11 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
+/// Milliseconds since `started`, rounded to microseconds.
+pub fn millis_since(started: std::time::Instant) -> f64 {
+    millis(started.elapsed())
+}
+
 /// Parse a byte size: `512`, `64k`, `256m`, `1g`, `256MiB`, `1GB` (powers of 1024, as Docker).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let input = text.trim();

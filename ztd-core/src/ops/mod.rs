@@ -7,6 +7,7 @@ mod fault_table;
 pub mod health;
 pub mod monitor;
 pub mod recover;
+pub mod shared;
 pub mod switch;
 pub mod up;
 pub mod validate;

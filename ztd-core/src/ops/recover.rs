@@ -16,11 +16,15 @@ use crate::health::{self, Target};
 use crate::journal::{self, Journal, StepState};
 use crate::labels::{ServiceSettings, SwitchMode};
 use crate::proxy::{self, Proxy};
+use crate::render::read_color_meta;
 use crate::render::{self, DeployMeta};
+use crate::report::steps::Steps;
+use crate::shared::attach_shared;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
 use crate::switch::{Move, Operation, SwitchOptions, SwitchOutcome, execute, record_move, retire};
-use crate::up::{Steps, attach_shared, millis, proxy_networks, read_color_meta, start_services};
+use crate::units::millis_since;
+use crate::up::start_services;
 use crate::{info, warn};
 
 fn now() -> String {
@@ -251,7 +255,7 @@ async fn resolve<E: Engine>(
             "active": active,
             "target": active,
             "steps": steps.to_json(),
-            "duration_ms": millis(started),
+            "duration_ms": millis_since(started),
         }),
     ))
 }
@@ -317,7 +321,7 @@ async fn converge<E: Engine>(
     if let Some(status) = proxy.status().await? {
         let started = Instant::now();
         if let Some(meta) = &keep_meta {
-            proxy.connect(&proxy_networks(meta)).await?;
+            proxy.connect(&proxy::networks_for(meta)).await?;
         }
         let listeners = if listeners.is_empty() {
             // Nothing to serve: keep the ports the proxy has, answering that nothing is active.
@@ -569,7 +573,7 @@ pub async fn rollback<E: Engine>(
                     "target": active,
                     "refused": format!("{previous} does not come back healthy: {}", health.summary_line()),
                     "health": health.to_json(),
-                    "duration_ms": millis(started),
+                    "duration_ms": millis_since(started),
                 }),
             ));
         }
@@ -618,7 +622,7 @@ pub async fn rollback<E: Engine>(
                     "timeout_s": opts.timeout.as_secs_f64(),
                     "stopped_at": where_,
                     "journal": journal,
-                    "duration_ms": millis(started),
+                    "duration_ms": millis_since(started),
                 }),
             ))
         }
@@ -658,7 +662,7 @@ async fn abandon_candidate<E: Engine>(
             "stopped": stopped,
             "active": detection.active,
             "target": detection.active,
-            "duration_ms": millis(started),
+            "duration_ms": millis_since(started),
         }),
     ))
 }
@@ -725,7 +729,7 @@ async fn prepare<E: Engine>(
     }
     let proxy = Proxy::new(engine, stack);
     if proxy.status().await?.is_some() {
-        proxy.connect(&proxy_networks(meta)).await?;
+        proxy.connect(&proxy::networks_for(meta)).await?;
     }
     let containers = engine.list(&ContainerQuery::project(&meta.project)).await?;
     for service in meta
@@ -861,7 +865,7 @@ pub async fn cleanup<E: Engine>(
             "removed": removed,
             "active": detection.active,
             "target": detection.active,
-            "duration_ms": millis(started),
+            "duration_ms": millis_since(started),
         }),
     ))
 }

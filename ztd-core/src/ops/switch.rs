@@ -17,9 +17,11 @@ use crate::journal::{Journal, StepState};
 use crate::labels::{ServiceSettings, SwitchMode};
 use crate::proxy::{self, Proxy, ProxySwitch};
 use crate::render::DeployMeta;
+use crate::render::read_color_meta;
+use crate::report::steps::Steps;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
-use crate::up::{Steps, millis, proxy_networks, read_color_meta};
+use crate::units::millis_since;
 use crate::{fault, info, signals, warn};
 
 /// What `ztd-switch` was asked to do.
@@ -163,7 +165,7 @@ pub async fn switch<E: Engine>(
                 "active": from,
                 "refused": format!("{to} is not healthy: {}", health.summary_line()),
                 "health": health.to_json(),
-                "duration_ms": millis(started),
+                "duration_ms": millis_since(started),
             }),
         ));
     }
@@ -370,7 +372,7 @@ pub fn record_move(
     {
         // Advanced, as the original scripts' readers expect: a later rollback of this state is
         // a no-op rather than an undo of this rollback.
-        crate::up::write_rollback_state(stack, to, from)?;
+        state::write_rollback_state(stack, to, from)?;
     }
     let mut event = json!({"event": operation.name(), "at": now(), "from": from, "to": to});
     if let (Some(event), Value::Object(details)) = (event.as_object_mut(), details) {
@@ -514,7 +516,9 @@ impl<E: Engine> Run<'_, E> {
         let proxy = Proxy::new(self.engine, self.stack);
         let listeners = self.plan.to_meta.listeners.clone();
         let routes = proxy::routes_to(&listeners, Some(self.plan.to));
-        proxy.connect(&proxy_networks(&self.plan.to_meta)).await?;
+        proxy
+            .connect(&proxy::networks_for(&self.plan.to_meta))
+            .await?;
         match proxy.status().await? {
             None => {
                 return Err(Error::State(
@@ -544,7 +548,7 @@ impl<E: Engine> Run<'_, E> {
                 join_all(holders.iter().map(|c| self.retire(c))).await;
                 let released = Instant::now();
                 proxy.start(&listeners).await?;
-                self.ports_gap_ms = Some(millis(released));
+                self.ports_gap_ms = Some(millis_since(released));
                 info!(
                     "the proxy took over ports {ports:?} after {:.0} ms",
                     self.ports_gap_ms.unwrap_or_default()
@@ -624,7 +628,7 @@ impl<E: Engine> Run<'_, E> {
         if let Some(old) = &old {
             self.retire(old).await?;
         }
-        let stop_ms = millis(stopping);
+        let stop_ms = millis_since(stopping);
         fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
         let current = self.engine.inspect(&new.id).await?;
@@ -646,7 +650,7 @@ impl<E: Engine> Run<'_, E> {
                 )));
             }
         }
-        let gap_ms = millis(stopped);
+        let gap_ms = millis_since(stopped);
         info!(
             "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
             old.as_ref().map_or("(none)", |o| o.name.as_str()),
@@ -687,7 +691,7 @@ impl<E: Engine> Run<'_, E> {
             drain_exit_code,
             stop_ms,
             gap_ms,
-            healthy_ms: millis(checking),
+            healthy_ms: millis_since(checking),
             port_gap: self
                 .plan
                 .to_meta
@@ -835,7 +839,7 @@ impl<E: Engine> Run<'_, E> {
                 "proxy": self.proxy,
                 "ports_gap_ms": self.ports_gap_ms,
                 "handovers": self.handovers,
-                "duration_ms": millis(started),
+                "duration_ms": millis_since(started),
             }),
         )
     }

@@ -15,9 +15,12 @@ use crate::labels;
 use crate::labels::SwitchMode;
 use crate::overrides::EnvSettings;
 use crate::proxy::{Proxy, Route};
-use crate::render::{self, BuildInfo, DeployMeta, Plan, RenderOptions};
+use crate::render::{self, BuildInfo, DeployMeta, Plan, RenderOptions, read_color_meta};
+use crate::report::steps::Steps;
+use crate::shared::{attach_shared, shared_compose_path};
 use crate::stack::{Color, Sources, Stack, model_name};
 use crate::state::{self, DeployLock, DeploymentRecord};
+use crate::units::millis_since;
 use crate::{info, signals, warn};
 
 /// What `ztd-up` was asked to do.
@@ -33,52 +36,8 @@ pub struct UpOptions {
     pub sources: Sources,
 }
 
-/// Timings of the steps of a run.
-#[derive(Debug, Default)]
-pub struct Steps(Vec<Value>);
-
-impl Steps {
-    /// Time an async step.
-    pub async fn run<T, F: std::future::Future<Output = Result<T>>>(
-        &mut self,
-        name: &str,
-        step: F,
-    ) -> Result<T> {
-        let started = Instant::now();
-        info!("{name}...");
-        let result = step.await;
-        self.0
-            .push(json!({"name": name, "duration_ms": millis(started), "ok": result.is_ok()}));
-        result
-    }
-
-    /// Record a step with extra fields.
-    pub fn push(&mut self, name: &str, started: Instant, extra: Value) {
-        let mut entry = json!({"name": name, "duration_ms": millis(started), "ok": true});
-        if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
-            entry.extend(extra);
-        }
-        self.0.push(entry);
-    }
-
-    /// The steps as JSON.
-    pub fn to_json(&self) -> Value {
-        Value::Array(self.0.clone())
-    }
-}
-
-/// Milliseconds since `started`, rounded to microseconds.
-pub fn millis(started: Instant) -> f64 {
-    crate::units::millis(started.elapsed())
-}
-
 /// How long a container of an interrupted deploy gets to stop before it is killed.
 const INTERRUPT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Where the shared project's file is written.
-pub fn shared_compose_path(stack: &Stack) -> std::path::PathBuf {
-    stack.ztd_dir().join("shared").join("compose.yml")
-}
 
 /// Where the next deploy goes by the state files alone (the standby of the recorded active
 /// color, else green), before the engine is asked.
@@ -89,16 +48,6 @@ fn predicted_target(stack: &Stack) -> Color {
         .and_then(|s| s.active)
         .or_else(|| state::read_current_deployment(stack).ok().flatten());
     recorded.map_or(Color::Green, Color::other)
-}
-
-/// Read the rendered metadata of a color, if it has been deployed.
-pub fn read_color_meta(stack: &Stack, color: Color) -> Result<Option<DeployMeta>> {
-    let path = stack.rendered_compose_path(color);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => render::read_meta(&text).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::State(format!("{}: {e}", path.display()))),
-    }
 }
 
 /// Deploy a color. Returns the JSON report.
@@ -220,7 +169,7 @@ pub async fn up<E: Engine>(
         render::rendered_text(&plan.color_model).as_bytes(),
         0o600,
     )?;
-    write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
+    state::write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
     let mut record = state::read_state(stack)?.unwrap_or_default();
     record.candidate = Some(target);
     record.project = Some(stack.name.clone());
@@ -304,7 +253,7 @@ pub async fn up<E: Engine>(
             "run_in_both_colors": both,
             "listeners": plan.meta.listeners,
             "steps": steps.to_json(),
-            "duration_ms": millis(started),
+            "duration_ms": millis_since(started),
         }),
     ))
 }
@@ -701,50 +650,6 @@ async fn check_names_free<E: Engine>(engine: &E, meta: &DeployMeta) -> Result<()
     Ok(())
 }
 
-/// Write `.rollback_state` as the original scripts did: three shell-sourceable lines.
-pub fn write_rollback_state(stack: &Stack, current: Color, target: Color) -> Result<()> {
-    let text = format!(
-        "CURRENT={current}\nTARGET={target}\nTIMESTAMP={}\n",
-        chrono::Utc::now().timestamp()
-    );
-    state::write_atomic(&stack.rollback_state_path(), text.as_bytes(), 0o644)
-}
-
-/// Connect each shared service to the color's networks, answering to its name and aliases.
-pub async fn attach_shared<E: Engine>(engine: &E, stack: &Stack, meta: &DeployMeta) -> Result<()> {
-    if meta.shared.is_empty() {
-        return Ok(());
-    }
-    let shared = engine
-        .list(&ContainerQuery::project(&stack.shared_project()))
-        .await?;
-    for attachment in &meta.shared {
-        let Some(container) = shared.iter().find(|c| c.service == attachment.service) else {
-            warn!("shared service {} has no container", attachment.service);
-            continue;
-        };
-        for (key, aliases) in &attachment.networks {
-            if let Some(network) = meta.networks.get(key) {
-                engine.connect(network, &container.id, aliases).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The networks the proxy needs to reach a color's proxied services.
-pub fn proxy_networks(meta: &DeployMeta) -> Vec<String> {
-    let mut networks: Vec<String> = meta
-        .listeners
-        .iter()
-        .filter_map(|l| meta.service(&l.service))
-        .filter_map(|s| s.networks.first().cloned())
-        .collect();
-    networks.sort();
-    networks.dedup();
-    networks
-}
-
 async fn ensure_proxy<E: Engine>(
     engine: &E,
     compose: &Compose,
@@ -792,9 +697,11 @@ async fn ensure_proxy<E: Engine>(
         proxy.status().await? == Some(RunState::Running),
     ) {
         // The proxy may have been recreated: make sure it still reaches the active color.
-        proxy.connect(&proxy_networks(active_meta)).await?;
+        proxy
+            .connect(&crate::proxy::networks_for(active_meta))
+            .await?;
     }
-    proxy.connect(&proxy_networks(meta)).await
+    proxy.connect(&crate::proxy::networks_for(meta)).await
 }
 
 fn describe(plan: &Plan, detection: &Detection, dry_run: bool) {

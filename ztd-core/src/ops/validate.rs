@@ -14,10 +14,10 @@ use crate::error::{Error, Result};
 use crate::health::{self, CheckStatus, ContainerStatus, HealthPolicy, Target};
 use crate::labels::{self, ServiceSettings, SwitchMode};
 use crate::probe;
+use crate::render::read_color_meta;
 use crate::stack::{Color, Stack};
 use crate::state;
 use crate::units::{MemoryLimit, format_bytes};
-use crate::up::read_color_meta;
 
 /// Resource use above which a container fails validation, unless flags say otherwise.
 const DEFAULT_RESOURCE_PERCENT: f64 = 80.0;

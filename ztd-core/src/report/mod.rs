@@ -4,6 +4,7 @@
 //! The rule: an operation returns a typed report; only a printer turns it into text.
 
 pub mod output;
+pub mod steps;
 
 use std::path::PathBuf;
 
