@@ -18,7 +18,7 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::labels::{self, Labels};
+use crate::labels::{self, Labels, ServiceSettings};
 use crate::stack::Color;
 
 /// The run state of a container, as the engine reports it.
@@ -122,7 +122,41 @@ pub struct ContainerInfo {
     pub labels: Labels,
 }
 
+/// The containers whose bad `ztd.*` labels were already reported, so each is reported once.
+static REPORTED_BAD_LABELS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 impl ContainerInfo {
+    /// Its `ztd.*` settings, where a bad label matters: an error (exit 5) naming the container,
+    /// its service and the label. Used for what is about to serve: a target's health, the new
+    /// side of a switch, the color a rollback brings back.
+    pub fn settings(&self) -> Result<ServiceSettings> {
+        ServiceSettings::from_labels(&self.service, &self.labels).map_err(|err| {
+            crate::error::Error::State(format!("container {}: {}", self.name, err.message()))
+        })
+    }
+
+    /// Its `ztd.*` settings where going on is safer than stopping (retiring an old container,
+    /// putting things back, watching): a bad label falls back to the defaults and is reported
+    /// once per container as a warning.
+    pub fn settings_or_default(&self) -> ServiceSettings {
+        match self.settings() {
+            Ok(settings) => settings,
+            Err(err) => {
+                let first = REPORTED_BAD_LABELS.lock().is_ok_and(|mut reported| {
+                    let first = !reported.contains(&self.id);
+                    if first {
+                        reported.push(self.id.clone());
+                    }
+                    first
+                });
+                if first {
+                    crate::warn!("{}; using the defaults", err.message());
+                }
+                ServiceSettings::default()
+            }
+        }
+    }
+
     /// Whether the engine will bring this stopped container back by itself.
     pub fn will_restart(&self) -> bool {
         match self.restart_policy.as_str() {

@@ -14,7 +14,7 @@ use crate::engine::{ContainerInfo, ContainerQuery, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, Target};
 use crate::journal::{self, Journal, StepState};
-use crate::labels::{ServiceSettings, SwitchMode};
+use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy};
 use crate::render::read_color_meta;
 use crate::render::{self, DeployMeta};
@@ -292,8 +292,7 @@ async fn converge<E: Engine>(
         .collect();
     let is_handover = |c: &ContainerInfo| {
         handover_services.contains(&c.service)
-            || ServiceSettings::from_labels(&c.service, &c.labels)
-                .is_ok_and(|s| s.switch == SwitchMode::Handover)
+            || c.settings_or_default().switch == SwitchMode::Handover
     };
 
     // 1. The kept color's other services run.
@@ -375,7 +374,7 @@ async fn converge<E: Engine>(
         if !current.state.is_up() {
             engine.start(&current.id).await?;
         }
-        let settings = ServiceSettings::from_labels(service, &current.labels)?;
+        let settings = current.settings()?;
         if let Some(activate) = &settings.activate {
             let out = engine
                 .exec(&current.id, activate, opts.drain_timeout)

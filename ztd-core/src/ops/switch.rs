@@ -14,7 +14,7 @@ use crate::engine::{ContainerInfo, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, HealthPolicy, Target};
 use crate::journal::{Journal, StepState};
-use crate::labels::{ServiceSettings, SwitchMode};
+use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy, ProxySwitch};
 use crate::render::DeployMeta;
 use crate::render::read_color_meta;
@@ -392,8 +392,7 @@ pub(crate) async fn retire<E: Engine>(
     if !container.state.is_up() {
         return Ok(());
     }
-    let settings =
-        ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
+    let settings = container.settings_or_default();
     engine.set_restart_policy(&container.id, "no").await?;
     engine
         .stop(
@@ -595,11 +594,10 @@ impl<E: Engine> Run<'_, E> {
             .iter()
             .find(|c| c.service == service && c.state.is_up())
             .cloned();
-        let new_settings = ServiceSettings::from_labels(service, &new.labels)?;
+        let new_settings = new.settings()?;
         let mut drain_exit_code = None;
         if let Some(old) = &old {
-            let old_settings =
-                ServiceSettings::from_labels(service, &old.labels).unwrap_or_default();
+            let old_settings = old.settings_or_default();
             if let Some(drain) = &old_settings.drain {
                 let timeout = old_settings
                     .drain_timeout
@@ -764,8 +762,7 @@ impl<E: Engine> Run<'_, E> {
                             .set_restart_policy(&old.id, &old.restart_policy)
                             .await?;
                         self.engine.start(&old.id).await?;
-                        let settings = ServiceSettings::from_labels(&old.service, &old.labels)
-                            .unwrap_or_default();
+                        let settings = old.settings_or_default();
                         if let Some(activate) = &settings.activate {
                             self.engine
                                 .exec(&old.id, activate, self.opts.drain_timeout)
