@@ -210,7 +210,7 @@ pub fn compose_path(stack: &Stack) -> PathBuf {
 }
 
 /// What a proxy switch did and how long each part took.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProxySwitch {
     /// Config generation now live.
     pub generation: u64,

@@ -18,7 +18,7 @@ use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy};
 use crate::render::read_color_meta;
 use crate::render::{self, DeployMeta};
-use crate::report::steps::Steps;
+use crate::report::steps::{StepDetail, Steps};
 use crate::shared::attach_shared;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
@@ -254,7 +254,7 @@ async fn resolve<E: Engine>(
             "to": journal.to,
             "active": active,
             "target": active,
-            "steps": steps.to_json(),
+            "steps": steps,
             "duration_ms": millis_since(started),
         }),
     ))
@@ -309,7 +309,15 @@ async fn converge<E: Engine>(
     {
         result?;
     }
-    steps.push("services", started, json!({"started": idle.len()}));
+    steps.record(
+        "services",
+        started,
+        true,
+        StepDetail {
+            started: Some(idle.len()),
+            ..StepDetail::default()
+        },
+    );
 
     // 2. The proxy points at it.
     let listeners = keep_meta
@@ -351,7 +359,15 @@ async fn converge<E: Engine>(
         proxy
             .point_to(&routes, keep, &BTreeMap::new(), opts.drain_timeout)
             .await?;
-        steps.push("proxy", started, json!({"color": keep}));
+        steps.record(
+            "proxy",
+            started,
+            true,
+            StepDetail {
+                color: keep,
+                ..StepDetail::default()
+            },
+        );
     }
 
     // 3. Each singleton: the other side's stops first, then the kept one runs.
@@ -361,7 +377,12 @@ async fn converge<E: Engine>(
         if let Some(current) = current {
             retire(engine, opts, &current).await?;
         }
-        steps.push(&format!("retire:{}", container.name), started, json!({}));
+        steps.record(
+            &format!("retire:{}", container.name),
+            started,
+            true,
+            StepDetail::default(),
+        );
     }
     for service in &handover_services {
         let Some(container) = keep_containers.iter().find(|c| &c.service == service) else {
@@ -409,7 +430,12 @@ async fn converge<E: Engine>(
                 .unwrap_or_else(|| "no".into());
             engine.set_restart_policy(&current.id, &restart).await?;
         }
-        steps.push(&format!("handover:{service}"), started, json!({}));
+        steps.record(
+            &format!("handover:{service}"),
+            started,
+            true,
+            StepDetail::default(),
+        );
     }
 
     // 4. The rest of the other side stops (kept for rollback).
@@ -424,7 +450,15 @@ async fn converge<E: Engine>(
                 retired += 1;
             }
         }
-        steps.push("stop_old", started, json!({"stopped": retired}));
+        steps.record(
+            "stop_old",
+            started,
+            true,
+            StepDetail {
+                stopped: Some(retired),
+                ..StepDetail::default()
+            },
+        );
     }
     Ok(unhealthy)
 }

@@ -18,7 +18,7 @@ use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy, ProxySwitch};
 use crate::render::DeployMeta;
 use crate::render::read_color_meta;
-use crate::report::steps::Steps;
+use crate::report::steps::{StepDetail, Steps};
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
 use crate::units::millis_since;
@@ -447,10 +447,15 @@ impl<E: Engine> Run<'_, E> {
             fault::point("proxy:start");
             let started = Instant::now();
             let result = self.switch_proxy().await;
-            self.steps.push(
+            self.steps.record(
                 "proxy",
                 started,
-                json!({"result": self.proxy, "ports_gap_ms": self.ports_gap_ms, "ok": result.is_ok()}),
+                result.is_ok(),
+                StepDetail {
+                    result: self.proxy.clone(),
+                    ports_gap_ms: self.ports_gap_ms,
+                    ..StepDetail::default()
+                },
             );
             result?;
             self.journal.mark(self.stack, "proxy", StepState::Done)?;
@@ -472,7 +477,7 @@ impl<E: Engine> Run<'_, E> {
             let started = Instant::now();
             let result = self.handover(&service).await;
             self.steps
-                .push(&step, started, json!({"ok": result.is_ok()}));
+                .record(&step, started, result.is_ok(), StepDetail::default());
             result?;
             self.journal.mark(self.stack, &step, StepState::Done)?;
             fault::point(&format!("{step}:done"));
@@ -486,7 +491,7 @@ impl<E: Engine> Run<'_, E> {
         let started = Instant::now();
         let stopped = self.stop_old().await;
         self.steps
-            .push("stop_old", started, json!({"ok": stopped.is_ok()}));
+            .record("stop_old", started, stopped.is_ok(), StepDetail::default());
         stopped?;
         self.journal.mark(self.stack, "stop_old", StepState::Done)?;
         fault::point("stop_old:done");
@@ -832,7 +837,7 @@ impl<E: Engine> Run<'_, E> {
                 "adopted": self.plan.adopting,
                 "undone": undone,
                 "version": self.plan.to_meta.build.version,
-                "steps": self.steps.to_json(),
+                "steps": self.steps,
                 "proxy": self.proxy,
                 "ports_gap_ms": self.ports_gap_ms,
                 "handovers": self.handovers,

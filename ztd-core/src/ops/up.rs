@@ -16,7 +16,7 @@ use crate::labels::SwitchMode;
 use crate::overrides::EnvSettings;
 use crate::proxy::{Proxy, Route};
 use crate::render::{self, BuildInfo, DeployMeta, Plan, RenderOptions, read_color_meta};
-use crate::report::steps::Steps;
+use crate::report::steps::{StepDetail, Steps};
 use crate::shared::{attach_shared, shared_compose_path};
 use crate::stack::{Color, Sources, Stack, model_name};
 use crate::state::{self, DeployLock, DeploymentRecord};
@@ -112,7 +112,7 @@ pub async fn up<E: Engine>(
         // right color's variables.
         (build, config) = read_model(stack.clone(), target).await?;
     }
-    steps.push("read compose file", reading, json!({}));
+    steps.record("read compose file", reading, true, StepDetail::default());
     let container_names = choose_container_names(engine, stack, &config, target).await?;
     // Rendering with other container names, should another deploy take one meanwhile.
     let render_named = |container_names| {
@@ -252,7 +252,7 @@ pub async fn up<E: Engine>(
             "shared": plan.meta.shared.iter().map(|s| &s.service).collect::<Vec<_>>(),
             "run_in_both_colors": both,
             "listeners": plan.meta.listeners,
-            "steps": steps.to_json(),
+            "steps": steps,
             "duration_ms": millis_since(started),
         }),
     ))
