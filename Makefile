@@ -9,6 +9,9 @@ HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 TOOLS := ztd-detect ztd-health ztd-up ztd-switch ztd-rollback ztd-monitor
 BIN := target/debug
 RELEASE_BIN := target/release
+# The debug tools carry the named kill and pause points the recovery tests drive (ZTD_FAULT,
+# ZTD_PAUSE); release builds, the ones installed, do not.
+DEV_FEATURES := --features ztd-core/fault-injection
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
@@ -21,7 +24,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 ## build: the tools, debug profile
 build:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins $(DEV_FEATURES)
 
 ## release: the tools, optimised and stripped
 release:
@@ -89,18 +92,19 @@ demo-clean:
 
 ## test: format check, clippy with -D warnings, unit tests and tests against the real engine
 test: fmt-check clippy images
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace -- --test-threads=4
+	$(CARGO) build --workspace --bins $(DEV_FEATURES)
+	$(CARGO) test --workspace $(DEV_FEATURES) -- --test-threads=4
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
+	$(CARGO) clippy --workspace --all-targets $(DEV_FEATURES) -- -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## unit: the tests that need no Docker engine
 unit:
-	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --workspace --lib --bins $(DEV_FEATURES)
 
 ## bench: speed of ztd-detect, ztd-health and a deploy, each against a baseline in the same run
 bench: release images

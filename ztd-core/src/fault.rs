@@ -7,9 +7,11 @@
 //! `undo:proxy:start`.
 //! `ZTD_PAUSE=<point>=<duration>` makes a tool wait at a point instead (after saying so on
 //! stderr), so a test can send it a signal there: `switch:before` (ztd-switch, before the switch
-//! begins). Not meant for production use; unset, each costs one environment lookup per point.
+//! begins). Compiled in only with the `fault-injection` feature (`make test` turns it on); in
+//! the binaries users install every point is an empty function.
 
 /// Die here if `ZTD_FAULT` names this point.
+#[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     if std::env::var("ZTD_FAULT").is_ok_and(|f| f == name) {
         crate::warn!("ZTD_FAULT={name}: killing myself with SIGKILL");
@@ -19,7 +21,18 @@ pub fn point(name: &str) {
     }
 }
 
+/// Without fault injection: nothing happens here.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
+
+/// Without fault injection: nothing happens here.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub async fn pause(_name: &str) {}
+
 /// Wait here if `ZTD_PAUSE` names this point (`<point>=<duration>`).
+#[cfg(feature = "fault-injection")]
 pub async fn pause(name: &str) {
     let Ok(setting) = std::env::var("ZTD_PAUSE") else {
         return;
