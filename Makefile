@@ -15,7 +15,7 @@ DEV_FEATURES := --features ztd-core/fault-injection
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
-.PHONY: build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
+.PHONY: setup setup-tests build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
 	deploy status health up switch monitor rollback cleanup demo demo-clean
 
 # The stack the deploy targets act on, and the tools they run (built here, first on PATH).
@@ -83,15 +83,24 @@ switch: build
 	cd $(PROJECT_DIR) && ztd-switch $(if $(COLOR),--to $(COLOR)) </dev/null
 
 ## demo: deploy the bundled example twice under load, on a machine with only a Docker engine
-demo: build images
+demo: setup build images
 	bash examples/demo.sh
 
 ## demo-clean: remove the demo's containers, networks, volumes and files
 demo-clean:
 	bash examples/demo.sh --clean
 
+## setup: bring a Docker engine that answers and Compose v2 (the docker compose plugin) onto this
+## machine when missing (mk/ensure-host.sh; `make demo` runs it)
+setup:
+	bash mk/ensure-host.sh
+
+## setup-tests: as setup, and what the tests use beside (openssl); `make test` runs it
+setup-tests:
+	bash mk/ensure-host.sh --tests
+
 ## test: format check, clippy with -D warnings, unit tests and tests against the real engine
-test: fmt-check clippy images
+test: setup-tests fmt-check clippy images
 	$(CARGO) build --workspace --bins $(DEV_FEATURES)
 	$(CARGO) test --workspace $(DEV_FEATURES) -- --test-threads=4
 
