@@ -15,7 +15,7 @@ DEV_FEATURES := --features ztd-core/fault-injection
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
-.PHONY: setup setup-tests build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
+.PHONY: setup setup-tests install uninstall deb build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
 	deploy status health up switch monitor rollback cleanup demo demo-clean
 
 # The stack the deploy targets act on, and the tools they run (built here, first on PATH).
@@ -29,6 +29,20 @@ build:
 ## release: the tools, optimised and stripped
 release:
 	$(CARGO) build --release --workspace --bins
+
+## install: the release tools, their man pages and shell completions, the drop-in scripts and the
+## example under DESTDIR/PREFIX (default /usr/local); uninstall removes exactly those
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: release
+	bash mk/install.sh install --prefix $(PREFIX) --destdir "$(DESTDIR)" --bin-dir $(RELEASE_BIN)
+
+uninstall:
+	bash mk/install.sh uninstall --prefix $(PREFIX) --destdir "$(DESTDIR)"
+
+## deb: the Debian package, target/deb/ztd_<version>_<arch>.deb
+deb: release
+	bash mk/deb.sh --bin-dir $(RELEASE_BIN)
 
 ## images: the test app image (FROM scratch, one static binary) and the proxy image (Debian's
 ## nginx on an assembled rootfs), reused by tests and the demo

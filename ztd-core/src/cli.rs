@@ -420,9 +420,54 @@ pub fn try_parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, Par
     })
 }
 
+/// What `--generate KIND` prints: the tool's man page (roff) or its completion script for a
+/// shell, made from the same clap definition as `--help`, so they never disagree.
+pub const GENERATE_KINDS: &str = "man, bash, zsh, fish, elvish, powershell";
+
+/// `TOOL --generate KIND` (the whole command line): print the man page or a completion script
+/// on stdout. None when the command line is anything else.
+fn generate<T: clap::CommandFactory>(tool: &str) -> Option<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let kind = match args.as_slice() {
+        [flag, kind] if flag == "--generate" => kind.to_str().unwrap_or("?").to_string(),
+        [flag] => flag.to_str()?.strip_prefix("--generate=")?.to_string(),
+        _ => return None,
+    };
+    let mut command = T::command().bin_name(tool);
+    let mut text = Vec::new();
+    let made = if kind == "man" {
+        clap_mangen::Man::new(command)
+            .render(&mut text)
+            .map_err(|e| e.to_string())
+    } else {
+        match kind.parse::<clap_complete::Shell>() {
+            Ok(shell) => {
+                clap_complete::generate(shell, &mut command, tool, &mut text);
+                Ok(())
+            }
+            Err(_) => Err(format!(
+                "--generate {kind:?}: expected one of {GENERATE_KINDS}"
+            )),
+        }
+    };
+    Some(match made {
+        Ok(()) => {
+            output::print_text(&String::from_utf8_lossy(&text));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            output::print_error_line(&format!("{tool}: error: {message}"));
+            ExitCode::from(ExitStatus::Usage.code())
+        }
+    })
+}
+
 /// Parse the command line; a usage error is one line on stderr, an `ok: false` object on
-/// stdout and exit 2.
+/// stdout and exit 2. `--generate KIND` prints the man page or a completion script instead.
 pub fn parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ExitCode> {
+    if let Some(code) = generate::<T>(tool) {
+        return Err(code);
+    }
     match try_parse_args(tool) {
         Ok(args) => Ok(args),
         Err(ParseStop::Printed) => Err(ExitCode::SUCCESS),
