@@ -1,6 +1,7 @@
 //! `make install`, `make uninstall` and `make deb` lay out exactly what they promise: the six
 //! tools, man pages and completions made from the tools' own flags, the scripts and the example,
 //! and take all of it away again.
+#![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
