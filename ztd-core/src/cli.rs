@@ -311,17 +311,49 @@ fn percent_arg(text: &str) -> std::result::Result<f64, String> {
     parse_percent(text)
 }
 
-/// The previous tool's object, if stdin carries any. A terminal or empty stdin means no
-/// upstream; with several lines (a JSON Lines stream), the last object counts.
-pub fn read_upstream() -> Result<Option<Upstream>> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+/// How long stdin may stay silent before the tool says it is waiting for it.
+const UPSTREAM_QUIET_NOTICE: Duration = Duration::from_secs(1);
+
+/// The previous tool's object, if stdin carries any. A terminal is not read; an empty stdin means
+/// no upstream; with several lines (a JSON Lines stream), the last object counts. A pipe that
+/// says nothing for a second (`ssh host ztd-health` keeps one open) gets a note on stderr saying
+/// what the tool waits for and how to skip it; Ctrl-C, SIGTERM or SIGHUP end the wait (exit 130).
+pub async fn read_upstream() -> Result<Option<Upstream>> {
+    if std::io::stdin().is_terminal() {
         return Ok(None);
     }
-    let mut text = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut text)
+    // A thread of its own, not the runtime's blocking pool: when the tool stops waiting (a
+    // signal), the process exits without waiting for a read that may never end.
+    let (sender, mut reading) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let read = std::io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .map(|_| text);
+        let _ = sender.send(read);
+    });
+    let mut noticed = false;
+    let started = tokio::time::Instant::now();
+    let read = loop {
+        match tokio::time::timeout(Duration::from_millis(100), &mut reading).await {
+            Ok(joined) => break joined,
+            Err(_) if crate::signals::interrupted() => {
+                return Err(Error::Interrupted(
+                    "interrupted while waiting for the upstream report on stdin".into(),
+                ));
+            }
+            Err(_) if !noticed && started.elapsed() >= UPSTREAM_QUIET_NOTICE => {
+                noticed = true;
+                crate::warn!(
+                    "waiting for the upstream tool's report on stdin; name a color or redirect stdin from /dev/null to act without one"
+                );
+            }
+            Err(_) => {}
+        }
+    };
+    let text = read
+        .map_err(|e| Error::Usage(format!("cannot read stdin: {e}")))?
         .map_err(|e| Error::Usage(format!("cannot read stdin: {e}")))?;
     Upstream::parse(&text)
 }
@@ -354,7 +386,7 @@ pub async fn context(
     ask_compose: bool,
 ) -> std::result::Result<Context, (Error, Option<String>)> {
     let upstream = if color.is_none() && read_stdin {
-        read_upstream().no_project()?
+        read_upstream().await.no_project()?
     } else {
         None
     };

@@ -5,6 +5,7 @@
 
 pub mod output;
 pub mod steps;
+pub mod style;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! Output: one JSON value on stdout for machines, human progress on stderr, filtered by
 //! `DEPLOYMENT_LOG_LEVEL` and coloured only on a terminal without `NO_COLOR`.
 
-use std::io::{ErrorKind, IsTerminal, Write};
+use std::io::{ErrorKind, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -83,8 +83,7 @@ pub fn init_at(tool: &str, floor: Level) -> Result<(), Error> {
         },
         _ => (Level::Info, None),
     };
-    let color = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = crate::report::style::stderr_colored();
     let _ = LOGGER.set(Logger {
         tool: tool.to_string(),
         threshold: threshold.max(floor),
