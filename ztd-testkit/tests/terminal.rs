@@ -2,6 +2,7 @@
 //! that are not UTF-8 are a usage error on one line (never a panic), a stdin pipe that stays
 //! silent gets a note on stderr and a signal ends the wait, and `--generate` makes the man page
 //! and completions.
+#![allow(clippy::expect_used)]
 
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
