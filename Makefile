@@ -116,7 +116,7 @@ setup-tests:
 ## test: format check, clippy with -D warnings, unit tests and tests against the real engine
 test: setup-tests fmt-check clippy images
 	$(CARGO) build --workspace --bins $(DEV_FEATURES)
-	$(CARGO) test --workspace $(DEV_FEATURES) -- --test-threads=4
+	ZTD_REQUIRE_ENGINE=1 $(CARGO) test --workspace $(DEV_FEATURES) -- --test-threads=4
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -131,6 +131,75 @@ impl ToolOutput {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Set by `make test`: a test that needs the Docker engine fails when none answers, instead of
+/// being skipped.
+pub const REQUIRE_ENGINE: &str = "ZTD_REQUIRE_ENGINE";
+
+/// Whether a Docker engine answers (asked once per test binary, with a deadline).
+pub fn engine_answers() -> bool {
+    static ANSWERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWERS.get_or_init(|| {
+        let Ok(mut child) = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return false,
+            }
+        }
+        let _ = child.kill();
+        false
+    })
+}
+
+/// Whether the test `name` may go on: true when the engine answers. Without one it says on the
+/// terminal (past the test harness's capture) that the test is skipped and how to run it, and
+/// returns false; under `make test` (ZTD_REQUIRE_ENGINE set) it fails the test instead.
+pub fn engine_or_skip(name: &str) -> bool {
+    if engine_answers() {
+        return true;
+    }
+    assert!(
+        std::env::var_os(REQUIRE_ENGINE).is_none(),
+        "{name}: no Docker engine answers (docker version failed); make test needs one: start \
+         dockerd, or run `make setup`"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {name}: no Docker engine answers; `make test` runs it against a real one"
+    );
+    false
+}
+
+/// The running test's name: libtest names each test's thread after it; on the main thread
+/// (one test thread), the module and line stand in.
+pub fn test_name(module: &str, line: u32) -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => format!("{module}:{line}"),
+    }
+}
+
+/// First line of a test that needs the Docker engine: returns from the test, saying so, when
+/// none answers (see [`engine_or_skip`]).
+#[macro_export]
+macro_rules! require_engine {
+    () => {
+        if !$crate::engine_or_skip(&$crate::test_name(module_path!(), line!())) {
+            return;
+        }
+    };
+}
+
 /// The settings ztd reads from the environment: tests set them, never inherit them.
 pub const SETTINGS: [&str; 13] = [
     "ZTD_ENGINE_TIMEOUT",
