@@ -671,17 +671,7 @@ async fn check_container<E: Engine>(
     color_is_active: bool,
 ) -> ContainerHealth {
     if waits_for_handover(container, settings, color_is_active) {
-        let detail = format!(
-            "{}, waiting for its handover",
-            format!("{:?}", container.state).to_lowercase()
-        );
-        let check = Timer::start().check(CheckName::Running, CheckStatus::Skip, detail);
-        return container_health(
-            container,
-            vec![check],
-            Some(ContainerStatus::Standby),
-            false,
-        );
+        return standby_health(container);
     }
     // The run state and the restarts: a container that does not run stops here.
     let now = Utc::now();
@@ -728,6 +718,19 @@ async fn check_container<E: Engine>(
     health.uptime_due_in = uptime_due_in;
     health.polls = polls;
     health
+}
+
+/// A handover service waiting for its switch: standby, its run state skipped.
+fn standby_health(container: &ContainerInfo) -> ContainerHealth {
+    let state = format!("{:?}", container.state).to_lowercase();
+    let detail = format!("{state}, waiting for its handover");
+    let check = Timer::start().check(CheckName::Running, CheckStatus::Skip, detail);
+    container_health(
+        container,
+        vec![check],
+        Some(ContainerStatus::Standby),
+        false,
+    )
 }
 
 /// The `running` check, and whether the container exited for good (no restart will come).
