@@ -3,7 +3,9 @@
 //! the one status line of a monitoring plugin.
 
 use crate::error::{Error, ExitStatus};
-use crate::health::{CheckName, CheckStatus, ContainerHealth, ContainerStatus, HealthBody};
+use crate::health::{
+    CheckName, CheckStatus, ContainerHealth, ContainerStatus, HealthBody, HealthStatus,
+};
 use crate::output;
 use crate::report::Printed;
 use crate::stack::Stack;
@@ -221,9 +223,9 @@ pub fn nagios(stack: &Stack, body: &HealthBody) -> Printed {
         }
     };
     let state = match report.status {
-        crate::health::HealthStatus::Healthy => Nagios::Ok,
-        crate::health::HealthStatus::Warning => Nagios::Warning,
-        crate::health::HealthStatus::Unhealthy => Nagios::Critical,
+        HealthStatus::Healthy => Nagios::Ok,
+        HealthStatus::Warning => Nagios::Warning,
+        HealthStatus::Unhealthy => Nagios::Critical,
     };
     let summary = report.summary;
     let perfdata = format!(
