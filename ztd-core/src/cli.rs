@@ -547,6 +547,34 @@ where
     }
 }
 
+/// As [`run`], for a mode whose stdout is a text report instead of JSON: stderr shows nothing
+/// below `floor` (a `DEPLOYMENT_LOG_LEVEL` ztd does not know leaves the default: the report is
+/// the output that matters), and an error is printed by `on_error` instead of as an `ok: false`
+/// object.
+pub fn run_with<F, Fut>(
+    tool: &str,
+    floor: output::Level,
+    body: F,
+    on_error: impl FnOnce(&Error) -> Printed,
+) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = std::result::Result<Printed, (Error, Option<String>)>>,
+{
+    let _ = output::init_at(tool, floor);
+    let printed = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime
+            .block_on(body())
+            .unwrap_or_else(|(err, _)| on_error(&err)),
+        Err(e) => on_error(&Error::State(format!("cannot start the runtime: {e}"))),
+    };
+    output::print_text(&printed.text);
+    ExitCode::from(printed.status.code())
+}
+
 /// Report an error the way every tool does: one line on stderr, an `ok: false` object on stdout,
 /// the error's exit code.
 pub fn fail(tool: &str, project: Option<&str>, err: &Error) -> ExitCode {

@@ -1,29 +1,62 @@
 //! ztd-health against the real Docker engine: every kind of container health, the wait, the
-//! nagios mode, pipelines, settings, and bad input that must change nothing.
+//! nagios mode, pipelines, settings, and bad input that must change nothing. Its JSON is decoded
+//! into the report types it is printed from.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use serde_json::Value;
+use ztd_core::engine::{DockerHealth, RunState};
+use ztd_core::health::{
+    Check, CheckName, CheckStatus, ContainerHealth, ContainerStatus, HealthBody, HealthReport,
+    HealthStatus,
+};
+use ztd_core::report::Report;
+use ztd_core::stack::Color;
+use ztd_core::validate::{Group, ValidationBody};
 use ztd_testkit::{Service, TestStack, ToolOutput, eventually};
 
-fn container<'a>(out: &'a ToolOutput, name: &str) -> &'a Value {
-    out.json["containers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no containers in {}", out.stdout))
-        .iter()
-        .find(|c| c["name"] == name)
+/// stdout's last line.
+fn last_line(out: &ToolOutput) -> &str {
+    out.stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("no output: {out:?}"))
+}
+
+/// stdout as ztd-health's report.
+fn report(out: &ToolOutput) -> Report<HealthBody> {
+    serde_json::from_str(last_line(out)).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// stdout as the report of a color that was checked.
+fn checked(out: &ToolOutput) -> HealthReport {
+    match report(out).body {
+        HealthBody::Checked { report, .. } => report,
+        HealthBody::NothingDeployed(_) => panic!("nothing checked: {}", out.stdout),
+    }
+}
+
+/// stdout as ztd-health --validate's report.
+fn validation(out: &ToolOutput) -> Report<ValidationBody> {
+    serde_json::from_str(last_line(out)).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+fn container(out: &ToolOutput, name: &str) -> ContainerHealth {
+    checked(out)
+        .containers
+        .into_iter()
+        .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("{name} not in {}", out.stdout))
 }
 
-fn check<'a>(out: &'a ToolOutput, name: &str, check: &str) -> &'a Value {
-    container(out, name)["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == check)
-        .unwrap_or_else(|| panic!("no {check} check on {name}: {}", out.stdout))
+fn check(out: &ToolOutput, name: &str, check: CheckName) -> Check {
+    container(out, name)
+        .checks
+        .into_iter()
+        .find(|c| c.name == check)
+        .unwrap_or_else(|| panic!("no {check:?} check on {name}: {}", out.stdout))
 }
 
 #[test]
@@ -41,37 +74,47 @@ fn a_healthy_color_passes_every_kind_of_check() {
     std::fs::write(stack.dir.join(".current_deployment"), "blue\n").unwrap();
     let out = stack.run("ztd-health", &["--wait", "--min-uptime", "1s"]);
     out.expect_code(0);
-    let j = &out.json;
+    let j = report(&out);
     assert_eq!(
-        (j["tool"].as_str(), j["ok"].as_bool()),
-        (Some("ztd-health"), Some(true))
+        (j.envelope.tool.as_str(), j.envelope.ok),
+        ("ztd-health", true)
     );
-    assert_eq!(j["color"], "blue");
-    assert_eq!(j["status"], "healthy");
-    assert_eq!(j["summary"]["healthy"], 4);
+    assert_eq!(j.envelope.target, Some(Color::Blue));
+    let health = checked(&out);
+    assert_eq!(health.color, Color::Blue);
+    assert_eq!(health.status, HealthStatus::Healthy);
+    assert_eq!(health.summary.healthy, 4);
     let api = stack.container("api", "blue");
-    assert_eq!(check(&out, &api, "docker_health")["status"], "pass");
-    let web = stack.container("web", "blue");
-    assert_eq!(check(&out, &web, "http")["status"], "pass");
-    assert!(
-        check(&out, &web, "http")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("200")
-    );
-    assert!(check(&out, &web, "http")["duration_ms"].is_number());
     assert_eq!(
-        check(&out, &stack.container("db", "blue"), "tcp")["status"],
-        "pass"
+        check(&out, &api, CheckName::DockerHealth).status,
+        CheckStatus::Pass
+    );
+    let web = stack.container("web", "blue");
+    let http = check(&out, &web, CheckName::Http);
+    assert_eq!(http.status, CheckStatus::Pass);
+    assert!(http.detail.contains("200"), "{}", http.detail);
+    assert!(http.duration_ms.is_finite() && http.duration_ms >= 0.0);
+    assert_eq!(
+        check(&out, &stack.container("db", "blue"), CheckName::Tcp).status,
+        CheckStatus::Pass
     );
     let worker = stack.container("worker", "blue");
-    assert_eq!(check(&out, &worker, "uptime")["status"], "pass");
     assert_eq!(
-        check(&out, &worker, "docker_health")["detail"],
+        check(&out, &worker, CheckName::Uptime).status,
+        CheckStatus::Pass
+    );
+    assert_eq!(
+        check(&out, &worker, CheckName::DockerHealth).detail,
         "no HEALTHCHECK"
     );
-    assert_eq!(check(&out, &worker, "log_errors")["status"], "pass");
-    assert_eq!(check(&out, &worker, "restarts")["status"], "pass");
+    assert_eq!(
+        check(&out, &worker, CheckName::LogErrors).status,
+        CheckStatus::Pass
+    );
+    assert_eq!(
+        check(&out, &worker, CheckName::Restarts).status,
+        CheckStatus::Pass
+    );
 }
 
 #[test]
@@ -92,13 +135,19 @@ fn starting_then_healthy_within_the_wait_returns_promptly() {
     let once = stack.run("ztd-health", &["green"]);
     once.expect_code(1);
     let slow = stack.container("slow", "green");
-    assert_eq!(container(&once, &slow)["health"], "starting");
-    assert_eq!(check(&once, &slow, "docker_health")["detail"], "starting");
+    assert_eq!(container(&once, &slow).health, DockerHealth::Starting);
+    assert_eq!(
+        check(&once, &slow, CheckName::DockerHealth).detail,
+        "starting"
+    );
 
     let out = stack.run("ztd-health", &["green", "--wait"]);
     out.expect_code(0);
-    assert_eq!(out.json["waited"], true);
-    assert!(out.json["rounds"].as_u64().unwrap() > 1);
+    let HealthBody::Checked { waited, report } = report(&out).body else {
+        panic!("checked: {}", out.stdout);
+    };
+    assert!(waited);
+    assert!(report.rounds > 1);
     // The default deadline is 10 x 5s; it returned long before that.
     assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
 }
@@ -120,23 +169,16 @@ fn an_unhealthy_color_fails_once_and_when_waiting_until_the_deadline() {
     let before = stack.snapshot();
     let out = stack.run("ztd-health", &["blue"]);
     out.expect_code(1);
-    assert_eq!(out.json["ok"], false);
-    assert_eq!(out.json["status"], "unhealthy");
+    assert!(!report(&out).envelope.ok);
+    assert_eq!(checked(&out).status, HealthStatus::Unhealthy);
     let web = stack.container("web", "blue");
-    assert!(
-        check(&out, &web, "http")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("503")
-    );
+    assert!(check(&out, &web, CheckName::Http).detail.contains("503"));
     let api = stack.container("api", "blue");
     assert!(eventually(Duration::from_secs(10), || {
-        stack.run("ztd-health", &["blue"]).json["containers"]
-            .as_array()
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["name"] == api.as_str() && c["health"] == "unhealthy")
-            })
+        checked(&stack.run("ztd-health", &["blue"]))
+            .containers
+            .iter()
+            .any(|c| c.name == api && c.health == DockerHealth::Unhealthy)
     }));
     let waited = stack.run(
         "ztd-health",
@@ -171,15 +213,15 @@ fn an_exited_container_fails_and_a_wait_gives_up_at_once() {
         == "exited"));
     let out = stack.run("ztd-health", &["blue", "--wait"]);
     out.expect_code(1);
-    assert_eq!(container(&out, &name)["state"], "exited");
+    assert_eq!(container(&out, &name).state, RunState::Exited);
     assert!(
-        check(&out, &name, "running")["detail"]
-            .as_str()
-            .unwrap()
+        check(&out, &name, CheckName::Running)
+            .detail
             .contains("code 3")
     );
     assert_eq!(
-        out.json["rounds"], 1,
+        checked(&out).rounds,
+        1,
         "no point waiting for a container that will not restart"
     );
     assert!(out.elapsed < Duration::from_secs(5));
@@ -200,22 +242,17 @@ fn a_restart_loop_is_unhealthy() {
     }));
     let out = stack.run("ztd-health", &["blue", "--wait"]);
     out.expect_code(1);
-    let restarts = check(&out, &name, "restarts");
-    assert_eq!(restarts["status"], "fail");
-    assert!(
-        restarts["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("restarted")
-    );
+    let restarts = check(&out, &name, CheckName::Restarts);
+    assert_eq!(restarts.status, CheckStatus::Fail);
+    assert!(restarts.detail.starts_with("restarted"));
     assert!(
         out.elapsed < Duration::from_secs(5),
         "restarts only grow: no waiting"
     );
     let lenient = stack.run("ztd-health", &["blue", "--max-restarts", "1000"]);
     assert_eq!(
-        check(&lenient, &name, "restarts")["status"],
-        "pass",
+        check(&lenient, &name, CheckName::Restarts).status,
+        CheckStatus::Pass,
         "--max-restarts is honoured"
     );
 }
@@ -232,16 +269,14 @@ fn a_hanging_health_endpoint_is_cut_off_by_the_probe_timeout() {
     let name = stack.container("web", "blue");
     let out = stack.run("ztd-health", &["blue", "--probe-timeout", "500ms"]);
     out.expect_code(1);
-    let http = check(&out, &name, "http");
-    assert_eq!(http["status"], "fail");
+    let http = check(&out, &name, CheckName::Http);
+    assert_eq!(http.status, CheckStatus::Fail);
     assert!(
-        http["detail"]
-            .as_str()
-            .unwrap()
-            .contains("no answer within 500ms"),
-        "{http}"
+        http.detail.contains("no answer within 500ms"),
+        "{}",
+        http.detail
     );
-    let took = http["duration_ms"].as_f64().unwrap();
+    let took = http.duration_ms;
     assert!((450.0..3000.0).contains(&took), "probe took {took} ms");
     assert!(out.elapsed < Duration::from_secs(4), "{:?}", out.elapsed);
 }
@@ -264,25 +299,22 @@ fn error_lines_warn_by_default_and_fail_beyond_a_limit() {
     let web = stack.container("web", "blue");
     let ok = stack.run("ztd-health", &["blue", "--wait"]);
     ok.expect_code(0);
-    assert_eq!(ok.json["status"], "warning");
-    let logs = check(&ok, &web, "log_errors");
-    assert_eq!(logs["status"], "warn");
-    assert!(
-        logs["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("3 error lines"),
-        "{logs}"
-    );
+    assert_eq!(checked(&ok).status, HealthStatus::Warning);
+    let logs = check(&ok, &web, CheckName::LogErrors);
+    assert_eq!(logs.status, CheckStatus::Warn);
+    assert!(logs.detail.starts_with("3 error lines"), "{}", logs.detail);
     // A service-specific pattern that the lines do not match.
     assert_eq!(
-        check(&ok, &stack.container("quiet", "blue"), "log_errors")["status"],
-        "pass"
+        check(&ok, &stack.container("quiet", "blue"), CheckName::LogErrors).status,
+        CheckStatus::Pass
     );
 
     let strict = stack.run("ztd-health", &["blue", "--max-log-errors", "2"]);
     strict.expect_code(1);
-    assert_eq!(check(&strict, &web, "log_errors")["status"], "fail");
+    assert_eq!(
+        check(&strict, &web, CheckName::LogErrors).status,
+        CheckStatus::Fail
+    );
     stack
         .run("ztd-health", &["blue", "--max-log-errors", "3"])
         .expect_code(0);
@@ -303,8 +335,8 @@ fn memory_over_a_ceiling_is_unhealthy() {
     }));
     let out = stack.run("ztd-health", &["blue", "--max-memory", "16MiB"]);
     out.expect_code(1);
-    let memory = check(&out, &web, "memory");
-    assert_eq!(memory["status"], "fail");
+    let memory = check(&out, &web, CheckName::Memory);
+    assert_eq!(memory.status, CheckStatus::Fail);
     stack
         .run("ztd-health", &["blue", "--max-memory", "1GiB"])
         .expect_code(0);
@@ -424,9 +456,8 @@ fn the_minimum_uptime_is_honoured_and_configurable() {
     let young = stack.run("ztd-health", &["blue", "--min-uptime", "1h"]);
     young.expect_code(1);
     assert!(
-        check(&young, &name, "uptime")["detail"]
-            .as_str()
-            .unwrap()
+        check(&young, &name, CheckName::Uptime)
+            .detail
             .contains("needs")
     );
     let env = stack.run_with(
@@ -453,7 +484,8 @@ fn pipelines_act_on_the_upstream_target_and_pass_failures_on() {
     );
     let out = stack.run_with("ztd-health", &[], &[], Some(&upstream));
     out.expect_code(0);
-    assert_eq!(out.json["color"], "green");
+    assert_eq!(checked(&out).color, Color::Green);
+    assert_eq!(report(&out).envelope.target, Some(Color::Green));
 
     let failed = "{\"tool\":\"ztd-up\",\"ok\":false,\"target\":\"green\",\"error\":{\"message\":\"build failed\"}}";
     let passed = stack.run_with("ztd-health", &[], &[], Some(failed));
@@ -463,7 +495,7 @@ fn pipelines_act_on_the_upstream_target_and_pass_failures_on() {
     // Empty stdin means no upstream: the active color (green, adopted).
     let empty = stack.run_with("ztd-health", &[], &[], Some(""));
     empty.expect_code(0);
-    assert_eq!(empty.json["color"], "green");
+    assert_eq!(checked(&empty).color, Color::Green);
 
     stack
         .run_with("ztd-health", &[], &[], Some("this is not json"))
@@ -490,10 +522,10 @@ fn a_handover_service_waiting_in_the_candidate_color_is_standby_not_a_failure() 
     let out = stack.run("ztd-health", &["green", "--wait"]);
     out.expect_code(0);
     assert_eq!(
-        container(&out, &stack.container("bot", "green"))["status"],
-        "standby"
+        container(&out, &stack.container("bot", "green")).status,
+        ContainerStatus::Standby
     );
-    assert_eq!(out.json["summary"]["standby"], 1);
+    assert_eq!(checked(&out).summary.standby, 1);
 }
 
 #[test]
@@ -553,15 +585,14 @@ fn nothing_deployed_is_unhealthy() {
     let stack = TestStack::new("h-none");
     let out = stack.run("ztd-health", &[]);
     out.expect_code(1);
-    assert_eq!(out.json["problem"], "nothing is deployed");
+    let HealthBody::NothingDeployed(nothing) = report(&out).body else {
+        panic!("nothing deployed: {}", out.stdout);
+    };
+    assert_eq!(nothing.problem, "nothing is deployed");
     let out = stack.run("ztd-health", &["blue"]);
     out.expect_code(1);
-    assert!(
-        out.json["problem"]
-            .as_str()
-            .unwrap()
-            .contains("no containers")
-    );
+    let problem = checked(&out).problem.unwrap_or_default();
+    assert!(problem.contains("no containers"), "{problem}");
 }
 
 #[test]
@@ -580,25 +611,21 @@ fn validate_runs_every_group_of_checks_as_json() {
     std::fs::write(stack.dir.join(".current_deployment"), "blue\n").unwrap();
     let out = stack.run("ztd-health", &["--validate"]);
     out.expect_code(1);
-    assert_eq!(out.json["tool"], "ztd-health");
-    assert_eq!(out.json["validate"], true);
-    let checks = out.json["checks"].as_array().unwrap();
-    let groups: std::collections::BTreeSet<&str> =
-        checks.iter().filter_map(|c| c["group"].as_str()).collect();
-    for group in [
-        "Container Status Checks",
-        "Health Checks",
-        "Resource Checks",
-        "Log Analysis",
-        "Network Connectivity",
-        "Configuration Validation",
-    ] {
-        assert!(groups.contains(group), "{group}: {groups:?}");
+    let report = validation(&out);
+    assert_eq!(report.envelope.tool, "ztd-health");
+    let ValidationBody::Validated(validated) = report.body else {
+        panic!("validated: {}", out.stdout);
+    };
+    assert!(validated.validate);
+    let checks = &validated.checks;
+    let groups: Vec<Group> = checks.iter().map(|c| c.group).collect();
+    for group in Group::ALL {
+        assert!(groups.contains(&group), "{group:?}: {groups:?}");
     }
     let failed: Vec<&str> = checks
         .iter()
-        .filter(|c| c["pass"] == false)
-        .filter_map(|c| c["name"].as_str())
+        .filter(|c| !c.pass)
+        .map(|c| c.name.as_str())
         .collect();
     let noisy = stack.container("noisy", "blue");
     // Started by hand, not by ztd-up: there is no rendered file either.
@@ -610,18 +637,17 @@ fn validate_runs_every_group_of_checks_as_json() {
         ],
         "only the failing endpoint and the missing file fail: {failed:?}"
     );
-    assert_eq!(out.json["failed"], 2);
-    assert_eq!(
-        out.json["passed"].as_u64().unwrap() + 2,
-        checks.len() as u64
-    );
+    assert_eq!(validated.failed, 2);
+    assert_eq!(validated.passed + 2, checks.len());
     let web_only = stack.run("ztd-health", &["--validate", "--max-memory", "1b"]);
     web_only.expect_code(1);
+    let ValidationBody::Validated(strict) = validation(&web_only).body else {
+        panic!("validated: {}", web_only.stdout);
+    };
     assert!(
-        web_only.json["checks"]
-            .as_array()
-            .unwrap()
+        strict
+            .checks
             .iter()
-            .any(|c| c["name"].as_str().unwrap().contains("memory under 1B") && c["pass"] == false)
+            .any(|c| c.name.contains("memory under 1B") && !c.pass)
     );
 }

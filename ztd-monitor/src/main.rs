@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use serde_json::{Value, json};
 use ztd_core::cli::{self, Context, StackArgs, ThresholdArgs, WithProject};
 use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
-use ztd_core::monitor::{DEFAULT_MAX_ERROR_RATE, Monitor, MonitorOptions, render_view};
-use ztd_core::report::{Printed, json_line};
-use ztd_core::stack::{Color, Stack};
+use ztd_core::monitor::{self, DEFAULT_MAX_ERROR_RATE, Monitor, MonitorOptions};
+use ztd_core::report::Printed;
+use ztd_core::report::monitor::{stream_line, view_screen};
+use ztd_core::stack::Color;
 use ztd_core::units::parse_duration;
-use ztd_core::{Error, ExitStatus, info, output, signals, warn};
+use ztd_core::{Error, ExitStatus, output, signals};
 
 const AFTER_HELP: &str = "\
 Modes:
@@ -87,15 +87,18 @@ fn rate_arg(text: &str) -> Result<f64, String> {
         .map_err(|_| format!("bad rate {text:?}: expected error lines per minute"))
 }
 
+const TOOL: &str = "ztd-monitor";
+
 fn main() -> ExitCode {
-    let cli = match cli::parse_args::<Cli>("ztd-monitor") {
+    let cli = match cli::parse_args::<Cli>(TOOL) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     if cli.window.is_some() {
-        return cli::run("ztd-monitor", || async move { window(cli).await });
+        cli::run(TOOL, || window(cli))
+    } else {
+        cli::run(TOOL, || watch(cli))
     }
-    watch_forever(cli)
 }
 
 fn options(cli: &Cli, window: Option<Duration>, keep_logs: bool) -> MonitorOptions {
@@ -108,17 +111,21 @@ fn options(cli: &Cli, window: Option<Duration>, keep_logs: bool) -> MonitorOptio
     }
 }
 
+/// The window's length: `--for DURATION`, else MIGRATION_GRACE_PERIOD, else 30s.
+fn window_length(flag: Option<Duration>) -> Result<Duration, Error> {
+    match (flag, std::env::var("MIGRATION_GRACE_PERIOD")) {
+        (Some(length), _) => Ok(length),
+        (None, Ok(text)) if !text.is_empty() => {
+            parse_duration(&text).map_err(|e| Error::Usage(format!("MIGRATION_GRACE_PERIOD: {e}")))
+        }
+        _ => Ok(Duration::from_secs(30)),
+    }
+}
+
+/// `--for`: one report at the end (the samples before it with `--stream`).
 async fn window(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
     signals::install();
-    let length = match cli.window.flatten() {
-        Some(length) => length,
-        None => match std::env::var("MIGRATION_GRACE_PERIOD") {
-            Ok(text) if !text.is_empty() => parse_duration(&text)
-                .map_err(|e| Error::Usage(format!("MIGRATION_GRACE_PERIOD: {e}")))
-                .no_project()?,
-            _ => Duration::from_secs(30),
-        },
-    };
+    let length = window_length(cli.window.flatten()).no_project()?;
     let (stack, named, upstream) = match cli::context(&cli.stack, cli.color, true, true).await? {
         Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
         Context::Act {
@@ -129,168 +136,42 @@ async fn window(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
         } => (stack, color, upstream),
     };
     let engine = DockerEngine::connect().await.in_project(&stack)?;
-    let detection = detect(&engine, &stack).await.in_project(&stack)?;
-    let color = named.or(detection.active);
-    let Some(color) = color else {
-        warn!("nothing is deployed: nothing to watch");
-        return Ok(cli::printed_from_ok(&ztd_core::output::object(
-            "ztd-monitor",
-            &stack,
-            false,
-            json!({
-                "color": null, "target": null, "problem": "nothing is deployed",
-            }),
-        )));
-    };
-    info!(
-        "watching {color} for {}",
-        ztd_core::units::format_duration(length)
-    );
-    let stream = cli.stream;
-    let mut monitor = Monitor::new(
-        &engine,
-        &stack,
-        vec![color],
-        detection.active,
-        options(&cli, Some(length), false),
-    );
-    let result = monitor
-        .run(
-            |line| {
-                if stream {
-                    output::emit(&line)
-                }
-            },
-            |_| {},
-        )
-        .await
-        .in_project(&stack)?;
-    let tripped = result.trip.is_some();
-    match &result.trip {
-        Some(trip) => warn!(
-            "tripped after {:.1}s: {}",
-            trip.after_ms / 1000.0,
-            trip.reason
-        ),
-        None if result.interrupted => warn!("interrupted"),
-        None => info!("{color} passed the {}s window clean", length.as_secs_f64()),
-    }
-    let findings = json!({
-        "tool": "ztd-monitor",
-        "color": color,
-        "window_s": length.as_secs_f64(),
-        "watched_s": result.watched.as_secs_f64(),
-        "rounds": result.rounds,
-        "events": result.events,
-        "tripped": tripped,
-        "reason": result.trip.as_ref().map(|t| t.reason.clone()),
-        "trip": result.trip,
-        "interrupted": result.interrupted,
-    });
-    let json = match upstream {
-        Some(upstream) => {
-            let mut upstream = upstream.object;
-            let ok = upstream.get("ok").and_then(Value::as_bool).unwrap_or(true)
-                && !tripped
-                && !result.interrupted;
-            upstream.insert("ok".into(), Value::Bool(ok));
-            upstream.insert("monitor".into(), findings);
-            Value::Object(upstream)
-        }
-        None => {
-            let mut own = ztd_core::output::object(
-                "ztd-monitor",
-                &stack,
-                !tripped && !result.interrupted,
-                json!({"color": color, "target": color}),
-            );
-            if let (Some(own), Value::Object(fields)) = (own.as_object_mut(), findings) {
-                for (k, v) in fields
-                    .into_iter()
-                    .filter(|(k, _)| k != "tool" && k != "color")
-                {
-                    own.insert(k, v);
-                }
-            }
-            own
+    let opts = options(&cli, Some(length), false);
+    let emit = |record| {
+        if cli.stream {
+            output::print_text(&stream_line(&stack, record));
         }
     };
-    let status = if result.interrupted {
-        ExitStatus::Interrupted
-    } else if tripped {
-        ExitStatus::Negative
-    } else {
-        ExitStatus::Success
-    };
-    Ok(Printed::text(json_line(&json), status))
+    let report = monitor::watch_window(&engine, &stack, named, upstream, opts, emit).await;
+    Ok(Printed::json(&report.in_project(&stack)?))
 }
 
-fn watch_forever(cli: Cli) -> ExitCode {
-    if let Err(err) = output::init("ztd-monitor") {
-        return cli::fail("ztd-monitor", None, &err);
-    }
+/// The stream, or the live view, until Ctrl-C or until the stream's reader goes away.
+async fn watch(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
+    signals::install();
     let view = cli.view || std::io::stdout().is_terminal();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            return cli::fail(
-                "ztd-monitor",
-                None,
-                &Error::State(format!("cannot start the runtime: {e}")),
-            );
+    let stack = cli.stack.resolve_named(None).await.no_project()?;
+    let engine = DockerEngine::connect().await.no_project()?;
+    let active = detect(&engine, &stack).await.no_project()?.active;
+    let colors = monitor::watched_colors(cli.color, cli.both || view, active);
+    let opts = options(&cli, None, view);
+    let mut monitor = Monitor::new(&engine, &stack, colors, active, opts);
+    let color_output = output::stderr_is_color_terminal()
+        || (view && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let stream = |record| {
+        if !view {
+            output::print_text(&stream_line(&stack, record));
         }
     };
-    let result = runtime.block_on(async {
-        signals::install();
-        let stack = cli.stack.resolve_named(None).await?;
-        let engine = DockerEngine::connect().await?;
-        let detection = detect(&engine, &stack).await?;
-        let colors = match (cli.color, cli.both || view) {
-            (Some(color), _) => vec![color],
-            (None, true) => Color::ALL.to_vec(),
-            (None, false) => detection.active.map_or(Color::ALL.to_vec(), |a| vec![a]),
-        };
-        let mut monitor = Monitor::new(
-            &engine,
-            &stack,
-            colors,
-            detection.active,
-            options(&cli, None, view),
-        );
-        let color_output = output::stderr_is_color_terminal()
-            || (view && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-        let active = detection.active;
-        let stack_ref: &Stack = &stack;
-        monitor
-            .run(
-                |line| {
-                    if !view {
-                        output::emit(&line);
-                    }
-                },
-                |samples| {
-                    if view {
-                        output::print_text(&format!(
-                            "\x1b[H\x1b[2J{}",
-                            render_view(stack_ref, active, samples, color_output)
-                        ));
-                    }
-                },
-            )
-            .await?;
-        Ok::<_, Error>(stack.name.clone())
-    });
-    match result {
-        Ok(_) => {
-            // A reader that went away (`ztd-monitor | head -1`) ends the stream quietly.
-            if !output::stdout_closed() {
-                output::print_error_line("Monitoring stopped");
-            }
-            ExitCode::SUCCESS
+    let screen = |samples: &[_]| {
+        if view {
+            output::print_text(&view_screen(&stack, active, samples, color_output));
         }
-        Err(err) => cli::fail("ztd-monitor", None, &err),
+    };
+    monitor.run(stream, screen).await.no_project()?;
+    // A reader that went away (`ztd-monitor | head -1`) ends the stream quietly.
+    if !output::stdout_closed() {
+        output::print_error_line("Monitoring stopped");
     }
+    Ok(Printed::text(String::new(), ExitStatus::Success))
 }

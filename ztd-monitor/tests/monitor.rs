@@ -1,14 +1,52 @@
 //! ztd-monitor against the real Docker engine: watch windows that pass or trip (crash, error
 //! burst, restart loop, memory), the automatic rollback after a trip, the JSON stream surviving a
-//! removed container, the live view under a pseudo-terminal, and bad flags.
+//! removed container, the live view under a pseudo-terminal, and bad flags. Its JSON is decoded
+//! into the report and record types it is printed from.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use ztd_testkit::{LoadLoop, Service, TestStack, bin, example_stack, free_port, http_get};
+use ztd_core::health::HealthBody;
+use ztd_core::monitor::{Findings, MonitorField, Record, TripKind, WindowBody};
+use ztd_core::report::Report;
+use ztd_core::report::monitor::StreamLine;
+use ztd_core::stack::Color;
+use ztd_testkit::{
+    LoadLoop, Service, TestStack, ToolOutput, bin, example_stack, free_port, http_get,
+};
+
+/// stdout's last line.
+fn last_line(out: &ToolOutput) -> &str {
+    out.stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("no output: {out:?}"))
+}
+
+/// stdout as a window's own report.
+fn window(out: &ToolOutput) -> Report<WindowBody> {
+    serde_json::from_str(last_line(out)).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// The findings of a window that watched a color.
+fn findings(out: &ToolOutput) -> Findings {
+    match window(out).body {
+        WindowBody::Watched(findings) => findings,
+        WindowBody::NothingDeployed(_) => panic!("nothing watched: {}", out.stdout),
+    }
+}
+
+/// The container a stream line is about, if any.
+fn container_of(line: &StreamLine) -> Option<&str> {
+    match &line.record {
+        Record::Sample(record) => Some(&record.sample.container),
+        Record::Event(event) => Some(&event.container),
+        Record::Error(_) => None,
+    }
+}
 
 fn one_service(tag: &str, service: Service) -> (TestStack, String) {
     let stack = TestStack::new(tag);
@@ -26,10 +64,12 @@ fn a_clean_window_passes() {
     );
     let out = stack.run("ztd-monitor", &["--for", "3s", "--interval", "500ms"]);
     out.expect_code(0);
-    assert_eq!(out.json["ok"], true);
-    assert_eq!(out.json["tripped"], false);
-    assert_eq!(out.json["color"], "blue");
-    assert!(out.json["rounds"].as_u64().unwrap() >= 3);
+    assert!(window(&out).envelope.ok);
+    assert_eq!(window(&out).envelope.target, Some(Color::Blue));
+    let found = findings(&out);
+    assert!(!found.tripped);
+    assert_eq!(found.color, Color::Blue);
+    assert!(found.rounds >= 3);
     assert!(
         out.elapsed >= Duration::from_secs(3) && out.elapsed < Duration::from_secs(6),
         "{:?}",
@@ -93,13 +133,12 @@ fn a_burst_of_error_lines_trips_while_the_same_number_of_old_lines_does_not() {
     );
     let out = burst.run("ztd-monitor", &["--for", "20s", "--interval", "500ms"]);
     out.expect_code(1);
-    assert_eq!(out.json["trip"]["kind"], "errors");
-    assert_eq!(out.json["trip"]["container"], name.as_str());
+    let found = findings(&out);
+    let trip = found.trip.expect("tripped");
+    assert_eq!(trip.kind, TripKind::Errors);
+    assert_eq!(trip.container, name);
     assert!(
-        out.json["reason"]
-            .as_str()
-            .unwrap()
-            .contains("30 error lines"),
+        found.reason.unwrap_or_default().contains("30 error lines"),
         "{}",
         out.stdout
     );
@@ -139,12 +178,18 @@ fn each_new_error_line_is_counted_once_in_the_stream() {
         ],
     );
     out.expect_code(0);
+    let lines = out.stdout.lines().count();
     let counted: u64 = out
         .stdout
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "sample" && v["container"] == name.as_str())
-        .map(|v| v["new_error_lines"].as_u64().unwrap_or(0))
+        .take(lines - 1)
+        .map(|l| serde_json::from_str::<StreamLine>(l).expect("a stream line"))
+        .filter_map(|line| match line.record {
+            Record::Sample(record) if record.sample.container == name => {
+                Some(record.sample.new_error_lines)
+            }
+            _ => None,
+        })
         .sum();
     assert_eq!(counted, 7, "seven lines, each counted once");
 }
@@ -159,8 +204,9 @@ fn a_restart_loop_trips_the_window() {
     );
     let out = stack.run("ztd-monitor", &["--for", "20s"]);
     out.expect_code(1);
-    assert_eq!(out.json["trip"]["container"], name.as_str());
-    assert!(["exited", "restarted"].contains(&out.json["trip"]["kind"].as_str().unwrap()));
+    let trip = findings(&out).trip.expect("tripped");
+    assert_eq!(trip.container, name);
+    assert!([TripKind::Exited, TripKind::Restarted].contains(&trip.kind));
     assert!(out.elapsed < Duration::from_secs(5));
 }
 
@@ -179,7 +225,7 @@ fn memory_over_a_limit_trips_the_window() {
         ],
     );
     out.expect_code(1);
-    assert_eq!(out.json["trip"]["kind"], "memory");
+    assert_eq!(findings(&out).trip.expect("tripped").kind, TripKind::Memory);
     let env = stack.run_with(
         "ztd-monitor",
         &["--for", "2s", "--interval", "500ms"],
@@ -200,9 +246,13 @@ fn a_pipeline_object_is_passed_on_with_the_findings() {
         &[],
     );
     out.expect_code(0);
-    assert_eq!(out.json["tool"], "ztd-health");
-    assert_eq!(out.json["target"], "blue");
-    assert_eq!(out.json["monitor"]["tripped"], false);
+    let passed: Report<HealthBody> = serde_json::from_str(last_line(&out)).expect("decode");
+    assert_eq!(passed.envelope.tool, "ztd-health");
+    assert_eq!(passed.envelope.target, Some(Color::Blue));
+    let monitor: MonitorField =
+        serde_json::from_value(out.json["monitor"].clone()).expect("monitor");
+    assert_eq!(monitor.tool, "ztd-monitor");
+    assert!(!monitor.findings.tripped);
     let failed = stack.run_with(
         "ztd-monitor",
         &["--for", "2s"],
@@ -222,7 +272,8 @@ fn a_pipeline_object_is_passed_on_with_the_findings() {
     );
     env.expect_code(0);
     assert_eq!(
-        env.json["window_s"], 1.0,
+        findings(&env).window_s,
+        1.0,
         "--for alone takes MIGRATION_GRACE_PERIOD"
     );
 }
@@ -249,23 +300,21 @@ fn the_stream_survives_a_container_removed_under_it() {
     ztd_testkit::sh("kill", &["-INT", &child.id().to_string()]);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    let lines: Vec<StreamLine> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .map(|l| serde_json::from_str(l).expect("every line is a stream line"))
         .collect();
-    assert!(lines.iter().all(|l| l["tool"] == "ztd-monitor"));
-    assert!(lines.iter().any(|l| l["type"] == "event"
-        && l["container"] == removed.as_str()
-        && l["action"] == "destroy"));
+    assert!(lines.iter().all(|l| l.tool == "ztd-monitor"));
+    assert!(lines.iter().any(|l| matches!(&l.record,
+        Record::Event(event) if event.container == removed && event.action == "destroy")));
     let last_removed = lines
         .iter()
-        .rposition(|l| l["container"] == removed.as_str())
+        .rposition(|l| container_of(l) == Some(removed.as_str()))
         .unwrap();
     let app = stack.container("app", "blue");
     assert!(
-        lines[last_removed..]
-            .iter()
-            .any(|l| l["type"] == "sample" && l["container"] == app.as_str()),
+        lines[last_removed..].iter().any(|l| matches!(&l.record,
+            Record::Sample(record) if record.sample.container == app)),
         "samples go on after the removal"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Monitoring stopped"));

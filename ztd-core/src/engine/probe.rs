@@ -1,10 +1,121 @@
-//! Probes sent to a container's address: an HTTP GET (ureq) and a TCP connect, each with its
-//! own connect and read timeouts, run off the async thread so several go out at once.
+//! Probes sent to a container's address: where a container's probe labels send them, an HTTP
+//! GET (ureq) and a TCP connect, each with its own connect and read timeouts, run off the async
+//! thread so several go out at once.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::engine::ContainerInfo;
+use crate::labels::ServiceSettings;
+
+/// What a probe asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// GET this path (`ztd.health.http`).
+    Http(String),
+    /// Open a connection (`ztd.health.tcp`).
+    Tcp,
+}
+
+/// Where a probe goes, or why it does not go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeRoute {
+    /// To this address and port.
+    Send {
+        /// The container's address.
+        address: String,
+        /// The port.
+        port: u16,
+    },
+    /// Not sent from here (the engine is remote): skipped, for this reason.
+    Skip(String),
+    /// Cannot be sent at all (an HTTP probe with no port): a failed probe, for this reason.
+    Fail(String),
+}
+
+/// One probe a container's labels ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// What it asks.
+    pub kind: ProbeKind,
+    /// Where it goes.
+    pub route: ProbeRoute,
+}
+
+/// What came of a probe: skipped, or its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeResult {
+    /// Not sent, for this reason.
+    Skipped(String),
+    /// Sent (or unsendable: then failed with the reason).
+    Done(ProbeOutcome),
+}
+
+/// The address a container's probes go to: its first address, else 127.0.0.1.
+pub fn container_address(container: &ContainerInfo) -> String {
+    container
+        .addresses
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// The probes a container's labels ask for, HTTP first: `ztd.health.http` on `ztd.health.port`,
+/// else on the first port the container exposes (none: the probe fails, saying so), then
+/// `ztd.health.tcp`. On a remote engine (`remote` names it) every probe is skipped: container
+/// addresses cannot be reached from here.
+pub fn probe_targets(
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+    remote: Option<&str>,
+) -> Vec<ProbeTarget> {
+    let address = container_address(container);
+    let route = |port: Option<u16>| match (remote, port) {
+        (Some(host), _) => ProbeRoute::Skip(format!("skipped: the engine at {host} is remote")),
+        (None, Some(port)) => ProbeRoute::Send {
+            address: address.clone(),
+            port,
+        },
+        (None, None) => ProbeRoute::Fail(
+            "ztd.health.http is set but the container exposes no port; set ztd.health.port".into(),
+        ),
+    };
+    let mut targets = Vec::new();
+    if let Some(path) = &settings.health_http {
+        let port = settings
+            .health_port
+            .or_else(|| container.exposed_ports.first().copied());
+        targets.push(ProbeTarget {
+            kind: ProbeKind::Http(path.clone()),
+            route: route(port),
+        });
+    }
+    if let Some(port) = settings.health_tcp {
+        targets.push(ProbeTarget {
+            kind: ProbeKind::Tcp,
+            route: route(Some(port)),
+        });
+    }
+    targets
+}
+
+impl ProbeTarget {
+    /// Send the probe, off the async thread, cut off after `timeout`.
+    pub async fn run(&self, timeout: Duration) -> ProbeResult {
+        match (&self.route, &self.kind) {
+            (ProbeRoute::Skip(reason), _) => ProbeResult::Skipped(reason.clone()),
+            (ProbeRoute::Fail(reason), _) => ProbeResult::Done(failed(reason.clone())),
+            (ProbeRoute::Send { address, port }, ProbeKind::Http(path)) => {
+                ProbeResult::Done(http_probe(address.clone(), *port, path.clone(), timeout).await)
+            }
+            (ProbeRoute::Send { address, port }, ProbeKind::Tcp) => {
+                ProbeResult::Done(tcp_probe(address.clone(), *port, timeout).await)
+            }
+        }
+    }
+}
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -253,6 +364,69 @@ mod tests {
         );
         assert!(outcome.detail.contains("no answer"), "{}", outcome.detail);
         drop(listener);
+    }
+
+    fn settings(http: Option<&str>, port: Option<u16>, tcp: Option<u16>) -> ServiceSettings {
+        ServiceSettings {
+            health_http: http.map(str::to_string),
+            health_port: port,
+            health_tcp: tcp,
+            ..ServiceSettings::default()
+        }
+    }
+
+    #[test]
+    fn probes_go_to_the_label_port_else_the_first_exposed_one_and_fail_without_one() {
+        let mut web = crate::fake::container(
+            "web-blue",
+            "shop-blue",
+            crate::stack::Color::Blue,
+            crate::engine::RunState::Running,
+        );
+        web.addresses = vec!["172.18.0.5".into()];
+        web.exposed_ports = vec![8080, 9090];
+        let http = settings(Some("/health"), None, None);
+        let send = |port| ProbeRoute::Send {
+            address: "172.18.0.5".into(),
+            port,
+        };
+        assert_eq!(
+            probe_targets(&web, &http, None),
+            vec![ProbeTarget {
+                kind: ProbeKind::Http("/health".into()),
+                route: send(8080),
+            }]
+        );
+        let both = settings(Some("/health"), Some(9090), Some(5432));
+        let targets = probe_targets(&web, &both, None);
+        assert_eq!(targets[0].route, send(9090));
+        assert_eq!(
+            targets[1],
+            ProbeTarget {
+                kind: ProbeKind::Tcp,
+                route: send(5432),
+            }
+        );
+        web.exposed_ports.clear();
+        web.addresses.clear();
+        let ProbeRoute::Fail(reason) = &probe_targets(&web, &http, None)[0].route else {
+            panic!("no port is a failed probe");
+        };
+        assert!(reason.contains("set ztd.health.port"), "{reason}");
+        assert_eq!(
+            probe_targets(&web, &settings(None, None, Some(5432)), None)[0].route,
+            ProbeRoute::Send {
+                address: "127.0.0.1".into(),
+                port: 5432,
+            }
+        );
+        for target in probe_targets(&web, &both, Some("tcp://10.0.0.9:2375")) {
+            assert_eq!(
+                target.route,
+                ProbeRoute::Skip("skipped: the engine at tcp://10.0.0.9:2375 is remote".into())
+            );
+        }
+        assert!(probe_targets(&web, &ServiceSettings::default(), None).is_empty());
     }
 
     #[test]

@@ -5,16 +5,19 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, future::join_all};
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
 
+use crate::detect::detect;
 use crate::engine::{ContainerInfo, ContainerQuery, DockerHealth, Engine, LogQuery, RunState};
-use crate::error::Result;
+use crate::error::{Error, ExitStatus, Result};
 use crate::labels::{self, ServiceSettings, SwitchMode};
-use crate::probe::{self, ProbeOutcome};
+use crate::probe::{self, ProbeKind, ProbeResult};
+use crate::report::Outcome;
 use crate::stack::{Color, Stack};
+use crate::state;
 use crate::units::{MemoryLimit, format_bytes, format_duration, millis};
 
 /// How often a wait re-runs probes and uptime checks between engine events.
@@ -60,8 +63,23 @@ impl Default for HealthPolicy {
     }
 }
 
+/// Whether a container is a handover service waiting, not started, for its switch: a
+/// `ztd.switch=handover` service without `ztd.activate`, not up, in a color that is not the
+/// active one. It is standby, not a failure (with `ztd.activate` it runs in standby and is
+/// judged like any other container).
+pub fn waits_for_handover(
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+    color_is_active: bool,
+) -> bool {
+    settings.switch == SwitchMode::Handover
+        && settings.activate.is_none()
+        && !color_is_active
+        && !container.state.is_up()
+}
+
 /// The verdict of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     /// Not applicable or not reached.
@@ -74,11 +92,35 @@ pub enum CheckStatus {
     Fail,
 }
 
+/// What a check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    /// The run state.
+    Running,
+    /// Docker's HEALTHCHECK.
+    DockerHealth,
+    /// The restart count.
+    Restarts,
+    /// The HTTP probe.
+    Http,
+    /// The TCP probe.
+    Tcp,
+    /// The minimum uptime of a container with no HEALTHCHECK and no probe.
+    Uptime,
+    /// Error lines in the log.
+    LogErrors,
+    /// Memory against its ceiling.
+    Memory,
+    /// CPU against its ceiling.
+    Cpu,
+}
+
 /// One check of one container.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// `running`, `docker_health`, `restarts`, `http`, `tcp`, `uptime`, `log_errors`, `memory`, `cpu`.
-    pub name: &'static str,
+    /// What it looks at.
+    pub name: CheckName,
     /// Its verdict.
     pub status: CheckStatus,
     /// What it saw.
@@ -88,7 +130,7 @@ pub struct Check {
 }
 
 /// The verdict on one container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerStatus {
     /// Every check passed.
@@ -102,7 +144,7 @@ pub enum ContainerStatus {
 }
 
 /// One container's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerHealth {
     /// Container name.
     pub name: String,
@@ -136,34 +178,99 @@ impl ContainerHealth {
             .max_by_key(|c| c.status)
             .map(|c| c.detail.clone())
     }
+
+    /// Whether the check of this name has one of these verdicts.
+    pub fn has(&self, name: CheckName, statuses: &[CheckStatus]) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.name == name && statuses.contains(&c.status))
+    }
+}
+
+/// The overall word on a color.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Healthy, no warnings.
+    Healthy,
+    /// Healthy, with warnings.
+    Warning,
+    /// Not healthy.
+    Unhealthy,
+}
+
+/// How many containers got each verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// All of them.
+    pub containers: usize,
+    /// Healthy.
+    pub healthy: usize,
+    /// Healthy with warnings.
+    pub warning: usize,
+    /// Unhealthy.
+    pub unhealthy: usize,
+    /// Waiting for their handover.
+    pub standby: usize,
 }
 
 /// The report on one color.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// The color checked.
     pub color: Color,
-    /// Its Compose project.
-    pub project: String,
-    /// Every container.
-    pub containers: Vec<ContainerHealth>,
+    /// At least one container, none unhealthy, no problem.
+    pub healthy: bool,
+    /// The overall word.
+    pub status: HealthStatus,
     /// Why the color is unhealthy when no single container says so (no containers).
     pub problem: Option<String>,
-    /// How long the check (or the whole wait) took.
-    pub duration: Duration,
+    /// The count of each verdict.
+    pub summary: Summary,
+    /// How long the check (or the whole wait) took, in milliseconds.
+    pub duration_ms: f64,
     /// How many rounds a wait ran.
     pub rounds: u32,
+    /// Every container.
+    pub containers: Vec<ContainerHealth>,
 }
 
 impl HealthReport {
+    /// The report on `color` from its containers' verdicts (`problem` when it has none).
+    pub fn new(
+        color: Color,
+        containers: Vec<ContainerHealth>,
+        problem: Option<String>,
+    ) -> HealthReport {
+        let count = |status| containers.iter().filter(|c| c.status == status).count();
+        let summary = Summary {
+            containers: containers.len(),
+            healthy: count(ContainerStatus::Healthy),
+            warning: count(ContainerStatus::Warning),
+            unhealthy: count(ContainerStatus::Unhealthy),
+            standby: count(ContainerStatus::Standby),
+        };
+        let healthy = problem.is_none() && !containers.is_empty() && summary.unhealthy == 0;
+        let status = match (healthy, summary.warning) {
+            (false, _) => HealthStatus::Unhealthy,
+            (true, 0) => HealthStatus::Healthy,
+            (true, _) => HealthStatus::Warning,
+        };
+        HealthReport {
+            color,
+            healthy,
+            status,
+            problem,
+            summary,
+            duration_ms: 0.0,
+            rounds: 0,
+            containers,
+        }
+    }
+
     /// Healthy: at least one container, none unhealthy.
     pub fn healthy(&self) -> bool {
-        self.problem.is_none()
-            && !self.containers.is_empty()
-            && self
-                .containers
-                .iter()
-                .all(|c| c.status != ContainerStatus::Unhealthy)
+        self.healthy
     }
 
     /// Count of containers with a verdict.
@@ -174,36 +281,10 @@ impl HealthReport {
             .count()
     }
 
-    /// The overall word: healthy, warning or unhealthy.
-    pub fn status_word(&self) -> &'static str {
-        if !self.healthy() {
-            "unhealthy"
-        } else if self.count(ContainerStatus::Warning) > 0 {
-            "warning"
-        } else {
-            "healthy"
-        }
-    }
-
-    /// The JSON fields of the report (the tool adds `tool`, `project`, `ok`).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "color": self.color,
-            "target": self.color,
-            "healthy": self.healthy(),
-            "status": self.status_word(),
-            "problem": self.problem,
-            "summary": {
-                "containers": self.containers.len(),
-                "healthy": self.count(ContainerStatus::Healthy),
-                "warning": self.count(ContainerStatus::Warning),
-                "unhealthy": self.count(ContainerStatus::Unhealthy),
-                "standby": self.count(ContainerStatus::Standby),
-            },
-            "duration_ms": millis(self.duration),
-            "rounds": self.rounds,
-            "containers": self.containers,
-        })
+    /// TRANSITIONAL (until ztd-switch and ztd-rollback embed the typed report): the report as
+    /// they embed it when they refuse, `target` beside `color`.
+    pub fn to_json(&self) -> Embedded<'_> {
+        Embedded(self)
     }
 
     /// One line for humans and monitoring systems.
@@ -212,12 +293,14 @@ impl HealthReport {
         if let Some(problem) = &self.problem {
             return format!("{}: {problem}", self.color);
         }
-        let bad: Vec<String> = self
-            .containers
-            .iter()
-            .filter(|c| c.status == ContainerStatus::Unhealthy)
-            .map(|c| format!("{}: {}", c.name, c.reason().unwrap_or_default()))
-            .collect();
+        let with = |status: ContainerStatus| -> Vec<String> {
+            self.containers
+                .iter()
+                .filter(|c| c.status == status)
+                .map(|c| format!("{}: {}", c.name, c.reason().unwrap_or_default()))
+                .collect()
+        };
+        let bad = with(ContainerStatus::Unhealthy);
         if !bad.is_empty() {
             return format!(
                 "{}: {}/{total} containers unhealthy ({})",
@@ -226,12 +309,7 @@ impl HealthReport {
                 bad.join("; ")
             );
         }
-        let warned: Vec<String> = self
-            .containers
-            .iter()
-            .filter(|c| c.status == ContainerStatus::Warning)
-            .map(|c| format!("{}: {}", c.name, c.reason().unwrap_or_default()))
-            .collect();
+        let warned = with(ContainerStatus::Warning);
         let up = total - self.count(ContainerStatus::Standby);
         if warned.is_empty() {
             format!("{}: {up}/{total} containers healthy", self.color)
@@ -246,63 +324,157 @@ impl HealthReport {
     }
 }
 
-/// The per-service report of the replaced health-check script: "  <container>: OK", "NOT
-/// RUNNING", "UNHEALTHY", "RESTARTED" or "ERRORS IN LOGS" (the first that applies), then a
-/// CRITICAL:, WARNING: or SUCCESS: line. Returns the text and the intended exit code: 0 all OK,
-/// 1 warnings only, 2 critical.
-pub fn service_report(report: &HealthReport) -> (String, u8) {
-    let mut out = format!("Checking health of {} deployment...\n", report.color);
-    let (mut critical, mut warnings) = (0, 0);
-    for container in &report.containers {
-        let failed = |name: &str| {
-            container
-                .checks
-                .iter()
-                .any(|c| c.name == name && c.status == CheckStatus::Fail)
-        };
-        let warned = |name: &str| {
-            container.checks.iter().any(|c| {
-                c.name == name && matches!(c.status, CheckStatus::Warn | CheckStatus::Fail)
-            })
-        };
-        let word = if container.status == ContainerStatus::Standby {
-            "OK"
-        } else if failed("running") {
-            critical += 1;
-            "NOT RUNNING"
-        } else if ["docker_health", "http", "tcp", "uptime", "memory", "cpu"]
-            .iter()
-            .any(|n| failed(n))
-        {
-            critical += 1;
-            "UNHEALTHY"
-        } else if failed("restarts") {
-            warnings += 1;
-            "RESTARTED"
-        } else if warned("log_errors") {
-            warnings += 1;
-            "ERRORS IN LOGS"
-        } else {
-            "OK"
-        };
-        out.push_str(&format!("  {}: {word}\n", container.name));
+/// A [`HealthReport`] as ztd-switch and ztd-rollback embed it: `color`, `target`, then the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded<'a>(&'a HealthReport);
+
+impl Serialize for Embedded<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut map = serializer.serialize_map(Some(9))?;
+        map.serialize_entry("color", &r.color)?;
+        map.serialize_entry("target", &r.color)?;
+        map.serialize_entry("healthy", &r.healthy)?;
+        map.serialize_entry("status", &r.status)?;
+        map.serialize_entry("problem", &r.problem)?;
+        map.serialize_entry("summary", &r.summary)?;
+        map.serialize_entry("duration_ms", &r.duration_ms)?;
+        map.serialize_entry("rounds", &r.rounds)?;
+        map.serialize_entry("containers", &r.containers)?;
+        map.end()
     }
-    if let Some(problem) = &report.problem {
-        critical += 1;
-        out.push_str(&format!("  {problem}\n"));
+}
+
+/// ztd-health's report body: the color it checked, or that nothing is deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HealthBody {
+    /// A color was checked, once or until healthy.
+    Checked {
+        /// Whether it waited (`--wait`).
+        waited: bool,
+        /// What it found.
+        #[serde(flatten)]
+        report: HealthReport,
+    },
+    /// No color named and none active: nothing to check.
+    NothingDeployed(NothingDeployed),
+}
+
+/// The body of a ztd-health that found nothing to check: no color, unhealthy, no containers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NothingDeployed {
+    /// Always none.
+    pub color: Option<Color>,
+    /// Always false.
+    pub healthy: bool,
+    /// Always unhealthy.
+    pub status: HealthStatus,
+    /// `nothing is deployed`.
+    pub problem: String,
+    /// Always empty.
+    pub containers: Vec<ContainerHealth>,
+}
+
+impl Default for NothingDeployed {
+    fn default() -> Self {
+        NothingDeployed {
+            color: None,
+            healthy: false,
+            status: HealthStatus::Unhealthy,
+            problem: "nothing is deployed".into(),
+            containers: Vec::new(),
+        }
     }
-    if critical > 0 {
-        out.push_str(&format!(
-            "CRITICAL: {critical} services have critical issues\n"
-        ));
-        (out, 2)
-    } else if warnings > 0 {
-        out.push_str(&format!("WARNING: {warnings} services have warnings\n"));
-        (out, 1)
+}
+
+impl HealthBody {
+    /// The color checked, handed on as the report's `target`.
+    pub fn color(&self) -> Option<Color> {
+        match self {
+            HealthBody::Checked { report, .. } => Some(report.color),
+            HealthBody::NothingDeployed(_) => None,
+        }
+    }
+}
+
+impl Outcome for HealthBody {
+    /// 0 healthy (warnings allowed), 1 unhealthy or nothing deployed.
+    fn status(&self) -> ExitStatus {
+        match self {
+            HealthBody::Checked { report, .. } if report.healthy() => ExitStatus::Success,
+            _ => ExitStatus::Negative,
+        }
+    }
+}
+
+/// The color to act on and whether it is the active one: `requested`, else the active color;
+/// `None` when none was named and nothing is deployed. Not knowing which color is active is a
+/// state error.
+pub async fn color_to_check<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    requested: Option<Color>,
+) -> Result<Option<(Color, bool)>> {
+    if let Some(color) = requested {
+        let state_file = state::read_state(stack)?;
+        let candidate = state_file.as_ref().and_then(|s| s.candidate);
+        let recorded = state::read_current_deployment(stack)?.or(state_file.and_then(|s| s.active));
+        let active = match recorded {
+            Some(active) => active == color,
+            None => candidate != Some(color),
+        };
+        return Ok(Some((color, active)));
+    }
+    let detection = detect(engine, stack).await?;
+    if let Some(conflict) = detection.conflict {
+        return Err(Error::State(format!(
+            "cannot tell which color is active: {conflict}; name a color"
+        )));
+    }
+    Ok(detection.active.map(|active| (active, true)))
+}
+
+/// ztd-health: check `requested` (else the active color) once, or until healthy when a
+/// `deadline` is given. Nothing deployed is an answer, not an error.
+pub async fn run<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    requested: Option<Color>,
+    policy: &HealthPolicy,
+    deadline: Option<Duration>,
+) -> Result<HealthBody> {
+    let Some((color, active)) = color_to_check(engine, stack, requested).await? else {
+        return Ok(HealthBody::NothingDeployed(NothingDeployed::default()));
+    };
+    let target = Target {
+        stack,
+        color,
+        active,
+        service: None,
+    };
+    let report = match deadline {
+        Some(deadline) => {
+            crate::info!(
+                "waiting up to {} for {color} to become healthy",
+                format_duration(deadline)
+            );
+            wait(engine, &target, policy, deadline).await?
+        }
+        None => check(engine, &target, policy).await?,
+    };
+    if report.healthy() {
+        crate::info!("{}", report.summary_line());
     } else {
-        out.push_str("SUCCESS: All services healthy\n");
-        (out, 0)
+        crate::warn!("{}", report.summary_line());
     }
+    Ok(HealthBody::Checked {
+        waited: deadline.is_some(),
+        report,
+    })
 }
 
 /// How deep one round of checks goes.
@@ -335,7 +507,7 @@ pub async fn check<E: Engine>(
 ) -> Result<HealthReport> {
     let started = Instant::now();
     let mut report = round(engine, target, policy, Depth::Full).await?;
-    report.duration = started.elapsed();
+    report.duration_ms = millis(started.elapsed());
     report.rounds = 1;
     Ok(report)
 }
@@ -365,21 +537,11 @@ pub async fn wait<E: Engine>(
         let settled =
             report.healthy() || report.containers.iter().any(|c| c.settled) || elapsed >= deadline;
         if settled {
-            report.duration = elapsed;
+            report.duration_ms = millis(elapsed);
             report.rounds = rounds;
             return Ok(report);
         }
-        let polls = report.problem.is_some() || report.containers.iter().any(|c| c.polls);
-        let mut pause = if polls { PROBE_TICK } else { SAFETY_TICK };
-        if let Some(due) = report
-            .containers
-            .iter()
-            .filter_map(|c| c.uptime_due_in)
-            .min()
-        {
-            pause = pause.min(due + Duration::from_millis(5));
-        }
-        pause = pause.min(deadline - elapsed);
+        let pause = next_pause(&report).min(deadline - elapsed);
         crate::debug!(
             "{}: not healthy yet ({}); next check within {}",
             target.color,
@@ -398,6 +560,22 @@ pub async fn wait<E: Engine>(
             }
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// How long a wait may sleep before the next round: a short tick while something is polled,
+/// the safety tick otherwise, and never past the moment an uptime check comes due.
+fn next_pause(report: &HealthReport) -> Duration {
+    let polls = report.problem.is_some() || report.containers.iter().any(|c| c.polls);
+    let pause = if polls { PROBE_TICK } else { SAFETY_TICK };
+    match report
+        .containers
+        .iter()
+        .filter_map(|c| c.uptime_due_in)
+        .min()
+    {
+        Some(due) => pause.min(due + Duration::from_millis(5)),
+        None => pause,
     }
 }
 
@@ -436,14 +614,7 @@ async fn round<E: Engine>(
     let problem = containers
         .is_empty()
         .then(|| format!("no containers in Compose project {project}"));
-    Ok(HealthReport {
-        color: target.color,
-        project,
-        containers: reports,
-        problem,
-        duration: Duration::ZERO,
-        rounds: 0,
-    })
+    Ok(HealthReport::new(target.color, reports, problem))
 }
 
 struct Timer(Instant);
@@ -452,7 +623,7 @@ impl Timer {
     fn start() -> Timer {
         Timer(Instant::now())
     }
-    fn check(&self, name: &'static str, status: CheckStatus, detail: String) -> Check {
+    fn check(&self, name: CheckName, status: CheckStatus, detail: String) -> Check {
         Check {
             name,
             status,
@@ -462,21 +633,23 @@ impl Timer {
     }
 }
 
-#[allow(clippy::too_many_lines)]
-async fn check_container<E: Engine>(
-    engine: &E,
+/// A container's report from its checks: unhealthy on any failure, a warning on any warning.
+fn container_health(
     container: &ContainerInfo,
-    settings: &ServiceSettings,
-    policy: &HealthPolicy,
-    depth: Depth,
-    color_is_active: bool,
+    checks: Vec<Check>,
+    status: Option<ContainerStatus>,
+    settled: bool,
 ) -> ContainerHealth {
-    let mut checks = Vec::new();
-    let mut settled = false;
-    let mut polls = false;
-    let mut uptime_due_in = None;
-    let now = Utc::now();
-    let report = |checks: Vec<Check>, status: ContainerStatus, settled: bool| ContainerHealth {
+    let status = status.unwrap_or_else(|| {
+        if checks.iter().any(|c| c.status == CheckStatus::Fail) {
+            ContainerStatus::Unhealthy
+        } else if checks.iter().any(|c| c.status == CheckStatus::Warn) {
+            ContainerStatus::Warning
+        } else {
+            ContainerStatus::Healthy
+        }
+    });
+    ContainerHealth {
         name: container.name.clone(),
         service: container.service.clone(),
         state: container.state,
@@ -486,30 +659,85 @@ async fn check_container<E: Engine>(
         settled,
         uptime_due_in: None,
         polls: false,
-    };
-
-    // A singleton of a color that is not active waits, stopped, for its handover (unless it has
-    // ztd.activate: then it runs in standby and is checked like any other container).
-    if settings.switch == SwitchMode::Handover
-        && settings.activate.is_none()
-        && !color_is_active
-        && !container.state.is_up()
-    {
-        let timer = Timer::start();
-        checks.push(timer.check(
-            "running",
-            CheckStatus::Skip,
-            format!(
-                "{}, waiting for its handover",
-                format!("{:?}", container.state).to_lowercase()
-            ),
-        ));
-        return report(checks, ContainerStatus::Standby, false);
     }
+}
 
+async fn check_container<E: Engine>(
+    engine: &E,
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+    policy: &HealthPolicy,
+    depth: Depth,
+    color_is_active: bool,
+) -> ContainerHealth {
+    if waits_for_handover(container, settings, color_is_active) {
+        return standby_health(container);
+    }
+    // The run state and the restarts: a container that does not run stops here.
+    let now = Utc::now();
+    let (running, exited_for_good) = running_check(container, now);
+    let (restarts, restarted_too_often) = restarts_check(container, settings, policy);
+    let mut settled = exited_for_good || restarted_too_often;
+    let mut checks = vec![running, restarts];
+    if container.state != RunState::Running {
+        let unhealthy = Some(ContainerStatus::Unhealthy);
+        return container_health(container, checks, unhealthy, settled);
+    }
+    // HEALTHCHECK, probes, and in a full round the log and resources, all at once.
+    checks.push(docker_health_check(container));
+    let full = depth == Depth::Full;
+    let (probes, logs, resources) = tokio::join!(
+        probe_checks(engine, container, settings, policy),
+        async { full.then_some(log_check(engine, container, settings, policy).await) },
+        async {
+            if full {
+                resource_checks(engine, container, settings, policy).await
+            } else {
+                Vec::new()
+            }
+        },
+    );
+    let probed = probes.iter().any(|c| c.status != CheckStatus::Skip);
+    let mut polls = probes.iter().any(|c| c.status == CheckStatus::Fail);
+    checks.extend(probes);
+    // No HEALTHCHECK and no probe: the uptime decides.
+    let mut uptime_due_in = None;
+    if container.health == DockerHealth::None && !probed {
+        let (uptime, due) = uptime_check(container, settings, policy, now);
+        polls |= due.is_some();
+        uptime_due_in = due;
+        checks.push(uptime);
+    }
+    // Log errors, memory and CPU do not get better by waiting: a failure there is final.
+    let quick_failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
+    checks.extend(logs);
+    checks.extend(resources);
+    let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
+    settled |= failed && !quick_failed;
+    let mut health = container_health(container, checks, None, settled);
+    health.uptime_due_in = uptime_due_in;
+    health.polls = polls;
+    health
+}
+
+/// A handover service waiting for its switch: standby, its run state skipped.
+fn standby_health(container: &ContainerInfo) -> ContainerHealth {
+    let state = format!("{:?}", container.state).to_lowercase();
+    let detail = format!("{state}, waiting for its handover");
+    let check = Timer::start().check(CheckName::Running, CheckStatus::Skip, detail);
+    container_health(
+        container,
+        vec![check],
+        Some(ContainerStatus::Standby),
+        false,
+    )
+}
+
+/// The `running` check, and whether the container exited for good (no restart will come).
+fn running_check(container: &ContainerInfo, now: DateTime<Utc>) -> (Check, bool) {
     let timer = Timer::start();
-    let running = container.state == RunState::Running;
-    let state_detail = match container.state {
+    let mut exited_for_good = false;
+    let detail = match container.state {
         RunState::Running => format!(
             "running for {}",
             container
@@ -519,202 +747,121 @@ async fn check_container<E: Engine>(
         ),
         RunState::Restarting => "restarting (crash loop)".into(),
         RunState::Exited | RunState::Dead => {
-            let mut detail = format!(
-                "{} with code {}",
-                if container.state == RunState::Dead {
-                    "dead"
-                } else {
-                    "exited"
-                },
-                container.exit_code.unwrap_or(-1)
-            );
+            let word = if container.state == RunState::Dead {
+                "dead"
+            } else {
+                "exited"
+            };
+            let mut detail = format!("{word} with code {}", container.exit_code.unwrap_or(-1));
             if container.oom_killed {
                 detail.push_str(" (killed for lack of memory)");
             }
-            if !container.will_restart() {
-                settled = true;
-            }
+            exited_for_good = !container.will_restart();
             detail
         }
         RunState::Created => "created, not started".into(),
         other => format!("{other:?}").to_lowercase(),
     };
-    checks.push(timer.check(
-        "running",
-        if running {
-            CheckStatus::Pass
-        } else {
-            CheckStatus::Fail
-        },
-        state_detail,
-    ));
-
-    let max_restarts = settings.max_restarts.unwrap_or(policy.max_restarts);
-    let timer = Timer::start();
-    if container.restart_count > max_restarts {
-        settled = true;
-        checks.push(timer.check(
-            "restarts",
-            CheckStatus::Fail,
-            format!(
-                "restarted {} times (allowed {max_restarts})",
-                container.restart_count
-            ),
-        ));
+    let status = if container.state == RunState::Running {
+        CheckStatus::Pass
     } else {
-        checks.push(timer.check(
-            "restarts",
-            CheckStatus::Pass,
-            format!("restarted {} times", container.restart_count),
-        ));
-    }
-
-    if !running {
-        return report(checks, ContainerStatus::Unhealthy, settled);
-    }
-
-    let timer = Timer::start();
-    checks.push(match container.health {
-        DockerHealth::None => {
-            timer.check("docker_health", CheckStatus::Skip, "no HEALTHCHECK".into())
-        }
-        DockerHealth::Starting => {
-            timer.check("docker_health", CheckStatus::Fail, "starting".into())
-        }
-        DockerHealth::Healthy => timer.check("docker_health", CheckStatus::Pass, "healthy".into()),
-        DockerHealth::Unhealthy => {
-            timer.check("docker_health", CheckStatus::Fail, "unhealthy".into())
-        }
-    });
-
-    let address = container
-        .addresses
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1".into());
-    // Container addresses of a remote engine are not reachable from here.
-    let remote = engine
-        .remote_host()
-        .map(|host| format!("skipped: the engine at {host} is remote"));
-    let http = async {
-        let path = settings.health_http.clone()?;
-        let timer = Timer::start();
-        if let Some(reason) = &remote {
-            return Some(timer.check("http", CheckStatus::Skip, reason.clone()));
-        }
-        let port = settings
-            .health_port
-            .or_else(|| container.exposed_ports.first().copied());
-        Some(match port {
-            Some(port) => {
-                let outcome =
-                    probe::http_probe(address.clone(), port, path, policy.probe_timeout).await;
-                probe_check(&timer, "http", outcome)
-            }
-            None => timer.check(
-                "http",
-                CheckStatus::Fail,
-                "ztd.health.http is set but the container exposes no port; set ztd.health.port"
-                    .into(),
-            ),
-        })
+        CheckStatus::Fail
     };
-    let tcp = async {
-        let port = settings.health_tcp?;
-        let timer = Timer::start();
-        if let Some(reason) = &remote {
-            return Some(timer.check("tcp", CheckStatus::Skip, reason.clone()));
-        }
-        let outcome = probe::tcp_probe(address.clone(), port, policy.probe_timeout).await;
-        Some(probe_check(&timer, "tcp", outcome))
-    };
-    let full = depth == Depth::Full;
-    let logs = async {
-        if !full {
-            return None;
-        }
-        Some(log_check(engine, container, settings, policy).await)
-    };
-    let resources = async {
-        if !full {
-            return Vec::new();
-        }
-        resource_checks(engine, container, settings, policy).await
-    };
-    let (http, tcp, logs, resources) = tokio::join!(http, tcp, logs, resources);
-    let probed = [&http, &tcp]
-        .into_iter()
-        .flatten()
-        .any(|c| c.status != CheckStatus::Skip);
-    for probe_result in [http, tcp].into_iter().flatten() {
-        if probe_result.status == CheckStatus::Fail {
-            polls = true;
-        }
-        checks.push(probe_result);
-    }
-
-    if container.health == DockerHealth::None && !probed {
-        let timer = Timer::start();
-        let needed = settings.min_uptime.unwrap_or(policy.min_uptime);
-        let uptime = container.uptime(now).unwrap_or_default();
-        if uptime >= needed {
-            checks.push(timer.check(
-                "uptime",
-                CheckStatus::Pass,
-                format!(
-                    "up {} (no healthcheck or probe; needs {})",
-                    format_duration(uptime),
-                    format_duration(needed)
-                ),
-            ));
-        } else {
-            uptime_due_in = Some(needed - uptime);
-            polls = true;
-            checks.push(timer.check(
-                "uptime",
-                CheckStatus::Fail,
-                format!(
-                    "up {}, needs {} (no healthcheck or probe)",
-                    format_duration(uptime),
-                    format_duration(needed)
-                ),
-            ));
-        }
-    }
-
-    let quick_failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
-    if let Some(logs) = logs {
-        checks.push(logs);
-    }
-    checks.extend(resources);
-    let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
-    // Log errors, memory and CPU do not get better by waiting: a failure there is final.
-    if failed && !quick_failed {
-        settled = true;
-    }
-    let status = if failed {
-        ContainerStatus::Unhealthy
-    } else if checks.iter().any(|c| c.status == CheckStatus::Warn) {
-        ContainerStatus::Warning
-    } else {
-        ContainerStatus::Healthy
-    };
-    let mut health = report(checks, status, settled);
-    health.uptime_due_in = uptime_due_in;
-    health.polls = polls;
-    health
+    (
+        timer.check(CheckName::Running, status, detail),
+        exited_for_good,
+    )
 }
 
-fn probe_check(timer: &Timer, name: &'static str, outcome: ProbeOutcome) -> Check {
-    timer.check(
-        name,
-        if outcome.ok {
-            CheckStatus::Pass
-        } else {
-            CheckStatus::Fail
-        },
-        outcome.detail,
-    )
+/// The `restarts` check, and whether it failed (restarts only grow).
+fn restarts_check(
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+    policy: &HealthPolicy,
+) -> (Check, bool) {
+    let timer = Timer::start();
+    let max_restarts = settings.max_restarts.unwrap_or(policy.max_restarts);
+    let count = container.restart_count;
+    if count > max_restarts {
+        let detail = format!("restarted {count} times (allowed {max_restarts})");
+        (
+            timer.check(CheckName::Restarts, CheckStatus::Fail, detail),
+            true,
+        )
+    } else {
+        let detail = format!("restarted {count} times");
+        (
+            timer.check(CheckName::Restarts, CheckStatus::Pass, detail),
+            false,
+        )
+    }
+}
+
+fn docker_health_check(container: &ContainerInfo) -> Check {
+    let (status, detail) = match container.health {
+        DockerHealth::None => (CheckStatus::Skip, "no HEALTHCHECK"),
+        DockerHealth::Starting => (CheckStatus::Fail, "starting"),
+        DockerHealth::Healthy => (CheckStatus::Pass, "healthy"),
+        DockerHealth::Unhealthy => (CheckStatus::Fail, "unhealthy"),
+    };
+    Timer::start().check(CheckName::DockerHealth, status, detail.into())
+}
+
+/// The `http` and `tcp` checks the probe labels ask for, sent at once.
+async fn probe_checks<E: Engine>(
+    engine: &E,
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+    policy: &HealthPolicy,
+) -> Vec<Check> {
+    let remote = engine.remote_host();
+    let targets = probe::probe_targets(container, settings, remote.as_deref());
+    join_all(targets.iter().map(|target| async move {
+        let timer = Timer::start();
+        let name = match target.kind {
+            ProbeKind::Http(_) => CheckName::Http,
+            ProbeKind::Tcp => CheckName::Tcp,
+        };
+        match target.run(policy.probe_timeout).await {
+            ProbeResult::Skipped(reason) => timer.check(name, CheckStatus::Skip, reason),
+            ProbeResult::Done(outcome) if outcome.ok => {
+                timer.check(name, CheckStatus::Pass, outcome.detail)
+            }
+            ProbeResult::Done(outcome) => timer.check(name, CheckStatus::Fail, outcome.detail),
+        }
+    }))
+    .await
+}
+
+/// The `uptime` check, and how long until it passes when it does not yet.
+fn uptime_check(
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+    policy: &HealthPolicy,
+    now: DateTime<Utc>,
+) -> (Check, Option<Duration>) {
+    let timer = Timer::start();
+    let needed = settings.min_uptime.unwrap_or(policy.min_uptime);
+    let uptime = container.uptime(now).unwrap_or_default();
+    if uptime >= needed {
+        let detail = format!(
+            "up {} (no healthcheck or probe; needs {})",
+            format_duration(uptime),
+            format_duration(needed)
+        );
+        (
+            timer.check(CheckName::Uptime, CheckStatus::Pass, detail),
+            None,
+        )
+    } else {
+        let detail = format!(
+            "up {}, needs {} (no healthcheck or probe)",
+            format_duration(uptime),
+            format_duration(needed)
+        );
+        let check = timer.check(CheckName::Uptime, CheckStatus::Fail, detail);
+        (check, Some(needed - uptime))
+    }
 }
 
 async fn log_check<E: Engine>(
@@ -732,7 +879,7 @@ async fn log_check<E: Engine>(
         Ok(lines) => lines,
         Err(err) => {
             return timer.check(
-                "log_errors",
+                CheckName::LogErrors,
                 CheckStatus::Warn,
                 format!("cannot read logs: {err}"),
             );
@@ -747,7 +894,7 @@ async fn log_check<E: Engine>(
     let count = matching.len() as u64;
     if count == 0 {
         return timer.check(
-            "log_errors",
+            CheckName::LogErrors,
             CheckStatus::Pass,
             format!("no error lines in {} lines since start", lines.len()),
         );
@@ -760,9 +907,10 @@ async fn log_check<E: Engine>(
         Some(_) => CheckStatus::Pass,
         None => CheckStatus::Warn,
     };
-    timer.check("log_errors", status, detail)
+    timer.check(CheckName::LogErrors, status, detail)
 }
 
+/// The `memory` and `cpu` checks, when a ceiling asks for them.
 async fn resource_checks<E: Engine>(
     engine: &E,
     container: &ContainerInfo,
@@ -779,7 +927,7 @@ async fn resource_checks<E: Engine>(
         Ok(sample) => sample,
         Err(err) => {
             return vec![timer.check(
-                "memory",
+                CheckName::Memory,
                 CheckStatus::Warn,
                 format!("cannot read stats: {err}"),
             )];
@@ -798,40 +946,42 @@ async fn resource_checks<E: Engine>(
             format_bytes(first.memory_limit),
             first.memory_percent()
         );
-        checks.push(timer.check("memory", status, detail));
+        checks.push(timer.check(CheckName::Memory, status, detail));
     }
     if let Some(max_cpu) = max_cpu {
-        let timer = Timer::start();
-        tokio::time::sleep(policy.cpu_window).await;
-        let check = match engine.stats(&container.id).await {
-            Ok(second) => match second.cpu_percent_since(&first) {
-                Some(pct) => timer.check(
-                    "cpu",
-                    if pct > max_cpu {
-                        CheckStatus::Fail
-                    } else {
-                        CheckStatus::Pass
-                    },
-                    format!(
-                        "{pct:.1}% over {} (allowed {max_cpu}%)",
-                        format_duration(policy.cpu_window)
-                    ),
-                ),
-                None => timer.check(
-                    "cpu",
-                    CheckStatus::Warn,
-                    "no CPU figures from the engine".into(),
-                ),
-            },
-            Err(err) => timer.check(
-                "cpu",
-                CheckStatus::Warn,
-                format!("cannot read stats: {err}"),
-            ),
-        };
-        checks.push(check);
+        checks.push(cpu_check(engine, container, &first, max_cpu, policy).await);
     }
     checks
+}
+
+/// CPU over `policy.cpu_window` since the `first` sample, against `max_cpu`.
+async fn cpu_check<E: Engine>(
+    engine: &E,
+    container: &ContainerInfo,
+    first: &crate::engine::ResourceSample,
+    max_cpu: f64,
+    policy: &HealthPolicy,
+) -> Check {
+    let timer = Timer::start();
+    tokio::time::sleep(policy.cpu_window).await;
+    let (status, detail) = match engine.stats(&container.id).await {
+        Ok(second) => match second.cpu_percent_since(first) {
+            Some(pct) => (
+                if pct > max_cpu {
+                    CheckStatus::Fail
+                } else {
+                    CheckStatus::Pass
+                },
+                format!(
+                    "{pct:.1}% over {} (allowed {max_cpu}%)",
+                    format_duration(policy.cpu_window)
+                ),
+            ),
+            None => (CheckStatus::Warn, "no CPU figures from the engine".into()),
+        },
+        Err(err) => (CheckStatus::Warn, format!("cannot read stats: {err}")),
+    };
+    timer.check(CheckName::Cpu, status, detail)
 }
 
 #[cfg(test)]
@@ -866,13 +1016,65 @@ mod tests {
         run(check(engine, &target, policy)).expect("check")
     }
 
-    fn check_named<'a>(report: &'a HealthReport, container: &str, name: &str) -> &'a Check {
+    fn check_named<'a>(report: &'a HealthReport, container: &str, name: CheckName) -> &'a Check {
         report
             .containers
             .iter()
             .find(|c| c.name == container)
             .and_then(|c| c.checks.iter().find(|k| k.name == name))
-            .unwrap_or_else(|| panic!("no check {name} on {container}"))
+            .unwrap_or_else(|| panic!("no check {name:?} on {container}"))
+    }
+
+    #[test]
+    fn the_report_prints_target_after_ok_then_its_fields_and_decodes_back() {
+        use crate::report::{Report, json_line};
+        let mut report = HealthReport::new(Color::Green, Vec::new(), Some("none".into()));
+        report.duration_ms = 1.5;
+        report.rounds = 1;
+        let body = HealthBody::Checked {
+            waited: true,
+            report: report.clone(),
+        };
+        let printed = json_line(&Report::new(
+            "ztd-health",
+            &stack(),
+            body.color(),
+            body.clone(),
+        ));
+        let dir = serde_json::to_string(&stack().dir).expect("dir");
+        assert_eq!(
+            printed,
+            format!(
+                "{{\"tool\":\"ztd-health\",\"project\":\"shop\",\"project_dir\":{dir},\"ok\":false,\"target\":\"green\",\"waited\":true,\"color\":\"green\",\"healthy\":false,\"status\":\"unhealthy\",\"problem\":\"none\",\"summary\":{{\"containers\":0,\"healthy\":0,\"warning\":0,\"unhealthy\":0,\"standby\":0}},\"duration_ms\":1.5,\"rounds\":1,\"containers\":[]}}\n"
+            )
+        );
+        let decoded: Report<HealthBody> = serde_json::from_str(&printed).expect("decode");
+        assert_eq!(decoded.body, body);
+        assert_eq!(decoded.envelope.target, Some(Color::Green));
+
+        let none = HealthBody::NothingDeployed(NothingDeployed::default());
+        let printed = json_line(&Report::new(
+            "ztd-health",
+            &stack(),
+            none.color(),
+            none.clone(),
+        ));
+        assert!(
+            printed.ends_with(
+                "\"ok\":false,\"target\":null,\"color\":null,\"healthy\":false,\"status\":\"unhealthy\",\"problem\":\"nothing is deployed\",\"containers\":[]}\n"
+            ),
+            "{printed}"
+        );
+        let decoded: Report<HealthBody> = serde_json::from_str(&printed).expect("decode");
+        assert_eq!(decoded.body, none);
+        assert_eq!(decoded.body.status(), ExitStatus::Negative);
+
+        // As ztd-switch and ztd-rollback embed it: color, then target, then the rest.
+        let embedded = json_line(&report.to_json());
+        assert!(
+            embedded.starts_with("{\"color\":\"green\",\"target\":\"green\",\"healthy\":false,"),
+            "{embedded}"
+        );
     }
 
     #[test]
@@ -890,7 +1092,7 @@ mod tests {
         assert!(report.healthy(), "{}", report.summary_line());
         assert_eq!(report.count(ContainerStatus::Healthy), 2);
         assert_eq!(
-            check_named(&report, "web-green", "uptime").status,
+            check_named(&report, "web-green", CheckName::Uptime).status,
             CheckStatus::Pass
         );
     }
@@ -906,9 +1108,9 @@ mod tests {
         let engine = FakeEngine::with(vec![web]);
         engine.set_remote_host("tcp://10.0.0.9:2375");
         let report = checked(&engine, &HealthPolicy::default());
-        for name in ["http", "tcp"] {
+        for name in [CheckName::Http, CheckName::Tcp] {
             let probe = check_named(&report, "web-green", name);
-            assert_eq!(probe.status, CheckStatus::Skip, "{name}");
+            assert_eq!(probe.status, CheckStatus::Skip, "{name:?}");
             assert_eq!(
                 probe.detail,
                 "skipped: the engine at tcp://10.0.0.9:2375 is remote"
@@ -916,7 +1118,7 @@ mod tests {
         }
         // With its probes skipped, the container is judged by its uptime, as one without any.
         assert_eq!(
-            check_named(&report, "web-green", "uptime").status,
+            check_named(&report, "web-green", CheckName::Uptime).status,
             CheckStatus::Pass
         );
         assert!(report.healthy(), "{}", report.summary_line());
@@ -946,15 +1148,15 @@ mod tests {
         let engine = FakeEngine::with(vec![starting, unhealthy, healthy]);
         let report = checked(&engine, &HealthPolicy::default());
         assert_eq!(
-            check_named(&report, "a-green", "docker_health").detail,
+            check_named(&report, "a-green", CheckName::DockerHealth).detail,
             "starting"
         );
         assert_eq!(
-            check_named(&report, "b-green", "docker_health").detail,
+            check_named(&report, "b-green", CheckName::DockerHealth).detail,
             "unhealthy"
         );
         assert_eq!(
-            check_named(&report, "c-green", "docker_health").status,
+            check_named(&report, "c-green", CheckName::DockerHealth).status,
             CheckStatus::Pass
         );
         assert_eq!(
@@ -983,7 +1185,7 @@ mod tests {
         let engine = FakeEngine::with(vec![looping]);
         let report = checked(&engine, &HealthPolicy::default());
         assert_eq!(
-            check_named(&report, "web-green", "restarts").status,
+            check_named(&report, "web-green", CheckName::Restarts).status,
             CheckStatus::Fail
         );
         let lenient = HealthPolicy {
@@ -1019,7 +1221,7 @@ mod tests {
             ],
         );
         let report = checked(&engine, &HealthPolicy::default());
-        let logs = check_named(&report, "web-green", "log_errors");
+        let logs = check_named(&report, "web-green", CheckName::LogErrors);
         assert_eq!(logs.status, CheckStatus::Warn);
         assert!(logs.detail.starts_with("3 error lines"), "{}", logs.detail);
         assert!(report.healthy(), "warnings do not make a color unhealthy");
@@ -1057,7 +1259,7 @@ mod tests {
             report.containers[0]
                 .checks
                 .iter()
-                .all(|c| c.name != "memory")
+                .all(|c| c.name != CheckName::Memory)
         );
         let strict = HealthPolicy {
             max_memory: Some(MemoryLimit::Percent(50.0)),
@@ -1066,7 +1268,7 @@ mod tests {
         let report = checked(&engine, &strict);
         assert!(!report.healthy());
         assert_eq!(
-            check_named(&report, "web-green", "memory").status,
+            check_named(&report, "web-green", CheckName::Memory).status,
             CheckStatus::Fail
         );
         let lenient = HealthPolicy {
@@ -1148,11 +1350,7 @@ mod tests {
         ))
         .expect("wait");
         assert!(report.healthy());
-        assert!(
-            report.duration < Duration::from_secs(5),
-            "{:?}",
-            report.duration
-        );
+        assert!(report.duration_ms < 5000.0, "{}", report.duration_ms);
     }
 
     #[test]

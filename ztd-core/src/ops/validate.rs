@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use regex::Regex;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{ContainerInfo, ContainerQuery, Engine, LogQuery, RunState};
-use crate::error::{Error, Result};
-use crate::health::{self, CheckStatus, ContainerStatus, HealthPolicy, Target};
+use crate::error::{Error, ExitStatus, Result};
+use crate::health::{
+    self, CheckName, CheckStatus, ContainerStatus, HealthPolicy, Target, waits_for_handover,
+};
 use crate::labels::{self, ServiceSettings, SwitchMode};
 use crate::probe;
-use crate::render::read_color_meta;
+use crate::render::{DeployMeta, read_color_meta};
+use crate::report::Outcome;
 use crate::stack::{Color, Stack};
 use crate::state;
 use crate::units::{MemoryLimit, format_bytes};
@@ -26,11 +28,58 @@ const LOG_LINES: usize = 100;
 /// A worker that logged nothing for this long is not active.
 const RECENT: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
+/// The sections of a validation, in order, named as the original printed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Group {
+    /// Each container running.
+    #[serde(rename = "Container Status Checks")]
+    Containers,
+    /// HEALTHCHECKs and probes.
+    #[serde(rename = "Health Checks")]
+    Health,
+    /// Memory and CPU.
+    #[serde(rename = "Resource Checks")]
+    Resources,
+    /// The last log lines.
+    #[serde(rename = "Log Analysis")]
+    Logs,
+    /// Names, ports and shared services.
+    #[serde(rename = "Network Connectivity")]
+    Network,
+    /// The environment, the recorded version, the rendered file.
+    #[serde(rename = "Configuration Validation")]
+    Configuration,
+}
+
+impl Group {
+    /// Every section, in order.
+    pub const ALL: [Group; 6] = [
+        Group::Containers,
+        Group::Health,
+        Group::Resources,
+        Group::Logs,
+        Group::Network,
+        Group::Configuration,
+    ];
+
+    /// The section's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Containers => "Container Status Checks",
+            Group::Health => "Health Checks",
+            Group::Resources => "Resource Checks",
+            Group::Logs => "Log Analysis",
+            Group::Network => "Network Connectivity",
+            Group::Configuration => "Configuration Validation",
+        }
+    }
+}
+
 /// One validation check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationCheck {
-    /// The section, as the original printed it.
-    pub group: &'static str,
+    /// The section.
+    pub group: Group,
     /// What is checked.
     pub name: String,
     /// Whether it passed.
@@ -39,7 +88,7 @@ pub struct ValidationCheck {
     pub detail: String,
 }
 
-fn check(group: &'static str, name: String, pass: bool, detail: String) -> ValidationCheck {
+fn check(group: Group, name: String, pass: bool, detail: String) -> ValidationCheck {
     ValidationCheck {
         group,
         name,
@@ -48,15 +97,93 @@ fn check(group: &'static str, name: String, pass: bool, detail: String) -> Valid
     }
 }
 
-/// The sections, in order.
-pub const GROUPS: [&str; 6] = [
-    "Container Status Checks",
-    "Health Checks",
-    "Resource Checks",
-    "Log Analysis",
-    "Network Connectivity",
-    "Configuration Validation",
-];
+/// The validation of one color: ztd-health --validate's report body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    /// The color validated.
+    pub color: Color,
+    /// Always true: this is a validation, not a health check.
+    pub validate: bool,
+    /// How many checks passed.
+    pub passed: usize,
+    /// How many failed.
+    pub failed: usize,
+    /// Every check, section by section.
+    pub checks: Vec<ValidationCheck>,
+}
+
+impl Validation {
+    /// The validation of `color` made of `checks`.
+    pub fn new(color: Color, checks: Vec<ValidationCheck>) -> Validation {
+        let passed = checks.iter().filter(|c| c.pass).count();
+        Validation {
+            color,
+            validate: true,
+            passed,
+            failed: checks.len() - passed,
+            checks,
+        }
+    }
+}
+
+/// The body of a validation that found nothing to validate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NothingToValidate {
+    /// Always true.
+    pub validate: bool,
+    /// Always none.
+    pub color: Option<Color>,
+    /// `nothing is deployed`.
+    pub problem: String,
+}
+
+/// ztd-health --validate's report body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValidationBody {
+    /// A color was validated.
+    Validated(Validation),
+    /// No color named and none active.
+    NothingDeployed(NothingToValidate),
+}
+
+impl ValidationBody {
+    /// The color validated, handed on as the report's `target`.
+    pub fn color(&self) -> Option<Color> {
+        match self {
+            ValidationBody::Validated(v) => Some(v.color),
+            ValidationBody::NothingDeployed(_) => None,
+        }
+    }
+}
+
+impl Outcome for ValidationBody {
+    /// 0 when every check passed, else 1 (nothing deployed included).
+    fn status(&self) -> ExitStatus {
+        match self {
+            ValidationBody::Validated(v) if v.failed == 0 => ExitStatus::Success,
+            _ => ExitStatus::Negative,
+        }
+    }
+}
+
+/// ztd-health --validate: validate `requested`, else the active color.
+pub async fn run<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    requested: Option<Color>,
+    policy: &HealthPolicy,
+) -> Result<ValidationBody> {
+    let Some((color, active)) = health::color_to_check(engine, stack, requested).await? else {
+        return Ok(ValidationBody::NothingDeployed(NothingToValidate {
+            validate: true,
+            color: None,
+            problem: "nothing is deployed".into(),
+        }));
+    };
+    let checks = validate(engine, stack, color, active, policy).await?;
+    Ok(ValidationBody::Validated(Validation::new(color, checks)))
+}
 
 /// Validate one color.
 pub async fn validate<E: Engine>(
@@ -68,90 +195,121 @@ pub async fn validate<E: Engine>(
 ) -> Result<Vec<ValidationCheck>> {
     let project = stack.color_project(color);
     let containers = engine.list(&ContainerQuery::project(&project)).await?;
-    let mut checks = Vec::new();
     if containers.is_empty() {
-        checks.push(check(
-            GROUPS[0],
+        let none = check(
+            Group::Containers,
             format!("{project} has containers"),
             false,
             "none".into(),
-        ));
-        return Ok(checks);
+        );
+        return Ok(vec![none]);
     }
     let settings: Vec<ServiceSettings> = containers
         .iter()
         .map(|c| ServiceSettings::from_labels(&c.service, &c.labels))
         .collect::<Result<_>>()?;
-    let standby = |c: &ContainerInfo, s: &ServiceSettings| {
-        !active && s.switch == SwitchMode::Handover && s.activate.is_none() && !c.state.is_up()
-    };
-
-    // Containers.
-    for (c, s) in containers.iter().zip(&settings) {
-        let (pass, detail) = if standby(c, s) {
-            (true, "stopped, waiting for its handover".to_string())
-        } else {
-            (
-                c.state == RunState::Running,
-                format!("{:?}", c.state).to_lowercase(),
-            )
-        };
-        checks.push(check(
-            GROUPS[0],
-            format!("{} running", c.name),
-            pass,
-            detail,
-        ));
+    let running: Vec<&ContainerInfo> = containers
+        .iter()
+        .filter(|c| c.state == RunState::Running)
+        .collect();
+    let meta = read_color_meta(stack, color)?;
+    let mut checks = container_checks(&containers, &settings, active);
+    checks.extend(health_checks(engine, stack, color, active, policy).await?);
+    checks.extend(resource_checks(engine, &running, policy).await);
+    checks.extend(log_checks(engine, &running).await?);
+    checks.extend(name_checks(&running, meta.as_ref()));
+    checks.extend(port_checks(&running, policy).await);
+    if let Some(meta) = &meta {
+        checks.extend(shared_checks(engine, stack, color, meta).await?);
     }
+    checks.extend(configuration_checks(
+        stack,
+        color,
+        &containers,
+        meta.is_some(),
+    )?);
+    Ok(checks)
+}
 
-    // Health endpoints: Docker's HEALTHCHECK and the probe labels, per container.
+/// Containers: each one running, unless it waits for its handover.
+fn container_checks(
+    containers: &[ContainerInfo],
+    settings: &[ServiceSettings],
+    active: bool,
+) -> Vec<ValidationCheck> {
+    containers
+        .iter()
+        .zip(settings)
+        .map(|(c, s)| {
+            let (pass, detail) = if waits_for_handover(c, s, active) {
+                (true, "stopped, waiting for its handover".to_string())
+            } else {
+                (
+                    c.state == RunState::Running,
+                    format!("{:?}", c.state).to_lowercase(),
+                )
+            };
+            check(
+                Group::Containers,
+                format!("{} running", c.name),
+                pass,
+                detail,
+            )
+        })
+        .collect()
+}
+
+/// Health endpoints: Docker's HEALTHCHECK and the probe labels, per container.
+async fn health_checks<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    color: Color,
+    active: bool,
+    policy: &HealthPolicy,
+) -> Result<Vec<ValidationCheck>> {
     let target = Target {
         stack,
         color,
         active,
         service: None,
     };
-    let report = health::check(
-        engine,
-        &target,
-        &HealthPolicy {
-            min_uptime: Duration::ZERO,
-            ..policy.clone()
-        },
-    )
-    .await?;
+    let policy = HealthPolicy {
+        min_uptime: Duration::ZERO,
+        ..policy.clone()
+    };
+    let report = health::check(engine, &target, &policy).await?;
+    let mut checks = Vec::new();
     for container in &report.containers {
         if container.status == ContainerStatus::Standby {
             continue;
         }
-        for probe in container
-            .checks
-            .iter()
-            .filter(|k| matches!(k.name, "docker_health" | "http" | "tcp"))
-        {
+        for probe in &container.checks {
+            let what = match probe.name {
+                CheckName::DockerHealth => "HEALTHCHECK",
+                CheckName::Http => "HTTP health endpoint",
+                CheckName::Tcp => "TCP health port",
+                _ => continue,
+            };
             if probe.status == CheckStatus::Skip {
                 continue;
             }
-            let what = match probe.name {
-                "docker_health" => "HEALTHCHECK",
-                "http" => "HTTP health endpoint",
-                _ => "TCP health port",
-            };
             checks.push(check(
-                GROUPS[1],
+                Group::Health,
                 format!("{} {what}", container.name),
                 probe.status == CheckStatus::Pass,
                 probe.detail.clone(),
             ));
         }
     }
+    Ok(checks)
+}
 
-    let running: Vec<&ContainerInfo> = containers
-        .iter()
-        .filter(|c| c.state == RunState::Running)
-        .collect();
-
-    // Resources: memory of the limit, CPU of the CPUs the container may use.
+/// Resources: memory of the limit, CPU of the CPUs the container may use.
+async fn resource_checks<E: Engine>(
+    engine: &E,
+    running: &[&ContainerInfo],
+    policy: &HealthPolicy,
+) -> Vec<ValidationCheck> {
     let memory_limit = policy
         .max_memory
         .unwrap_or(MemoryLimit::Percent(DEFAULT_RESOURCE_PERCENT));
@@ -163,53 +321,57 @@ pub async fn validate<E: Engine>(
         Ok::<_, Error>((first, second))
     }))
     .await;
+    let mut checks = Vec::new();
     for (c, sample) in running.iter().zip(samples) {
-        match sample {
-            Ok((first, second)) => {
-                checks.push(check(
-                    GROUPS[2],
-                    format!("{} memory under {memory_limit}", c.name),
-                    !memory_limit.exceeded(second.memory_usage, second.memory_limit),
-                    format!(
-                        "{} of {} ({:.1}%)",
-                        format_bytes(second.memory_usage),
-                        format_bytes(second.memory_limit),
-                        second.memory_percent()
-                    ),
-                ));
-                let cpu = second
-                    .cpu_percent_since(&first)
-                    .map(|p| p / f64::from(second.online_cpus.max(1)));
-                checks.push(check(
-                    GROUPS[2],
-                    format!("{} CPU under {cpu_limit}%", c.name),
-                    cpu.is_some_and(|p| p <= cpu_limit),
-                    cpu.map_or("no CPU figures".into(), |p| format!("{p:.1}% of its CPUs")),
-                ));
+        let (first, second) = match sample {
+            Ok(pair) => pair,
+            Err(err) => {
+                let name = format!("{} resources", c.name);
+                checks.push(check(Group::Resources, name, false, err.to_string()));
+                continue;
             }
-            Err(err) => checks.push(check(
-                GROUPS[2],
-                format!("{} resources", c.name),
-                false,
-                err.to_string(),
-            )),
-        }
+        };
+        checks.push(check(
+            Group::Resources,
+            format!("{} memory under {memory_limit}", c.name),
+            !memory_limit.exceeded(second.memory_usage, second.memory_limit),
+            format!(
+                "{} of {} ({:.1}%)",
+                format_bytes(second.memory_usage),
+                format_bytes(second.memory_limit),
+                second.memory_percent()
+            ),
+        ));
+        let cpu = second
+            .cpu_percent_since(&first)
+            .map(|p| p / f64::from(second.online_cpus.max(1)));
+        checks.push(check(
+            Group::Resources,
+            format!("{} CPU under {cpu_limit}%", c.name),
+            cpu.is_some_and(|p| p <= cpu_limit),
+            cpu.map_or("no CPU figures".into(), |p| format!("{p:.1}% of its CPUs")),
+        ));
     }
+    checks
+}
 
-    // Logs: the last lines of each container; workers (singletons) must be active.
+/// Logs: the last lines of each container; workers (singletons) must be active.
+async fn log_checks<E: Engine>(
+    engine: &E,
+    running: &[&ContainerInfo],
+) -> Result<Vec<ValidationCheck>> {
     let critical = Regex::new(r"(?i)\bcritical\b").map_err(|e| Error::State(e.to_string()))?;
     let exception = Regex::new(r"(?i)\bexception\b").map_err(|e| Error::State(e.to_string()))?;
     let logs = join_all(running.iter().map(|c| {
-        engine.logs(
-            &c.id,
-            LogQuery {
-                since: None,
-                tail: Some(LOG_LINES),
-            },
-        )
+        let query = LogQuery {
+            since: None,
+            tail: Some(LOG_LINES),
+        };
+        engine.logs(&c.id, query)
     }))
     .await;
     let now = chrono::Utc::now();
+    let mut checks = Vec::new();
     for ((c, lines), s) in running.iter().zip(logs).zip(
         running
             .iter()
@@ -219,7 +381,7 @@ pub async fn validate<E: Engine>(
         for (pattern, what) in [(&critical, "critical"), (&exception, "exception")] {
             let found = lines.iter().filter(|l| pattern.is_match(&l.text)).count();
             checks.push(check(
-                GROUPS[3],
+                Group::Logs,
                 format!("{} no {what} lines", c.name),
                 found == 0,
                 format!("{found} of the last {} lines", lines.len()),
@@ -228,7 +390,7 @@ pub async fn validate<E: Engine>(
         if s.switch == SwitchMode::Handover {
             let last = lines.last().map(|l| l.timestamp);
             checks.push(check(
-                GROUPS[3],
+                Group::Logs,
                 format!("{} recent activity", c.name),
                 last.is_some_and(|t| now - t < RECENT),
                 last.map_or("no log lines".into(), |t| {
@@ -237,58 +399,71 @@ pub async fn validate<E: Engine>(
             ));
         }
     }
+    Ok(checks)
+}
 
-    // Connectivity: each service answers to its name on the color's network and accepts
-    // connections on its ports; shared services are reachable from the color by name.
-    let meta = read_color_meta(stack, color)?;
-    for c in &running {
-        let named = c.networks.iter().any(|(network, aliases)| {
-            aliases.iter().any(|a| a == &c.service)
-                && meta
-                    .as_ref()
-                    .is_none_or(|m| m.networks.values().any(|n| n == network))
-        });
-        checks.push(check(
-            GROUPS[4],
-            format!("{} reachable as {}", c.name, c.service),
-            named,
-            format!(
-                "networks: {}",
-                c.networks.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        ));
-    }
-    let address_checks = join_all(running.iter().flat_map(|c| {
-        let address = c
-            .addresses
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "127.0.0.1".into());
+/// Connectivity by name: each service answers to its name on the color's network.
+fn name_checks(running: &[&ContainerInfo], meta: Option<&DeployMeta>) -> Vec<ValidationCheck> {
+    running
+        .iter()
+        .map(|c| {
+            let named = c.networks.iter().any(|(network, aliases)| {
+                aliases.iter().any(|a| a == &c.service)
+                    && meta.is_none_or(|m| m.networks.values().any(|n| n == network))
+            });
+            check(
+                Group::Network,
+                format!("{} reachable as {}", c.name, c.service),
+                named,
+                format!(
+                    "networks: {}",
+                    c.networks.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Connectivity by port: each port a container exposes accepts connections.
+async fn port_checks(running: &[&ContainerInfo], policy: &HealthPolicy) -> Vec<ValidationCheck> {
+    let probes = join_all(running.iter().flat_map(|c| {
+        let address = probe::container_address(c);
         c.exposed_ports.iter().map(move |port| {
             let address = address.clone();
             async move {
-                (
-                    c.name.clone(),
-                    *port,
-                    probe::tcp_probe(address, *port, policy.probe_timeout).await,
-                )
+                let outcome = probe::tcp_probe(address, *port, policy.probe_timeout).await;
+                (c.name.clone(), *port, outcome)
             }
         })
     }))
     .await;
-    for (name, port, outcome) in address_checks {
-        checks.push(check(
-            GROUPS[4],
-            format!("{name} port {port} accepts connections"),
-            outcome.ok,
-            outcome.detail,
-        ));
-    }
-    if let Some(meta) = &meta {
-        let shared = engine
-            .list(&ContainerQuery::project(&stack.shared_project()))
-            .await?;
-        for attachment in &meta.shared {
+    probes
+        .into_iter()
+        .map(|(name, port, outcome)| {
+            check(
+                Group::Network,
+                format!("{name} port {port} accepts connections"),
+                outcome.ok,
+                outcome.detail,
+            )
+        })
+        .collect()
+}
+
+/// Connectivity of the shared services: each one reachable from the color by name.
+async fn shared_checks<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    color: Color,
+    meta: &DeployMeta,
+) -> Result<Vec<ValidationCheck>> {
+    let shared = engine
+        .list(&ContainerQuery::project(&stack.shared_project()))
+        .await?;
+    Ok(meta
+        .shared
+        .iter()
+        .map(|attachment| {
             let reachable = shared
                 .iter()
                 .find(|c| c.service == attachment.service)
@@ -300,29 +475,40 @@ pub async fn validate<E: Engine>(
                                 .is_some_and(|aliases| aliases.contains(&attachment.service))
                         })
                 });
-            checks.push(check(
-                GROUPS[4],
+            let detail = if reachable {
+                "attached to the color's network under its name"
+            } else {
+                "not attached or not running"
+            };
+            check(
+                Group::Network,
                 format!("shared {} reachable from {color}", attachment.service),
                 reachable,
-                if reachable {
-                    "attached to the color's network under its name".into()
-                } else {
-                    "not attached or not running".into()
-                },
-            ));
-        }
-    }
+                detail.into(),
+            )
+        })
+        .collect())
+}
 
-    // Configuration.
-    for c in &containers {
-        let env = c.deployment_color_env.clone();
-        checks.push(check(
-            GROUPS[5],
-            format!("{} DEPLOYMENT_COLOR={color}", c.name),
-            env.as_deref() == Some(color.as_str()),
-            env.map_or("not set".into(), |e| format!("DEPLOYMENT_COLOR={e}")),
-        ));
-    }
+/// Configuration: `DEPLOYMENT_COLOR` in each container, the recorded version, the rendered file.
+fn configuration_checks(
+    stack: &Stack,
+    color: Color,
+    containers: &[ContainerInfo],
+    rendered: bool,
+) -> Result<Vec<ValidationCheck>> {
+    let mut checks: Vec<ValidationCheck> = containers
+        .iter()
+        .map(|c| {
+            let env = c.deployment_color_env.clone();
+            check(
+                Group::Configuration,
+                format!("{} DEPLOYMENT_COLOR={color}", c.name),
+                env.as_deref() == Some(color.as_str()),
+                env.map_or("not set".into(), |e| format!("DEPLOYMENT_COLOR={e}")),
+            )
+        })
+        .collect();
     let recorded = state::read_state(stack)?
         .and_then(|s| s.deployments.get(&color).and_then(|d| d.version.clone()));
     if let Some(recorded) = recorded {
@@ -331,77 +517,67 @@ pub async fn validate<E: Engine>(
             .filter_map(|c| c.labels.get(labels::DEPLOYMENT_VERSION).cloned())
             .collect();
         checks.push(check(
-            GROUPS[5],
+            Group::Configuration,
             format!("{color} runs the recorded version"),
             !versions.is_empty() && versions.iter().all(|v| v == &recorded),
             format!("recorded {recorded}; containers {}", versions.join(", ")),
         ));
     }
     checks.push(check(
-        GROUPS[5],
+        Group::Configuration,
         format!("docker-compose.{color}.yml present"),
-        meta.is_some(),
+        rendered,
         stack.rendered_compose_path(color).display().to_string(),
     ));
     Ok(checks)
 }
 
-/// The JSON fields of a validation (the tool adds `tool`, `project`).
-pub fn to_json(color: Color, checks: &[ValidationCheck]) -> Value {
-    let passed = checks.iter().filter(|c| c.pass).count();
-    json!({
-        "ok": passed == checks.len(),
-        "color": color,
-        "target": color,
-        "validate": true,
-        "passed": passed,
-        "failed": checks.len() - passed,
-        "checks": checks,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Report, json_line};
 
-/// The report of the replaced validate script: sections, "Checking <name>... PASS|FAIL", the
-/// summary. `colors` adds ANSI colours. Returns the text and whether everything passed.
-pub fn report(color: Color, checks: &[ValidationCheck], colors: bool) -> (String, bool) {
-    let (green, red, yellow, blue, reset) = if colors {
-        (
-            "\x1b[0;32m",
-            "\x1b[0;31m",
-            "\x1b[1;33m",
-            "\x1b[0;34m",
-            "\x1b[0m",
-        )
-    } else {
-        ("", "", "", "", "")
-    };
-    let mut out = format!(
-        "{blue}=== DEPLOYMENT VALIDATION: {} ==={reset}\n",
-        color.as_str().to_uppercase()
-    );
-    for group in GROUPS {
-        let mine: Vec<&ValidationCheck> = checks.iter().filter(|c| c.group == group).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("\n{yellow}{group}:{reset}\n"));
-        for c in mine {
-            let word = if c.pass {
-                format!("{green}PASS{reset}")
-            } else {
-                format!("{red}FAIL{reset} ({})", c.detail)
-            };
-            out.push_str(&format!("Checking {}... {word}\n", c.name));
-        }
+    #[test]
+    fn a_validation_prints_target_after_ok_then_its_fields_and_decodes_back() {
+        let stack = Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        };
+        let checks = vec![check(
+            Group::Containers,
+            "web-blue running".into(),
+            false,
+            "exited".into(),
+        )];
+        let body = ValidationBody::Validated(Validation::new(Color::Blue, checks));
+        let printed = json_line(&Report::new(
+            "ztd-health",
+            &stack,
+            body.color(),
+            body.clone(),
+        ));
+        assert_eq!(
+            printed,
+            "{\"tool\":\"ztd-health\",\"project\":\"shop\",\"project_dir\":\"/srv/shop\",\"ok\":false,\"target\":\"blue\",\"color\":\"blue\",\"validate\":true,\"passed\":0,\"failed\":1,\"checks\":[{\"group\":\"Container Status Checks\",\"name\":\"web-blue running\",\"pass\":false,\"detail\":\"exited\"}]}\n"
+        );
+        let decoded: Report<ValidationBody> = serde_json::from_str(&printed).expect("decode");
+        assert_eq!(decoded.body, body);
+        let none = ValidationBody::NothingDeployed(NothingToValidate {
+            validate: true,
+            color: None,
+            problem: "nothing is deployed".into(),
+        });
+        let printed = json_line(&Report::new(
+            "ztd-health",
+            &stack,
+            none.color(),
+            none.clone(),
+        ));
+        assert!(printed.ends_with(
+            "\"ok\":false,\"target\":null,\"validate\":true,\"color\":null,\"problem\":\"nothing is deployed\"}\n"
+        ));
+        let decoded: Report<ValidationBody> = serde_json::from_str(&printed).expect("decode");
+        assert_eq!(decoded.body, none);
+        assert_eq!(none.status(), ExitStatus::Negative);
     }
-    let passed = checks.iter().filter(|c| c.pass).count();
-    let failed = checks.len() - passed;
-    out.push_str(&format!(
-        "\n=== VALIDATION SUMMARY ===\nPassed: {passed}\nFailed: {failed}\n"
-    ));
-    if failed == 0 {
-        out.push_str(&format!("{green}✓ Deployment validation PASSED{reset}\n"));
-    } else {
-        out.push_str(&format!("{red}✗ Deployment validation FAILED{reset}\n"));
-    }
-    (out, failed == 0)
 }

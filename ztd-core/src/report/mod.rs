@@ -3,6 +3,8 @@
 //!
 //! The rule: an operation returns a typed report; only a printer turns it into text.
 
+pub mod health;
+pub mod monitor;
 pub mod output;
 pub mod steps;
 pub mod style;

@@ -152,16 +152,9 @@ macro_rules! debug {
 /// Set once a write to stdout found its reader gone.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Print one JSON value as a line on stdout. A closed pipe (`ztd-detect | head -c1`) is not an
-/// error worth reporting: the line is dropped quietly and `stdout_closed` says so from then on.
-pub fn emit(value: &Value) {
-    let mut line = value.to_string();
-    line.push('\n');
-    print_text(&line);
-}
-
-/// Print text on stdout as it is; a closed pipe is noted, not reported, and never a panic
-/// (Rust ignores SIGPIPE, so `println!` would panic on it).
+/// Print text on stdout as it is. A closed pipe (`ztd-detect | head -c1`) is not an error worth
+/// reporting: the text is dropped quietly and `stdout_closed` says so from then on (never a
+/// panic: Rust ignores SIGPIPE, so `println!` would panic on it).
 pub fn print_text(text: &str) {
     if STDOUT_CLOSED.load(Ordering::SeqCst) {
         return;
