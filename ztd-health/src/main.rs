@@ -1,7 +1,6 @@
 //! ztd-health: check every container of a color at once and answer healthy or not, as JSON,
 //! or as one status line with the monitoring-plugin codes for cron and monitoring systems.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -80,7 +79,7 @@ enum Mode {
 }
 
 impl Mode {
-    fn of(args: &[String]) -> Mode {
+    fn of(args: &[std::ffi::OsString]) -> Mode {
         if args.iter().any(|a| a == "--report") {
             Mode::Report
         } else if args.iter().any(|a| a == "--nagios") {
@@ -92,7 +91,7 @@ impl Mode {
 }
 
 fn main() -> ExitCode {
-    let mode = Mode::of(&std::env::args().skip(1).collect::<Vec<_>>());
+    let mode = Mode::of(&std::env::args_os().skip(1).collect::<Vec<_>>());
     let cli = match mode {
         Mode::Json => match cli::parse_args::<Cli>(TOOL) {
             Ok(cli) => cli,
@@ -162,11 +161,9 @@ async fn text(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
     let policy = cli.health.policy();
     if cli.validate {
         let body = validate::run(&engine, &stack, cli.color, &policy).await;
-        let colors = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         return Ok(health_printer::validation_report(
             &body.in_project(&stack)?,
-            colors,
+            ztd_core::report::style::stdout_colored(),
         ));
     }
     let deadline = cli.wait.then(|| cli.health.deadline());

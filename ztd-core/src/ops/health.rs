@@ -595,10 +595,7 @@ async fn round<E: Engine>(
         .collect();
     let mut settings = BTreeMap::new();
     for container in &containers {
-        settings.insert(
-            container.id.clone(),
-            ServiceSettings::from_labels(&container.service, &container.labels)?,
-        );
+        settings.insert(container.id.clone(), container.settings()?);
     }
     let checks = containers.iter().map(|container| {
         check_container(

@@ -584,8 +584,7 @@ async fn sample_one<E: Engine>(
     opened_at: DateTime<Utc>,
     opts: &MonitorOptions,
 ) -> (Sample, Tracked) {
-    let settings =
-        ServiceSettings::from_labels(&container.service, &container.labels).unwrap_or_default();
+    let settings = container.settings_or_default();
     let standby = waits_for_handover(container, &settings, color_is_active);
     tracked
         .baseline_restarts

@@ -206,7 +206,7 @@ pub async fn validate<E: Engine>(
     }
     let settings: Vec<ServiceSettings> = containers
         .iter()
-        .map(|c| ServiceSettings::from_labels(&c.service, &c.labels))
+        .map(ContainerInfo::settings)
         .collect::<Result<_>>()?;
     let running: Vec<&ContainerInfo> = containers
         .iter()
@@ -372,11 +372,11 @@ async fn log_checks<E: Engine>(
     .await;
     let now = chrono::Utc::now();
     let mut checks = Vec::new();
-    for ((c, lines), s) in running.iter().zip(logs).zip(
-        running
-            .iter()
-            .map(|c| ServiceSettings::from_labels(&c.service, &c.labels).unwrap_or_default()),
-    ) {
+    for ((c, lines), s) in running
+        .iter()
+        .zip(logs)
+        .zip(running.iter().map(|c| c.settings_or_default()))
+    {
         let lines = lines.unwrap_or_default();
         for (pattern, what) in [(&critical, "critical"), (&exception, "exception")] {
             let found = lines.iter().filter(|l| pattern.is_match(&l.text)).count();
