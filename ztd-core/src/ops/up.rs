@@ -168,60 +168,38 @@ pub async fn up<E: Engine>(
 ) -> Result<Report<UpBody>> {
     let started = Instant::now();
     let mut steps = Steps::default();
-    // Bad input first: Compose resolves the project (files, overrides, `.env`, `name:`,
-    // profiles) before anything is created, not even the lock. Its model names the project;
-    // the variables of the deploy (VERSION...) depend on the target, predicted from the state
-    // files and checked against the engine below.
-    let predicted = opts.color.unwrap_or_else(|| predicted_target(stack));
     let reading = Instant::now();
-    let (mut build, mut config) = read_model(compose, stack, &opts.sources, predicted).await?;
-    let resolved = match &opts.sources.name {
-        Some(_) => stack.clone(),
-        None => stack.named(model_name(&config)?),
-    };
-    let stack = &resolved;
-    let env = EnvSettings::from_env()?;
-    // Lock first, then look: nothing acts on a detection made before the lock was held.
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(DeployLock::acquire(stack, TOOL)?)
-    };
-    let detection = detect::detect(engine, stack).await?;
-    let target = deploy_target(&detection, opts.color)?;
-    if target != predicted {
-        // The engine disagrees with the state files' guess: read the model again with the
-        // right color's variables.
-        (build, config) = read_model(compose, stack, &opts.sources, target).await?;
-    }
+    let read = read_and_lock(engine, compose, stack, opts).await?;
     steps.record("read compose file", reading, true, StepDetail::default());
+    let (stack, detection, target, build) =
+        (&read.stack, &read.detection, read.target, &read.build);
     let renderer = Renderer {
-        config: &config,
+        config: &read.config,
         stack,
         color: target,
-        build: &build,
-        env: &env,
+        build,
+        env: &read.env,
     };
     let mut plan = renderer.choose_names_and_render(engine).await?;
     let both = run_in_both_colors(&plan.meta);
-    name_run_in_both_colors(&both, &detection);
+    name_run_in_both_colors(&both, detection);
 
     if opts.dry_run {
-        describe(&plan, &detection, true);
-        let body = UpBody::DryRun(Box::new(DryRun::new(&detection, &plan, both)));
+        describe(&plan, detection, true);
+        let body = UpBody::DryRun(Box::new(DryRun::new(detection, &plan, both)));
         return Ok(Report::new(TOOL, stack, Some(target), body));
     }
 
     check_names_free(engine, &plan.meta).await?;
     signals::check("before anything changed")?;
-    describe(&plan, &detection, false);
+    describe(&plan, detection, false);
     let rendered_path = stack.rendered_compose_path(target);
     state::write_atomic(
         &rendered_path,
         render::rendered_text(&plan.color_model).as_bytes(),
         0o600,
     )?;
-    record_candidate(stack, &detection, target, &build)?;
+    record_candidate(stack, detection, target, build)?;
 
     // The candidate is recorded: from here on, whatever a signal stops, ztd-rollback cleans.
     let deployment = Deployment {
@@ -231,7 +209,7 @@ pub async fn up<E: Engine>(
         rendered_path: &rendered_path,
     };
     let deployed = deployment
-        .run(&renderer, &mut plan, &detection, opts.no_build, &mut steps)
+        .run(&renderer, &mut plan, detection, opts.no_build, &mut steps)
         .await;
     if let Err(err) = deployed {
         if !signals::interrupted() && !matches!(err, Error::Interrupted(_)) {
@@ -260,6 +238,67 @@ pub async fn up<E: Engine>(
         duration_ms: millis_since(started),
     });
     Ok(Report::new(TOOL, stack, Some(target), body))
+}
+
+/// A deploy read and checked: the model as Compose resolves it for the target, the lock held
+/// (but for a dry run).
+struct Read {
+    /// The stack, named as the model names it.
+    stack: Stack,
+    /// Held until the deploy ends.
+    _lock: Option<DeployLock>,
+    /// What is deployed, looked at with the lock held.
+    detection: Detection,
+    /// The color to deploy to.
+    target: Color,
+    /// The deploy's version and build metadata.
+    build: BuildInfo,
+    /// Compose's model of the user's project.
+    config: Value,
+    /// `ZTD_HANDOVER` and `ZTD_DRAIN_*`.
+    env: EnvSettings,
+}
+
+/// Read the project, take the lock and look at what is deployed.
+async fn read_and_lock<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    opts: &UpOptions,
+) -> Result<Read> {
+    // Bad input first: Compose resolves the project (files, overrides, `.env`, `name:`,
+    // profiles) before anything is created, not even the lock. Its model names the project;
+    // the variables of the deploy (VERSION...) depend on the target, predicted from the state
+    // files and checked against the engine below.
+    let predicted = opts.color.unwrap_or_else(|| predicted_target(stack));
+    let (mut build, mut config) = read_model(compose, stack, &opts.sources, predicted).await?;
+    let stack = match &opts.sources.name {
+        Some(_) => stack.clone(),
+        None => stack.named(model_name(&config)?),
+    };
+    let env = EnvSettings::from_env()?;
+    // Lock first, then look: nothing acts on a detection made before the lock was held.
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(DeployLock::acquire(&stack, TOOL)?)
+    };
+    let detection = detect::detect(engine, &stack).await?;
+    let target = deploy_target(&detection, opts.color)?;
+    if target != predicted {
+        // The engine disagrees with the state files' guess: read the model again with the
+        // right color's variables.
+        (build, config) = read_model(compose, &stack, &opts.sources, target).await?;
+    }
+    Ok(Read {
+        stack,
+        _lock: lock,
+        detection,
+        target,
+        build,
+        config,
+        env,
+    })
 }
 
 /// The model as Compose resolves it for a deploy of `color` (its VERSION and the like), with
