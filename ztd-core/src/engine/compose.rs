@@ -38,8 +38,6 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Compose {
     program: Vec<String>,
-    /// Its version, e.g. `2.40.3`.
-    pub version: String,
     /// `ZTD_COMPOSE_TIMEOUT`, when set: the deadline of every child.
     timeout: Option<Duration>,
     /// The engine every child talks to (set or removed variables), the run's own.
@@ -83,7 +81,6 @@ impl Compose {
             }
             return Ok(Compose {
                 program,
-                version,
                 timeout,
                 engine_env: Vec::new(),
             });
@@ -271,7 +268,6 @@ impl Compose {
     pub(crate) fn failing() -> Compose {
         Compose {
             program: vec!["false".into()],
-            version: "2.0.0".into(),
             timeout: None,
             engine_env: Vec::new(),
         }
@@ -475,7 +471,6 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let compose = Compose {
             program: vec![script.to_string_lossy().into_owned()],
-            version: "2.99.0".into(),
             timeout: Some(Duration::from_secs(1)),
             engine_env: Vec::new(),
         };

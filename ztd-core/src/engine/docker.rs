@@ -130,11 +130,6 @@ impl DockerEngine {
         })
     }
 
-    /// The underlying bollard client, for the operations outside the trait.
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-
     /// The engine's address, as resolved.
     pub fn host(&self) -> &str {
         &self.endpoint.host
@@ -143,11 +138,6 @@ impl DockerEngine {
     /// The resolved engine, for the Compose children of the same run.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
-    }
-
-    /// How long any one call may take (`ZTD_ENGINE_TIMEOUT`).
-    pub fn deadline(&self) -> Duration {
-        self.deadline
     }
 
     /// The error of a call that got no answer in time.
