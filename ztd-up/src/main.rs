@@ -93,9 +93,9 @@ fn main() -> ExitCode {
             no_build: cli.no_build,
             sources,
         };
-        let json = up(&engine, &compose, &stack, &options)
+        let report = up(&engine, &compose, &stack, &options)
             .await
             .in_project(&stack)?;
-        Ok(cli::printed_from_ok(&json))
+        Ok(Printed::json(&report))
     })
 }

@@ -9,6 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
+use ztd_core::report::{ErrorReport, Report};
+use ztd_core::stack::Color;
+use ztd_core::up::{Deployed, DryRun, UpBody};
 use ztd_testkit::{LoadLoop, PIPELINE, TestStack, ToolOutput, free_port, testapp_image, tool_env};
 
 /// Run a shell script in `dir` with the built tools, none of the user's Compose variables but
@@ -28,6 +31,28 @@ fn run_in(dir: &Path, script: &str, env: &[(&str, &str)]) -> ToolOutput {
     tool_env(&mut command, env);
     let output = command.output().expect("bash");
     ToolOutput::from_output(&output, started)
+}
+
+/// ztd-up's report.
+fn up_report(out: &ToolOutput) -> Report<UpBody> {
+    serde_json::from_value(out.json.clone())
+        .unwrap_or_else(|e| panic!("not ztd-up's report ({e}): {}", out.stdout))
+}
+
+/// The report of a ztd-up that deployed.
+fn deployed(out: &ToolOutput) -> Deployed {
+    match up_report(out).body {
+        UpBody::Deployed(deployed) => deployed,
+        UpBody::DryRun(_) => panic!("a dry run: {}", out.stdout),
+    }
+}
+
+/// The report of a ztd-up --dry-run.
+fn dry_run(out: &ToolOutput) -> DryRun {
+    match up_report(out).body {
+        UpBody::DryRun(dry) => *dry,
+        UpBody::Deployed(_) => panic!("not a dry run: {}", out.stdout),
+    }
 }
 
 fn write(path: &Path, text: &str) {
@@ -124,6 +149,9 @@ fn compose_file_selects_and_merges_the_files() {
         None,
     );
     out.expect_code(0);
+    let report = up_report(&out);
+    assert_eq!(report.envelope.target, Some(Color::Green));
+    assert_eq!(deployed(&out).compose_project, stack.project("green"));
     let env = environment(&stack, &format!("app{id}-green"));
     assert!(env.contains(&"STAGE=prod".to_string()), "{env:?}");
     // Compose's path separator is honoured too.
@@ -137,7 +165,9 @@ fn compose_file_selects_and_merges_the_files() {
         None,
     );
     dry.expect_code(0);
-    let rendered = &dry.json["rendered"]["services"][format!("app{id}")];
+    let plan = dry_run(&dry);
+    assert!(plan.dry_run);
+    let rendered = &plan.rendered["services"][format!("app{id}")];
     assert_eq!(rendered["labels"]["stage"], "prod", "{rendered}");
 }
 
@@ -158,7 +188,7 @@ fn a_service_behind_a_profile_runs_only_with_the_profile_on() {
     let dry = stack.run("ztd-up", &["--dry-run", "--profile", "debug", "blue"]);
     dry.expect_code(0);
     assert!(
-        dry.json["rendered"]["services"][format!("debug{id}")].is_object(),
+        dry_run(&dry).rendered["services"][format!("debug{id}")].is_object(),
         "--profile"
     );
 
@@ -179,7 +209,9 @@ fn a_missing_file_is_refused_in_one_line_and_changes_nothing() {
     let before = stack.snapshot();
     let out = stack.run("ztd-up", &["-f", "missing.yml"]);
     out.expect_code(5).expect_one_line_error("missing.yml");
-    assert_eq!(out.json["ok"], false);
+    let report: ErrorReport = serde_json::from_value(out.json.clone()).expect("an error report");
+    assert!(!report.ok);
+    assert_eq!(report.error.exit_code, 5);
     assert_eq!(stack.snapshot(), before, "ztd-up changed nothing");
     // The read-only tools still answer, under the name they can tell without Compose.
     let detect = stack.run("ztd-detect", &["-f", "missing.yml"]);

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use ztd_core::report::ErrorReport;
 use ztd_testkit::{Service, TestStack, bin, eventually, testapp_image, tool_env};
 
 /// Start a tool in the stack's directory with its output piped.
@@ -105,9 +106,9 @@ fn sighup_while_up_starts_the_new_color_stops_it_and_rollback_cleans_up() {
     let stdout = read_all(child.stdout.take());
     let stderr = read_all(child.stderr.take());
     assert_eq!(code, 130, "stdout: {stdout}\nstderr: {stderr}");
-    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
-    assert_eq!(report["ok"], false);
-    assert_eq!(report["error"]["kind"], "interrupted");
+    let report: ErrorReport = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert!(!report.ok);
+    assert_eq!(report.error.kind, "interrupted");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         running(&stack.project("green")).is_empty(),

@@ -7,6 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use ztd_core::report::ErrorReport;
 use ztd_testkit::{TestStack, testapp_image};
 
 fn mode(path: &Path) -> u32 {
@@ -51,7 +52,10 @@ fn a_symlinked_state_file_is_a_state_error_that_changes_nothing() {
     for tool in ["ztd-up", "ztd-detect", "ztd-rollback"] {
         let out = stack.run(tool, &[]);
         out.expect_code(5).expect_one_line_error("symbolic link");
-        assert_eq!(out.json["ok"], false);
+        let report: ErrorReport =
+            serde_json::from_value(out.json.clone()).expect("an error report");
+        assert!(!report.ok, "{tool}");
+        assert_eq!(report.error.kind, "state", "{tool}");
         assert_eq!(stack.snapshot(), before, "{tool} changed nothing");
     }
     assert!(

@@ -5,8 +5,10 @@
 //! and when the caller gives up on it, the whole group (builders and plugins included) is killed.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -38,8 +40,6 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Compose {
     program: Vec<String>,
-    /// Its version, e.g. `2.40.3`.
-    pub version: String,
     /// `ZTD_COMPOSE_TIMEOUT`, when set: the deadline of every child.
     timeout: Option<Duration>,
     /// The engine every child talks to (set or removed variables), the run's own.
@@ -83,7 +83,6 @@ impl Compose {
             }
             return Ok(Compose {
                 program,
-                version,
                 timeout,
                 engine_env: Vec::new(),
             });
@@ -271,7 +270,6 @@ impl Compose {
     pub(crate) fn failing() -> Compose {
         Compose {
             program: vec!["false".into()],
-            version: "2.0.0".into(),
             timeout: None,
             engine_env: Vec::new(),
         }
@@ -360,48 +358,7 @@ async fn supervise(
             child.wait().await
         };
         tokio::pin!(finish);
-        let expiry = tokio::time::sleep(limit);
-        tokio::pin!(expiry);
-        let mut poll = tokio::time::interval(SIGNAL_POLL);
-        let stopped = loop {
-            tokio::select! {
-                status = &mut finish => break Err(status),
-                () = &mut expiry => break Ok(Stopped::Expired),
-                _ = poll.tick() => {
-                    if crate::signals::interrupted() {
-                        break Ok(Stopped::Interrupted);
-                    }
-                }
-            }
-        };
-        match stopped {
-            // It ended by itself.
-            Err(status) => Ok(status),
-            Ok(stopped) => {
-                group.signal(Signal::SIGTERM);
-                let grace = tokio::time::sleep(KILL_GRACE);
-                tokio::pin!(grace);
-                let mut reaped = false;
-                loop {
-                    tokio::select! {
-                        _ = &mut finish, if !reaped => reaped = true,
-                        () = &mut grace => break,
-                        () = tokio::time::sleep(Duration::from_millis(20)) => {
-                            if reaped && !group.alive() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                if group.alive() {
-                    group.signal(Signal::SIGKILL);
-                }
-                if !reaped {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), &mut finish).await;
-                }
-                Err(stopped)
-            }
-        }
+        wait_or_stop(finish, &group, limit).await
     };
     group.disarm();
     match ended {
@@ -420,6 +377,58 @@ async fn supervise(
         Err(Stopped::Interrupted) => Err(Error::Interrupted(format!(
             "interrupted while {what} ran; its processes were stopped"
         ))),
+    }
+}
+
+/// Wait for a child to end (`finish`) until `limit` passes or Ctrl-C is noted; then stop its
+/// group and say why.
+async fn wait_or_stop<F: Future<Output = std::io::Result<std::process::ExitStatus>>>(
+    mut finish: Pin<&mut F>,
+    group: &ProcessGroup,
+    limit: Duration,
+) -> std::result::Result<std::io::Result<std::process::ExitStatus>, Stopped> {
+    let expiry = tokio::time::sleep(limit);
+    tokio::pin!(expiry);
+    let mut poll = tokio::time::interval(SIGNAL_POLL);
+    let stopped = loop {
+        tokio::select! {
+            // It ended by itself.
+            status = &mut finish => return Ok(status),
+            () = &mut expiry => break Stopped::Expired,
+            _ = poll.tick() => {
+                if crate::signals::interrupted() {
+                    break Stopped::Interrupted;
+                }
+            }
+        }
+    };
+    stop_group(finish, group).await;
+    Err(stopped)
+}
+
+/// Stop a child's group: SIGTERM, then SIGKILL once [`KILL_GRACE`] has passed with any of it
+/// left; the child is reaped (`finish`) meanwhile, or given one more second after.
+async fn stop_group<F: Future>(mut finish: Pin<&mut F>, group: &ProcessGroup) {
+    group.signal(Signal::SIGTERM);
+    let grace = tokio::time::sleep(KILL_GRACE);
+    tokio::pin!(grace);
+    let mut reaped = false;
+    loop {
+        tokio::select! {
+            _ = &mut finish, if !reaped => reaped = true,
+            () = &mut grace => break,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                if reaped && !group.alive() {
+                    break;
+                }
+            }
+        }
+    }
+    if group.alive() {
+        group.signal(Signal::SIGKILL);
+    }
+    if !reaped {
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut finish).await;
     }
 }
 
@@ -475,7 +484,6 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let compose = Compose {
             program: vec![script.to_string_lossy().into_owned()],
-            version: "2.99.0".into(),
             timeout: Some(Duration::from_secs(1)),
             engine_env: Vec::new(),
         };

@@ -5,14 +5,15 @@
 //! (`ZTD_ENGINE_TIMEOUT`), so an engine that stops answering is an error that names the call,
 //! never a hang.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerStatsResponse, HealthStatusEnum,
+    ContainerConfig, ContainerInspectResponse, ContainerStateStatusEnum, ContainerStatsResponse,
+    EndpointSettings, HealthStatusEnum, HostConfig,
 };
 use bollard::query_parameters::{
     EventsOptions, KillContainerOptions, ListContainersOptions, LogsOptions, StatsOptions,
@@ -130,11 +131,6 @@ impl DockerEngine {
         })
     }
 
-    /// The underlying bollard client, for the operations outside the trait.
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-
     /// The engine's address, as resolved.
     pub fn host(&self) -> &str {
         &self.endpoint.host
@@ -143,11 +139,6 @@ impl DockerEngine {
     /// The resolved engine, for the Compose children of the same run.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
-    }
-
-    /// How long any one call may take (`ZTD_ENGINE_TIMEOUT`).
-    pub fn deadline(&self) -> Duration {
-        self.deadline
     }
 
     /// The error of a call that got no answer in time.
@@ -687,60 +678,20 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
     let state = response.state.unwrap_or_default();
     let config = response.config.unwrap_or_default();
     let host = response.host_config.unwrap_or_default();
-    let run_state = match state.status {
-        Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
-        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
-        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
-        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
-        Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
-        Some(ContainerStateStatusEnum::EXITED) => RunState::Exited,
-        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
-        _ => RunState::Unknown,
-    };
-    let health = match state.health.and_then(|h| h.status) {
-        Some(HealthStatusEnum::STARTING) => DockerHealth::Starting,
-        Some(HealthStatusEnum::HEALTHY) => DockerHealth::Healthy,
-        Some(HealthStatusEnum::UNHEALTHY) => DockerHealth::Unhealthy,
-        _ => DockerHealth::None,
-    };
-    let endpoints = response
-        .network_settings
-        .and_then(|n| n.networks)
-        .unwrap_or_default();
-    let mut addresses: Vec<String> = endpoints
-        .values()
-        .filter_map(|endpoint| endpoint.ip_address.clone())
-        .filter(|ip| !ip.is_empty())
-        .collect();
-    addresses.sort();
-    let networks = endpoints
-        .into_iter()
-        .map(|(name, endpoint)| (name, endpoint.aliases.unwrap_or_default()))
-        .collect();
+    let (addresses, networks) = addresses_and_networks(
+        response
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default(),
+    );
     let deployment_color_env = config
         .env
         .as_deref()
         .unwrap_or_default()
         .iter()
         .find_map(|e| e.strip_prefix("DEPLOYMENT_COLOR=").map(str::to_string));
-    let mut published_ports: Vec<u16> = host
-        .port_bindings
-        .clone()
-        .unwrap_or_default()
-        .into_values()
-        .flatten()
-        .flatten()
-        .filter_map(|b| b.host_port.and_then(|p| p.parse().ok()))
-        .collect();
-    published_ports.sort_unstable();
-    published_ports.dedup();
-    let mut exposed_ports: Vec<u16> = config
-        .exposed_ports
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| p.strip_suffix("/tcp").and_then(|n| n.parse().ok()))
-        .collect();
-    exposed_ports.sort_unstable();
+    let published_ports = published_ports(&host);
+    let exposed_ports = exposed_ports(&config);
     let mut info = ContainerInfo {
         id: response.id.unwrap_or_default(),
         name: response
@@ -751,8 +702,8 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         service: String::new(),
         color: None,
         project: None,
-        state: run_state,
-        health,
+        state: run_state(state.status),
+        health: docker_health(state.health.and_then(|h| h.status)),
         restart_count: response.restart_count.unwrap_or(0).max(0) as u64,
         image: config.image.unwrap_or_default(),
         image_id: response.image.unwrap_or_default(),
@@ -776,6 +727,74 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
     };
     info.apply_labels();
     info
+}
+
+fn run_state(status: Option<ContainerStateStatusEnum>) -> RunState {
+    match status {
+        Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => RunState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
+        _ => RunState::Unknown,
+    }
+}
+
+fn docker_health(status: Option<HealthStatusEnum>) -> DockerHealth {
+    match status {
+        Some(HealthStatusEnum::STARTING) => DockerHealth::Starting,
+        Some(HealthStatusEnum::HEALTHY) => DockerHealth::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => DockerHealth::Unhealthy,
+        _ => DockerHealth::None,
+    }
+}
+
+/// The container's addresses, sorted, and each network it joins with its aliases there.
+fn addresses_and_networks(
+    endpoints: HashMap<String, EndpointSettings>,
+) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+    let mut addresses: Vec<String> = endpoints
+        .values()
+        .filter_map(|endpoint| endpoint.ip_address.clone())
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    addresses.sort();
+    let networks = endpoints
+        .into_iter()
+        .map(|(name, endpoint)| (name, endpoint.aliases.unwrap_or_default()))
+        .collect();
+    (addresses, networks)
+}
+
+/// The host ports the container publishes, sorted, once each.
+fn published_ports(host: &HostConfig) -> Vec<u16> {
+    let mut ports: Vec<u16> = host
+        .port_bindings
+        .clone()
+        .unwrap_or_default()
+        .into_values()
+        .flatten()
+        .flatten()
+        .filter_map(|b| b.host_port.and_then(|p| p.parse().ok()))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The TCP ports the container's image exposes, sorted.
+fn exposed_ports(config: &ContainerConfig) -> Vec<u16> {
+    let mut ports: Vec<u16> = config
+        .exposed_ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.strip_suffix("/tcp").and_then(|n| n.parse().ok()))
+        .collect();
+    ports.sort_unstable();
+    ports
 }
 
 fn resource_sample(stats: &ContainerStatsResponse) -> ResourceSample {

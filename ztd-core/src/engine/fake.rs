@@ -351,14 +351,6 @@ impl FakeEngine {
         }
     }
 
-    /// The state of a container now.
-    pub fn state_of(&self, name: &str) -> Option<RunState> {
-        self.lock_containers()
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.state)
-    }
-
     fn lock_containers(&self) -> std::sync::MutexGuard<'_, Vec<ContainerInfo>> {
         self.containers.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::labels::{self, ProxyProtocol, ServiceSettings, SwitchMode};
@@ -215,69 +215,181 @@ pub fn render_with(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Error::State("the compose file defines no services".into()))?;
     let project = stack.color_project(color);
+    let settings = Settings::read(config, services, &opts.env)?;
+    let networks = Networks::of(config, &project, stack);
+    let (declared_volumes, volumes) = named_volumes(config, stack)?;
 
-    // The service's own labels, over the compose file's x-ztd block, over the environment.
-    let x_ztd = overrides::x_ztd_labels(config)?;
-    let merged = overrides::merge(services, &x_ztd, &opts.env, |s| string_map(s.get("labels")));
-    let mut settings = BTreeMap::new();
-    for (name, labels) in &merged {
-        settings.insert(name.clone(), ServiceSettings::from_labels(name, labels)?);
+    let rendering = ServiceRendering {
+        color,
+        build,
+        opts,
+        settings: &settings,
+        network_names: &networks.names,
+    };
+    let mut rendered = RenderedServices::default();
+    for (name, service) in services {
+        rendering.service(name, service, &mut rendered)?;
     }
-    let shared: BTreeSet<&String> = settings
-        .iter()
-        .filter(|(_, s)| s.switch == SwitchMode::Shared)
-        .map(|(n, _)| n)
-        .collect();
-    let waiting: BTreeSet<&String> = settings
-        .iter()
-        // A handover service that publishes a port binds it itself: only the running one may.
-        .filter(|(n, s)| {
-            s.switch == SwitchMode::Handover
-                && (s.activate.is_none() || has_ports(services.get(n.as_str())))
+    if rendered.colored.is_empty() {
+        return Err(Error::State(
+            "every service is ztd.switch=shared: there is nothing to deploy per color".into(),
+        ));
+    }
+
+    let meta = DeployMeta {
+        color,
+        project: project.clone(),
+        build: build.clone(),
+        services: rendered.plans,
+        shared: rendered.attachments,
+        listeners: rendered.listeners,
+        networks: networks.names,
+        volumes,
+    };
+    let color_model = project_model(ProjectModel {
+        name: &project,
+        networks: used_networks(&rendered.colored, &networks.color),
+        services: &rendered.colored,
+        volumes: &declared_volumes,
+        secrets: config.get("secrets"),
+        configs: config.get("configs"),
+        x_ztd: Some(&meta),
+    })?;
+    let shared_model = if rendered.shared.is_empty() {
+        None
+    } else {
+        Some(project_model(ProjectModel {
+            name: &stack.shared_project(),
+            networks: used_networks(&rendered.shared, &networks.shared),
+            services: &rendered.shared,
+            volumes: &declared_volumes,
+            secrets: config.get("secrets"),
+            configs: config.get("configs"),
+            x_ztd: None,
+        })?)
+    };
+    Ok(Plan {
+        meta,
+        color_model,
+        shared_model,
+    })
+}
+
+/// Every service's `ztd.*` settings: the service's own labels, over the compose file's `x-ztd`
+/// block, over the environment.
+struct Settings {
+    /// Service name to its labels after the merge.
+    merged: overrides::Merged,
+    /// Service name to its settings.
+    of: BTreeMap<String, ServiceSettings>,
+    /// The shared services.
+    shared: BTreeSet<String>,
+    /// The handover services that wait for the switch to start.
+    waiting: BTreeSet<String>,
+}
+
+impl Settings {
+    fn read(config: &Value, services: &Map<String, Value>, env: &EnvSettings) -> Result<Settings> {
+        let x_ztd = overrides::x_ztd_labels(config)?;
+        let merged = overrides::merge(services, &x_ztd, env, |s| string_map(s.get("labels")));
+        let mut of = BTreeMap::new();
+        for (name, labels) in &merged {
+            of.insert(name.clone(), ServiceSettings::from_labels(name, labels)?);
+        }
+        let shared = of
+            .iter()
+            .filter(|(_, s)| s.switch == SwitchMode::Shared)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let waiting = of
+            .iter()
+            // A handover service that publishes a port binds it itself: only the running one
+            // may.
+            .filter(|(n, s)| {
+                s.switch == SwitchMode::Handover
+                    && (s.activate.is_none() || has_ports(services.get(n.as_str())))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        Ok(Settings {
+            merged,
+            of,
+            shared,
+            waiting,
         })
-        .map(|(n, _)| n)
-        .collect();
-
-    // Networks: each color gets its own copy of every network the file defines, so service
-    // names and fixed aliases resolve within one color only. External networks stay as they are.
-    let mut color_networks = Map::new();
-    let mut network_names = BTreeMap::new();
-    let mut shared_networks = Map::new();
-    for (key, network) in object(config.get("networks")) {
-        if network.get("external").and_then(Value::as_bool) == Some(true) {
-            let name = network
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(key.as_str());
-            network_names.insert(key.clone(), name.to_string());
-            color_networks.insert(key.clone(), network.clone());
-            shared_networks.insert(key.clone(), network.clone());
-            continue;
-        }
-        let mut own = network.clone();
-        if let Some(ipam) = own.get_mut("ipam").and_then(Value::as_object_mut) {
-            // Two colors cannot share fixed subnets.
-            ipam.remove("config");
-        }
-        let name = format!("{project}_{key}");
-        own["name"] = Value::from(name.clone());
-        network_names.insert(key.clone(), name);
-        color_networks.insert(key.clone(), own.clone());
-        // Shared services join each color's networks later; their own networks sort first so
-        // their published ports stay on the same gateway (see `proxy::proxy_model`).
-        own["name"] = Value::from(format!("0-ztd-shared-{}_{key}", stack.name));
-        shared_networks.insert(key.clone(), own);
     }
+}
 
-    // Named volumes: one volume for both colors (the data survives a switch), created by ztd.
-    let mut volumes_out = Map::new();
+/// The networks of a color's project and of the shared project.
+struct Networks {
+    /// Key to the network as the color's project declares it.
+    color: Map<String, Value>,
+    /// Key to the network's name in the color.
+    names: BTreeMap<String, String>,
+    /// Key to the network as the shared project declares it.
+    shared: Map<String, Value>,
+}
+
+impl Networks {
+    /// Each color gets its own copy of every network the file defines, so service names and
+    /// fixed aliases resolve within one color only. External networks stay as they are.
+    fn of(config: &Value, project: &str, stack: &Stack) -> Networks {
+        let mut networks = Networks {
+            color: Map::new(),
+            names: BTreeMap::new(),
+            shared: Map::new(),
+        };
+        for (key, network) in object(config.get("networks")) {
+            if network.get("external").and_then(Value::as_bool) == Some(true) {
+                let name = network
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(key.as_str());
+                networks.names.insert(key.clone(), name.to_string());
+                networks.color.insert(key.clone(), network.clone());
+                networks.shared.insert(key.clone(), network.clone());
+                continue;
+            }
+            let mut own = network.clone();
+            if let Some(ipam) = own.get_mut("ipam").and_then(Value::as_object_mut) {
+                // Two colors cannot share fixed subnets.
+                ipam.remove("config");
+            }
+            let name = format!("{project}_{key}");
+            own["name"] = Value::from(name.clone());
+            networks.names.insert(key.clone(), name);
+            networks.color.insert(key.clone(), own.clone());
+            // Shared services join each color's networks later; their own networks sort first
+            // so their published ports stay on the same gateway (see `proxy::proxy_model`).
+            own["name"] = Value::from(format!("0-ztd-shared-{}_{key}", stack.name));
+            networks.shared.insert(key.clone(), own);
+        }
+        networks
+    }
+}
+
+/// A named volume as a rendered project declares it: ztd creates it, so it is external.
+#[derive(Debug, Serialize)]
+struct ExternalVolume<'a> {
+    name: &'a str,
+    external: bool,
+}
+
+/// Named volumes: one volume for both colors (the data survives a switch), created by ztd.
+/// Returns the volumes as both projects declare them and those ztd creates (not external).
+fn named_volumes(config: &Value, stack: &Stack) -> Result<(Map<String, Value>, Vec<VolumePlan>)> {
+    let mut declared = Map::new();
     let mut volumes = Vec::new();
     for (key, volume) in object(config.get("volumes")) {
         let name = volume
             .get("name")
             .and_then(Value::as_str)
             .map_or_else(|| format!("{}_{key}", stack.name), str::to_string);
-        volumes_out.insert(key.clone(), json!({"name": name, "external": true}));
+        let external = ExternalVolume {
+            name: &name,
+            external: true,
+        };
+        declared.insert(key.clone(), encode(&external)?);
         if volume.get("external").and_then(Value::as_bool) != Some(true) {
             volumes.push(VolumePlan {
                 key: key.clone(),
@@ -290,39 +402,37 @@ pub fn render_with(
             });
         }
     }
+    Ok((declared, volumes))
+}
 
-    let mut colored = Map::new();
-    let mut shared_services = Map::new();
-    let mut plans = Vec::new();
-    let mut attachments = Vec::new();
-    let mut listeners: Vec<Listener> = Vec::new();
-    // Ports of handover services, published by their own containers (kept for clash checks).
-    let mut direct: Vec<Listener> = Vec::new();
-    for (name, service) in services {
-        let setting = &settings[name];
-        let mut out = service.clone();
-        let Some(fields) = out.as_object_mut() else {
-            return Err(Error::State(format!("service {name} is not a mapping")));
-        };
-        // Compose's model holds only the services of the enabled profiles; the rendered
-        // projects run them all, whatever COMPOSE_PROFILES says when they run.
-        fields.remove("profiles");
-        let mut labels = merged.get(name).cloned().unwrap_or_default();
-        labels.insert(labels::DEPLOYMENT_SERVICE.into(), name.clone());
-        if setting.switch == SwitchMode::Shared {
-            fields.insert("labels".into(), json!(labels));
-            attachments.push(SharedAttachment {
-                service: name.clone(),
-                networks: network_aliases(name, service),
-            });
-            shared_services.insert(name.clone(), out);
-            continue;
-        }
-        let container = opts
-            .container_names
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| compatible_container_name(name, color));
+/// The services of a color as rendered so far.
+#[derive(Debug, Default)]
+struct RenderedServices {
+    /// Name to service, in the color's project.
+    colored: Map<String, Value>,
+    /// Name to service, in the shared project.
+    shared: Map<String, Value>,
+    /// The plan of each colored service.
+    plans: Vec<ServicePlan>,
+    /// Where each shared service must be reachable.
+    attachments: Vec<SharedAttachment>,
+    /// The front proxy's listeners.
+    listeners: Vec<Listener>,
+    /// Ports of handover services, published by their own containers (kept for clash checks).
+    direct: Vec<Listener>,
+}
+
+impl RenderedServices {
+    /// Take a service's published ports: a proxied service's become the front proxy's
+    /// listeners (and leave its definition); a handover service keeps its own, which are
+    /// returned. A host port published twice is refused.
+    fn take_ports(
+        &mut self,
+        name: &str,
+        setting: &ServiceSettings,
+        fields: &mut Map<String, Value>,
+        container: &str,
+    ) -> Result<Vec<u16>> {
         let handover = setting.switch == SwitchMode::Handover;
         let ports = if handover {
             // Handed over, never proxied: the running container publishes its ports itself.
@@ -333,10 +443,11 @@ pub fn render_with(
         let mut direct_ports = Vec::new();
         for port in ports.unwrap_or_default() {
             let mut listener = listener(name, &port, setting.proxy_protocol)?;
-            listener.container = container.clone();
-            if let Some(clash) = listeners
+            listener.container = container.to_string();
+            if let Some(clash) = self
+                .listeners
                 .iter()
-                .chain(direct.iter())
+                .chain(self.direct.iter())
                 .find(|l| l.port == listener.port && same_family(l, &listener))
             {
                 return Err(Error::State(format!(
@@ -346,39 +457,62 @@ pub fn render_with(
             }
             if handover {
                 direct_ports.push(listener.port);
-                direct.push(listener);
+                self.direct.push(listener);
             } else {
-                listeners.push(listener);
+                self.listeners.push(listener);
             }
         }
-        if setting.switch == SwitchMode::Proxy && !listeners.iter().any(|l| &l.service == name) {
+        Ok(direct_ports)
+    }
+}
+
+/// What rendering each service of a color takes.
+struct ServiceRendering<'a> {
+    color: Color,
+    build: &'a BuildInfo,
+    opts: &'a RenderOptions,
+    settings: &'a Settings,
+    /// Network key to its name in the color.
+    network_names: &'a BTreeMap<String, String>,
+}
+
+impl ServiceRendering<'_> {
+    /// Render one service: into the shared project, or into the color with its plan.
+    fn service(&self, name: &String, service: &Value, out: &mut RenderedServices) -> Result<()> {
+        let setting = &self.settings.of[name];
+        let mut rendered = service.clone();
+        let Some(fields) = rendered.as_object_mut() else {
+            return Err(Error::State(format!("service {name} is not a mapping")));
+        };
+        // Compose's model holds only the services of the enabled profiles; the rendered
+        // projects run them all, whatever COMPOSE_PROFILES says when they run.
+        fields.remove("profiles");
+        let mut labels = self.settings.merged.get(name).cloned().unwrap_or_default();
+        labels.insert(labels::DEPLOYMENT_SERVICE.into(), name.clone());
+        if setting.switch == SwitchMode::Shared {
+            fields.insert("labels".into(), string_object(&labels));
+            out.attachments.push(SharedAttachment {
+                service: name.clone(),
+                networks: network_aliases(name, service),
+            });
+            out.shared.insert(name.clone(), rendered);
+            return Ok(());
+        }
+        let container = self
+            .opts
+            .container_names
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| compatible_container_name(name, self.color));
+        let direct_ports = out.take_ports(name, setting, fields, &container)?;
+        if setting.switch == SwitchMode::Proxy && !out.listeners.iter().any(|l| &l.service == name)
+        {
             return Err(Error::State(format!(
                 "service {name}: ztd.switch=proxy but it publishes no host port for the proxy to listen on"
             )));
         }
         fields.insert("container_name".into(), Value::from(container.clone()));
-        labels.insert(labels::DEPLOYMENT_COLOR.into(), color.to_string());
-        labels.insert(labels::DEPLOYMENT_VERSION.into(), build.version.clone());
-        labels.insert(
-            labels::DEPLOYMENT_TIMESTAMP.into(),
-            build.build_date.clone(),
-        );
-        fields.insert("labels".into(), json!(labels));
-        let mut environment = string_map(service.get("environment"));
-        environment.insert("DEPLOYMENT_COLOR".into(), color.to_string());
-        environment.insert("DEPLOYMENT_MODE".into(), "blue-green".into());
-        fields.insert("environment".into(), json!(environment));
-        let has_build = fields.contains_key("build");
-        if let Some(build_section) = fields.get_mut("build").and_then(Value::as_object_mut) {
-            let mut args = string_map(build_section.get("args"));
-            args.extend(build.variables(color));
-            build_section.insert("args".into(), json!(args));
-        }
-        if let Some(depends) = fields.get_mut("depends_on").and_then(Value::as_object_mut) {
-            // Shared services live in another project; waiting handover services start at the
-            // switch, not at `up`.
-            depends.retain(|dep, _| !shared.contains(dep) && !waiting.contains(dep));
-        }
+        self.color_fields(service, fields, labels);
         let restart = service
             .get("restart")
             .and_then(Value::as_str)
@@ -386,106 +520,116 @@ pub fn render_with(
         if setting.switch == SwitchMode::Handover {
             fields.insert("restart".into(), Value::from("no"));
         }
+        let has_build = fields.contains_key("build");
         let networks = object(service.get("networks"))
             .keys()
-            .filter_map(|key| network_names.get(key).cloned())
+            .filter_map(|key| self.network_names.get(key).cloned())
             .collect();
-        plans.push(ServicePlan {
+        out.plans.push(ServicePlan {
             name: name.clone(),
             mode: match setting.switch {
-                SwitchMode::Side if listeners.iter().any(|l| &l.service == name) => {
+                SwitchMode::Side if out.listeners.iter().any(|l| &l.service == name) => {
                     SwitchMode::Proxy
                 }
                 mode => mode,
             },
             container,
             build: has_build,
-            start_at_up: !waiting.contains(name),
+            start_at_up: !self.settings.waiting.contains(name),
             restart,
             networks,
             direct_ports,
         });
-        colored.insert(name.clone(), out);
-    }
-    if colored.is_empty() {
-        return Err(Error::State(
-            "every service is ztd.switch=shared: there is nothing to deploy per color".into(),
-        ));
+        out.colored.insert(name.clone(), rendered);
+        Ok(())
     }
 
-    let meta = DeployMeta {
-        color,
-        project: project.clone(),
-        build: build.clone(),
-        services: plans,
-        shared: attachments,
-        listeners,
-        networks: network_names,
-        volumes,
-    };
-    let mut color_model = Map::new();
-    color_model.insert("name".into(), Value::from(project));
-    color_model.insert("services".into(), Value::Object(colored));
-    let used =
-        |model_services: &Map<String, Value>, all: &Map<String, Value>| -> Map<String, Value> {
-            let keys: BTreeSet<String> = model_services
-                .values()
-                .flat_map(|s| {
-                    object(s.get("networks"))
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            all.iter()
-                .filter(|(k, _)| keys.contains(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-    let color_services = color_model["services"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    color_model.insert(
-        "networks".into(),
-        Value::Object(used(&color_services, &color_networks)),
-    );
-    if !volumes_out.is_empty() {
-        color_model.insert("volumes".into(), Value::Object(volumes_out.clone()));
-    }
-    for key in ["secrets", "configs"] {
-        if let Some(value) = config.get(key) {
-            color_model.insert(key.into(), value.clone());
+    /// The color's labels, environment and build args on a service, and the dependencies it
+    /// starts with.
+    fn color_fields(
+        &self,
+        service: &Value,
+        fields: &mut Map<String, Value>,
+        mut labels: BTreeMap<String, String>,
+    ) {
+        let (color, build) = (self.color, self.build);
+        labels.insert(labels::DEPLOYMENT_COLOR.into(), color.to_string());
+        labels.insert(labels::DEPLOYMENT_VERSION.into(), build.version.clone());
+        labels.insert(
+            labels::DEPLOYMENT_TIMESTAMP.into(),
+            build.build_date.clone(),
+        );
+        fields.insert("labels".into(), string_object(&labels));
+        let mut environment = string_map(service.get("environment"));
+        environment.insert("DEPLOYMENT_COLOR".into(), color.to_string());
+        environment.insert("DEPLOYMENT_MODE".into(), "blue-green".into());
+        fields.insert("environment".into(), string_object(&environment));
+        if let Some(build_section) = fields.get_mut("build").and_then(Value::as_object_mut) {
+            let mut args = string_map(build_section.get("args"));
+            args.extend(build.variables(color));
+            build_section.insert("args".into(), string_object(&args));
+        }
+        if let Some(depends) = fields.get_mut("depends_on").and_then(Value::as_object_mut) {
+            // Shared services live in another project; waiting handover services start at the
+            // switch, not at `up`.
+            let settings = self.settings;
+            depends
+                .retain(|dep, _| !settings.shared.contains(dep) && !settings.waiting.contains(dep));
         }
     }
-    color_model.insert(
-        "x-ztd".into(),
-        serde_json::to_value(&meta)
-            .map_err(|e| Error::State(format!("cannot encode the plan: {e}")))?,
-    );
+}
 
-    let shared_model = (!shared_services.is_empty()).then(|| {
-        let mut model = Map::new();
-        model.insert("name".into(), Value::from(stack.shared_project()));
-        let networks = used(&shared_services, &shared_networks);
-        model.insert("services".into(), Value::Object(shared_services));
-        model.insert("networks".into(), Value::Object(networks));
-        if !volumes_out.is_empty() {
-            model.insert("volumes".into(), Value::Object(volumes_out));
-        }
-        for key in ["secrets", "configs"] {
-            if let Some(value) = config.get(key) {
-                model.insert(key.into(), value.clone());
-            }
-        }
-        Value::Object(model)
-    });
+/// A rendered Compose project, as its file holds it.
+#[derive(Debug, Serialize)]
+struct ProjectModel<'a> {
+    name: &'a str,
+    services: &'a Map<String, Value>,
+    networks: Map<String, Value>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    volumes: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secrets: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    configs: Option<&'a Value>,
+    /// The color's metadata, read back by every later tool.
+    #[serde(rename = "x-ztd", skip_serializing_if = "Option::is_none")]
+    x_ztd: Option<&'a DeployMeta>,
+}
 
-    Ok(Plan {
-        meta,
-        color_model: Value::Object(color_model),
-        shared_model,
-    })
+/// A project's model, as it is written to its rendered file.
+fn project_model(model: ProjectModel<'_>) -> Result<Value> {
+    encode(&model)
+}
+
+/// The networks of `all` that these services join, in the order of `all`.
+fn used_networks(services: &Map<String, Value>, all: &Map<String, Value>) -> Map<String, Value> {
+    let keys: BTreeSet<String> = services
+        .values()
+        .flat_map(|s| {
+            object(s.get("networks"))
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    all.iter()
+        .filter(|(k, _)| keys.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A part of a rendered model as JSON.
+fn encode<T: Serialize>(part: &T) -> Result<Value> {
+    serde_json::to_value(part).map_err(|e| Error::State(format!("cannot encode the plan: {e}")))
+}
+
+/// A map of strings as a JSON object, in key order.
+fn string_object(map: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    )
 }
 
 /// Read the `x-ztd` metadata back from a rendered file's text.
@@ -662,6 +806,7 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn stack() -> Stack {
         Stack {

@@ -3,25 +3,31 @@
 //! services running once for both colors, and make sure the front proxy owns the host ports.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::compose::Compose;
 use crate::detect::{self, Detection};
-use crate::engine::{ContainerQuery, Engine, RunState, VolumeSpec};
-use crate::error::{Error, Result};
+use crate::engine::{ContainerInfo, ContainerQuery, Engine, RunState, VolumeSpec};
+use crate::error::{Error, ExitStatus, Result};
 use crate::labels;
 use crate::labels::SwitchMode;
 use crate::overrides::EnvSettings;
 use crate::proxy::{Proxy, Route};
-use crate::render::{self, BuildInfo, DeployMeta, Plan, RenderOptions, read_color_meta};
+use crate::render::{self, BuildInfo, DeployMeta, Listener, Plan, RenderOptions, read_color_meta};
 use crate::report::steps::{StepDetail, Steps};
+use crate::report::{Outcome, Report};
 use crate::shared::{attach_shared, shared_compose_path};
 use crate::stack::{Color, Sources, Stack, model_name};
 use crate::state::{self, DeployLock, DeploymentRecord};
 use crate::units::millis_since;
 use crate::{info, signals, warn};
+
+/// The tool whose report `up` returns.
+const TOOL: &str = "ztd-up";
 
 /// What `ztd-up` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +40,109 @@ pub struct UpOptions {
     pub no_build: bool,
     /// What Compose is told about the user's project (files, env files, profiles, name).
     pub sources: Sources,
+}
+
+/// `ztd-up`'s report body: what a deploy did, or what a dry run would do. Its envelope's
+/// `target` is the color deployed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UpBody {
+    /// `--dry-run`: the plan and the rendered files; nothing changed.
+    DryRun(Box<DryRun>),
+    /// The color is up beside the active one, not yet switched to.
+    Deployed(Deployed),
+}
+
+impl Outcome for UpBody {
+    /// Both answer 0: a deploy that fails ends in an error, not in this report.
+    fn status(&self) -> ExitStatus {
+        match self {
+            UpBody::DryRun(_) | UpBody::Deployed(_) => ExitStatus::Success,
+        }
+    }
+}
+
+/// What a dry run would deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DryRun {
+    /// Always true: it tells a dry run's report from a deploy's.
+    pub dry_run: bool,
+    /// The services that would run in both colors until the switch.
+    pub run_in_both_colors: Vec<String>,
+    /// The active color, if any.
+    pub active: Option<Color>,
+    /// The version it would deploy.
+    pub version: String,
+    /// The plan: the rendered file's metadata.
+    pub plan: DeployMeta,
+    /// The color's rendered Compose file, environment values and build args redacted.
+    pub rendered: Value,
+    /// The shared project's rendered file, redacted, when a service is shared.
+    pub shared_rendered: Option<Value>,
+}
+
+/// What a deploy started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// The active color, if any (unchanged by a deploy).
+    pub active: Option<Color>,
+    /// The version deployed.
+    pub version: String,
+    /// The color's Compose project.
+    pub compose_project: String,
+    /// Where its rendered file was written.
+    pub rendered_file: PathBuf,
+    /// Each of its services.
+    pub services: Vec<DeployedService>,
+    /// The shared services.
+    pub shared: Vec<String>,
+    /// The services that run in both colors until the switch.
+    pub run_in_both_colors: Vec<String>,
+    /// The front proxy's listeners.
+    pub listeners: Vec<Listener>,
+    /// The timed steps.
+    pub steps: Steps,
+    /// How long the whole deploy took.
+    pub duration_ms: f64,
+}
+
+/// One service of a deployed color.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployedService {
+    /// Its name.
+    pub service: String,
+    /// How it switches.
+    pub mode: SwitchMode,
+    /// Its container's name.
+    pub container: String,
+    /// Its container's state, when it has one.
+    pub state: Option<RunState>,
+    /// Its container's image, when it has one.
+    pub image_id: Option<String>,
+}
+
+impl DryRun {
+    fn new(detection: &Detection, plan: &Plan, run_in_both_colors: Vec<String>) -> DryRun {
+        DryRun {
+            dry_run: true,
+            run_in_both_colors,
+            active: detection.active,
+            version: plan.meta.build.version.clone(),
+            plan: plan.meta.clone(),
+            rendered: render::redact(&plan.color_model),
+            shared_rendered: plan.shared_model.as_ref().map(render::redact),
+        }
+    }
+}
+
+/// The history event a deploy appends.
+#[derive(Debug, Serialize)]
+struct UpEvent<'a> {
+    event: &'static str,
+    at: &'a str,
+    color: Color,
+    version: &'a str,
+    active: Option<Color>,
 }
 
 /// How long a container of an interrupted deploy gets to stop before it is killed.
@@ -50,48 +159,171 @@ fn predicted_target(stack: &Stack) -> Color {
     recorded.map_or(Color::Green, Color::other)
 }
 
-/// Deploy a color. Returns the JSON report.
+/// Deploy a color, or with `dry_run` say how; returns `ztd-up`'s report.
 pub async fn up<E: Engine>(
     engine: &E,
     compose: &Compose,
     stack: &Stack,
     opts: &UpOptions,
-) -> Result<Value> {
+) -> Result<Report<UpBody>> {
     let started = Instant::now();
     let mut steps = Steps::default();
+    let reading = Instant::now();
+    let read = read_and_lock(engine, compose, stack, opts).await?;
+    steps.record("read compose file", reading, true, StepDetail::default());
+    let (stack, detection, target, build) =
+        (&read.stack, &read.detection, read.target, &read.build);
+    let renderer = Renderer {
+        config: &read.config,
+        stack,
+        color: target,
+        build,
+        env: &read.env,
+    };
+    let mut plan = renderer.choose_names_and_render(engine).await?;
+    let both = run_in_both_colors(&plan.meta);
+    name_run_in_both_colors(&both, detection);
+
+    if opts.dry_run {
+        describe(&plan, detection, true);
+        let body = UpBody::DryRun(Box::new(DryRun::new(detection, &plan, both)));
+        return Ok(Report::new(TOOL, stack, Some(target), body));
+    }
+
+    check_names_free(engine, &plan.meta).await?;
+    signals::check("before anything changed")?;
+    describe(&plan, detection, false);
+    let rendered_path = stack.rendered_compose_path(target);
+    state::write_atomic(
+        &rendered_path,
+        render::rendered_text(&plan.color_model).as_bytes(),
+        0o600,
+    )?;
+    record_candidate(stack, detection, target, build)?;
+
+    // The candidate is recorded: from here on, whatever a signal stops, ztd-rollback cleans.
+    let deployment = Deployment {
+        engine,
+        compose,
+        stack,
+        rendered_path: &rendered_path,
+    };
+    let deployed = deployment
+        .run(&renderer, &mut plan, detection, opts.no_build, &mut steps)
+        .await;
+    if let Err(err) = deployed {
+        if !signals::interrupted() && !matches!(err, Error::Interrupted(_)) {
+            return Err(err);
+        }
+        return Err(stop_interrupted(engine, stack, target, &err).await);
+    }
+
+    let project = stack.color_project(target);
+    let containers = engine.list(&ContainerQuery::project(&project)).await?;
+    record_images(stack, target, &containers)?;
+    info!(
+        "{target} is up as {project} ({}); next: ztd-health {target} --wait, then ztd-switch",
+        build.version
+    );
+    let body = UpBody::Deployed(Deployed {
+        active: detection.active,
+        version: build.version.clone(),
+        compose_project: project,
+        rendered_file: rendered_path,
+        services: deployed_services(&plan.meta, &containers),
+        shared: plan.meta.shared.iter().map(|s| s.service.clone()).collect(),
+        run_in_both_colors: both,
+        listeners: plan.meta.listeners.clone(),
+        steps,
+        duration_ms: millis_since(started),
+    });
+    Ok(Report::new(TOOL, stack, Some(target), body))
+}
+
+/// A deploy read and checked: the model as Compose resolves it for the target, the lock held
+/// (but for a dry run).
+struct Read {
+    /// The stack, named as the model names it.
+    stack: Stack,
+    /// Held until the deploy ends.
+    _lock: Option<DeployLock>,
+    /// What is deployed, looked at with the lock held.
+    detection: Detection,
+    /// The color to deploy to.
+    target: Color,
+    /// The deploy's version and build metadata.
+    build: BuildInfo,
+    /// Compose's model of the user's project.
+    config: Value,
+    /// `ZTD_HANDOVER` and `ZTD_DRAIN_*`.
+    env: EnvSettings,
+}
+
+/// Read the project, take the lock and look at what is deployed.
+async fn read_and_lock<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    opts: &UpOptions,
+) -> Result<Read> {
     // Bad input first: Compose resolves the project (files, overrides, `.env`, `name:`,
     // profiles) before anything is created, not even the lock. Its model names the project;
     // the variables of the deploy (VERSION...) depend on the target, predicted from the state
     // files and checked against the engine below.
     let predicted = opts.color.unwrap_or_else(|| predicted_target(stack));
-    let reading = Instant::now();
-    // The model as Compose resolves it for a deploy of `color` (its VERSION and the like).
-    let read_model = |stack: Stack, color: Color| async move {
-        let build = BuildInfo::now(color, &stack.dir);
-        let config = compose
-            .config(
-                &stack,
-                &opts.sources,
-                &build.variables(color),
-                compose.quick_limit(),
-            )
-            .await?;
-        Ok::<_, Error>((build, config))
-    };
-    let (mut build, mut config) = read_model(stack.clone(), predicted).await?;
-    let resolved = match &opts.sources.name {
+    let (mut build, mut config) = read_model(compose, stack, &opts.sources, predicted).await?;
+    let stack = match &opts.sources.name {
         Some(_) => stack.clone(),
         None => stack.named(model_name(&config)?),
     };
-    let stack = &resolved;
     let env = EnvSettings::from_env()?;
     // Lock first, then look: nothing acts on a detection made before the lock was held.
-    let _lock = if opts.dry_run {
+    let lock = if opts.dry_run {
         None
     } else {
-        Some(DeployLock::acquire(stack, "ztd-up")?)
+        Some(DeployLock::acquire(&stack, TOOL)?)
     };
-    let detection = detect::detect(engine, stack).await?;
+    let detection = detect::detect(engine, &stack).await?;
+    let target = deploy_target(&detection, opts.color)?;
+    if target != predicted {
+        // The engine disagrees with the state files' guess: read the model again with the
+        // right color's variables.
+        (build, config) = read_model(compose, &stack, &opts.sources, target).await?;
+    }
+    Ok(Read {
+        stack,
+        _lock: lock,
+        detection,
+        target,
+        build,
+        config,
+        env,
+    })
+}
+
+/// The model as Compose resolves it for a deploy of `color` (its VERSION and the like), with
+/// the build metadata of that deploy.
+async fn read_model(
+    compose: &Compose,
+    stack: &Stack,
+    sources: &Sources,
+    color: Color,
+) -> Result<(BuildInfo, Value)> {
+    let build = BuildInfo::now(color, &stack.dir);
+    let config = compose
+        .config(
+            stack,
+            sources,
+            &build.variables(color),
+            compose.quick_limit(),
+        )
+        .await?;
+    Ok((build, config))
+}
+
+/// The color to deploy to: the one asked for, else the detection's target. Refused on a
+/// conflict, an interrupted switch, or when it is the active color.
+fn deploy_target(detection: &Detection, asked: Option<Color>) -> Result<Color> {
     if let Some(conflict) = &detection.conflict {
         return Err(Error::State(format!("cannot deploy: {conflict}")));
     }
@@ -100,37 +332,21 @@ pub async fn up<E: Engine>(
             "a switch was interrupted: run ztd-switch --resume or ztd-rollback first".into(),
         ));
     }
-    let target = opts.color.unwrap_or(detection.target());
+    let target = asked.unwrap_or(detection.target());
     if detection.active == Some(target) {
         return Err(Error::Usage(format!(
             "{target} is the active color: deploy to {} (the standby)",
             target.other()
         )));
     }
-    if target != predicted {
-        // The engine disagrees with the state files' guess: read the model again with the
-        // right color's variables.
-        (build, config) = read_model(stack.clone(), target).await?;
-    }
-    steps.record("read compose file", reading, true, StepDetail::default());
-    let container_names = choose_container_names(engine, stack, &config, target).await?;
-    // Rendering with other container names, should another deploy take one meanwhile.
-    let render_named = |container_names| {
-        render::render_with(
-            &config,
-            stack,
-            target,
-            &build,
-            &RenderOptions {
-                env: env.clone(),
-                container_names,
-            },
-        )
-    };
-    let mut plan = render_named(container_names)?;
-    let both = run_in_both_colors(&plan.meta);
+    Ok(target)
+}
+
+/// Name each service that runs in both colors until the switch: a warning when two copies run
+/// from now on (a color or a stack being adopted runs already), a note otherwise.
+fn name_run_in_both_colors(both: &[String], detection: &Detection) {
     let twice_now = detection.active.is_some() || !detection.legacy.is_empty();
-    for service in &both {
+    for service in both {
         let line = format!(
             "{service} runs in both colors until the switch; if it must never run twice, label it `ztd.switch: handover` (or list it in ZTD_HANDOVER)"
         );
@@ -140,35 +356,15 @@ pub async fn up<E: Engine>(
             info!("{line}");
         }
     }
+}
 
-    if opts.dry_run {
-        describe(&plan, &detection, true);
-        return Ok(crate::output::object(
-            "ztd-up",
-            stack,
-            true,
-            json!({
-                "dry_run": true,
-                "run_in_both_colors": both,
-                "active": detection.active,
-                "target": target,
-                "version": build.version,
-                "plan": plan.meta,
-                "rendered": render::redact(&plan.color_model),
-                "shared_rendered": plan.shared_model.as_ref().map(render::redact),
-            }),
-        ));
-    }
-
-    check_names_free(engine, &plan.meta).await?;
-    signals::check("before anything changed")?;
-    describe(&plan, &detection, false);
-    let rendered_path = stack.rendered_compose_path(target);
-    state::write_atomic(
-        &rendered_path,
-        render::rendered_text(&plan.color_model).as_bytes(),
-        0o600,
-    )?;
+/// Record `target` as the deploy candidate: `.rollback_state`, the state file and the history.
+fn record_candidate(
+    stack: &Stack,
+    detection: &Detection,
+    target: Color,
+    build: &BuildInfo,
+) -> Result<()> {
     state::write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
     let mut record = state::read_state(stack)?.unwrap_or_default();
     record.candidate = Some(target);
@@ -186,36 +382,20 @@ pub async fn up<E: Engine>(
         },
     );
     state::write_state(stack, &record)?;
-    state::append_history(
-        stack,
-        &json!({"event": "up", "at": build.build_date, "color": target, "version": build.version, "active": detection.active}),
-    )?;
+    let event = UpEvent {
+        event: "up",
+        at: &build.build_date,
+        color: target,
+        version: &build.version,
+        active: detection.active,
+    };
+    let event = serde_json::to_value(&event)
+        .map_err(|e| Error::State(format!("cannot encode history: {e}")))?;
+    state::append_history(stack, &event)
+}
 
-    // The candidate is recorded: from here on, whatever a signal stops, ztd-rollback cleans.
-    let project = stack.color_project(target);
-    let deployed = deploy(
-        engine,
-        compose,
-        stack,
-        Rendering {
-            plan: &mut plan,
-            config: &config,
-            render_named: &render_named,
-        },
-        &detection,
-        opts,
-        &rendered_path,
-        &mut steps,
-    )
-    .await;
-    if let Err(err) = deployed {
-        if !signals::interrupted() && !matches!(err, Error::Interrupted(_)) {
-            return Err(err);
-        }
-        return Err(stop_interrupted(engine, stack, target, &err).await);
-    }
-
-    let containers = engine.list(&ContainerQuery::project(&project)).await?;
+/// Record the images the deployed containers run in the state file.
+fn record_images(stack: &Stack, target: Color, containers: &[ContainerInfo]) -> Result<()> {
     let images: BTreeMap<String, String> = containers
         .iter()
         .map(|c| (c.service.clone(), c.image_id.clone()))
@@ -224,45 +404,50 @@ pub async fn up<E: Engine>(
     if let Some(deployment) = record.deployments.get_mut(&target) {
         deployment.images = images;
     }
-    state::write_state(stack, &record)?;
-    info!(
-        "{target} is up as {project} ({}); next: ztd-health {target} --wait, then ztd-switch",
-        build.version
-    );
-    Ok(crate::output::object(
-        "ztd-up",
-        stack,
-        true,
-        json!({
-            "active": detection.active,
-            "target": target,
-            "version": build.version,
-            "compose_project": project,
-            "rendered_file": rendered_path,
-            "services": plan.meta.services.iter().map(|s| {
-                let container = containers.iter().find(|c| c.service == s.name);
-                json!({
-                    "service": s.name,
-                    "mode": s.mode,
-                    "container": s.container,
-                    "state": container.map(|c| c.state),
-                    "image_id": container.map(|c| c.image_id.clone()),
-                })
-            }).collect::<Vec<_>>(),
-            "shared": plan.meta.shared.iter().map(|s| &s.service).collect::<Vec<_>>(),
-            "run_in_both_colors": both,
-            "listeners": plan.meta.listeners,
-            "steps": steps,
-            "duration_ms": millis_since(started),
-        }),
-    ))
+    state::write_state(stack, &record)
 }
 
-/// The plan of a deploy and how to render it again with other container names.
-struct Rendering<'a> {
-    plan: &'a mut Plan,
+/// Each planned service with its container as the engine lists it.
+fn deployed_services(meta: &DeployMeta, containers: &[ContainerInfo]) -> Vec<DeployedService> {
+    meta.services
+        .iter()
+        .map(|s| {
+            let container = containers.iter().find(|c| c.service == s.name);
+            DeployedService {
+                service: s.name.clone(),
+                mode: s.mode,
+                container: s.container.clone(),
+                state: container.map(|c| c.state),
+                image_id: container.map(|c| c.image_id.clone()),
+            }
+        })
+        .collect()
+}
+
+/// What renders the color, again with other container names should another deploy take one.
+struct Renderer<'a> {
     config: &'a Value,
-    render_named: &'a dyn Fn(BTreeMap<String, String>) -> Result<Plan>,
+    stack: &'a Stack,
+    color: Color,
+    build: &'a BuildInfo,
+    env: &'a EnvSettings,
+}
+
+impl Renderer<'_> {
+    /// Choose the container names as the engine stands now, and render with them.
+    async fn choose_names_and_render<E: Engine>(&self, engine: &E) -> Result<Plan> {
+        let names = choose_container_names(engine, self.stack, self.config, self.color).await?;
+        render::render_with(
+            self.config,
+            self.stack,
+            self.color,
+            self.build,
+            &RenderOptions {
+                env: self.env.clone(),
+                container_names: names,
+            },
+        )
+    }
 }
 
 /// Whether a failed create says a container name is taken (Docker's "Conflict. The container
@@ -271,47 +456,120 @@ fn name_taken(err: &Error) -> bool {
     matches!(err, Error::Engine(message) if message.contains("is already in use by container"))
 }
 
-/// The steps of a deploy once its candidate is recorded: volumes, shared services, build,
-/// create, start, front proxy; a signal is looked for before each of them.
-#[allow(clippy::too_many_arguments)]
-async fn deploy<E: Engine>(
-    engine: &E,
-    compose: &Compose,
-    stack: &Stack,
-    rendering: Rendering<'_>,
-    detection: &Detection,
-    opts: &UpOptions,
-    rendered_path: &std::path::Path,
-    steps: &mut Steps,
-) -> Result<()> {
-    let Rendering {
-        plan,
-        config,
-        render_named,
-    } = rendering;
-    signals::check("before its next step")?;
-    steps
-        .run("volumes", async {
-            for volume in &plan.meta.volumes {
-                engine
-                    .ensure_volume(&VolumeSpec {
-                        name: volume.name.clone(),
-                        driver: volume.driver.clone(),
-                        driver_opts: volume.driver_opts.clone(),
-                        labels: [
-                            (labels::COMPOSE_PROJECT.to_string(), stack.name.clone()),
-                            ("com.docker.compose.volume".to_string(), volume.key.clone()),
-                        ]
-                        .into(),
-                    })
-                    .await?;
-            }
-            Ok(())
-        })
-        .await?;
+/// What the steps of a deploy act with, once its candidate is recorded.
+struct Deployment<'a, E> {
+    engine: &'a E,
+    compose: &'a Compose,
+    stack: &'a Stack,
+    /// The color's rendered file.
+    rendered_path: &'a Path,
+}
 
-    signals::check("before its next step")?;
-    if let Some(shared_model) = &plan.shared_model {
+impl<E: Engine> Deployment<'_, E> {
+    /// The steps of a deploy: volumes, shared services, build, create, start, front proxy; a
+    /// signal is looked for before each of them.
+    async fn run(
+        &self,
+        renderer: &Renderer<'_>,
+        plan: &mut Plan,
+        detection: &Detection,
+        no_build: bool,
+        steps: &mut Steps,
+    ) -> Result<()> {
+        let (engine, compose, stack) = (self.engine, self.compose, self.stack);
+        signals::check("before its next step")?;
+        steps.run("volumes", self.volumes(&plan.meta)).await?;
+
+        signals::check("before its next step")?;
+        if let Some(shared_model) = &plan.shared_model {
+            self.shared_services(&plan.meta, shared_model, steps)
+                .await?;
+        }
+        signals::check("before its next step")?;
+        if !no_build && plan.meta.services.iter().any(|s| s.build) {
+            steps
+                .run(
+                    "build",
+                    compose.run(stack, &plan.meta.project, self.rendered_path, &["build"]),
+                )
+                .await?;
+        }
+        signals::check("before its next step")?;
+        crate::fault::pause("up:before-create").await;
+        self.create(renderer, plan, steps).await?;
+        signals::check("before its next step")?;
+        steps
+            .run(
+                "attach shared services",
+                attach_shared(engine, stack, &plan.meta),
+            )
+            .await?;
+        let starting: Vec<&str> = plan
+            .meta
+            .services
+            .iter()
+            .filter(|s| s.start_at_up)
+            .map(|s| s.name.as_str())
+            .collect();
+        signals::check("before its next step")?;
+        if !starting.is_empty() {
+            steps
+                .run(
+                    "start",
+                    start_in_waves(
+                        engine,
+                        compose,
+                        stack,
+                        self.rendered_path,
+                        &plan.meta,
+                        &plan.color_model,
+                        &starting,
+                        true,
+                    ),
+                )
+                .await?;
+        }
+
+        signals::check("before its next step")?;
+        if !plan.meta.listeners.is_empty() {
+            steps
+                .run(
+                    "front proxy",
+                    ensure_proxy(engine, compose, stack, &plan.meta, detection),
+                )
+                .await?;
+        }
+
+        signals::check("before its last step")
+    }
+
+    /// Create the named volumes both colors use.
+    async fn volumes(&self, meta: &DeployMeta) -> Result<()> {
+        for volume in &meta.volumes {
+            self.engine
+                .ensure_volume(&VolumeSpec {
+                    name: volume.name.clone(),
+                    driver: volume.driver.clone(),
+                    driver_opts: volume.driver_opts.clone(),
+                    labels: [
+                        (labels::COMPOSE_PROJECT.to_string(), self.stack.name.clone()),
+                        ("com.docker.compose.volume".to_string(), volume.key.clone()),
+                    ]
+                    .into(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Start the shared services, unless their file is unchanged and they all run.
+    async fn shared_services(
+        &self,
+        meta: &DeployMeta,
+        shared_model: &Value,
+        steps: &mut Steps,
+    ) -> Result<()> {
+        let stack = self.stack;
         let path = shared_compose_path(stack);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -319,116 +577,73 @@ async fn deploy<E: Engine>(
         }
         let text = render::rendered_text(shared_model);
         let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
-        let running = engine
+        let running = self
+            .engine
             .list(&ContainerQuery::project(&stack.shared_project()))
             .await?;
-        let all_running = plan.meta.shared.iter().all(|s| {
+        let all_running = meta.shared.iter().all(|s| {
             running
                 .iter()
                 .any(|c| c.service == s.service && c.state == RunState::Running)
         });
         if unchanged && all_running {
             crate::debug!("shared services run unchanged; leaving them alone");
-        } else {
-            state::write_atomic(&path, text.as_bytes(), 0o600)?;
-            steps
-                .run(
-                    "shared services",
-                    compose.run(
-                        stack,
-                        &stack.shared_project(),
-                        &path,
-                        &["up", "-d", "--no-recreate", "--remove-orphans"],
-                    ),
-                )
-                .await?;
+            return Ok(());
         }
-    }
-    let project = &plan.meta.project.clone();
-    signals::check("before its next step")?;
-    if !opts.no_build && plan.meta.services.iter().any(|s| s.build) {
+        state::write_atomic(&path, text.as_bytes(), 0o600)?;
         steps
             .run(
-                "build",
-                compose.run(stack, project, rendered_path, &["build"]),
-            )
-            .await?;
-    }
-    signals::check("before its next step")?;
-    crate::fault::pause("up:before-create").await;
-    let create = ["up", "--no-start", "--remove-orphans"];
-    let created = steps
-        .run(
-            "create",
-            compose.run(stack, project, rendered_path, &create),
-        )
-        .await;
-    match created {
-        Err(err) if name_taken(&err) => {
-            // Another project took a name chosen for this color since it was chosen (two
-            // stacks deploying at once): choose again, as then, and create once more.
-            warn!("a container name was taken meanwhile ({err}); choosing the names again");
-            let names = choose_container_names(engine, stack, config, plan.meta.color).await?;
-            *plan = render_named(names)?;
-            check_names_free(engine, &plan.meta).await?;
-            state::write_atomic(
-                rendered_path,
-                render::rendered_text(&plan.color_model).as_bytes(),
-                0o600,
-            )?;
-            steps
-                .run(
-                    "create",
-                    compose.run(stack, project, rendered_path, &create),
-                )
-                .await?;
-        }
-        other => other?,
-    }
-    signals::check("before its next step")?;
-    steps
-        .run(
-            "attach shared services",
-            attach_shared(engine, stack, &plan.meta),
-        )
-        .await?;
-    let starting: Vec<&str> = plan
-        .meta
-        .services
-        .iter()
-        .filter(|s| s.start_at_up)
-        .map(|s| s.name.as_str())
-        .collect();
-    signals::check("before its next step")?;
-    if !starting.is_empty() {
-        steps
-            .run(
-                "start",
-                start_in_waves(
-                    engine,
-                    compose,
+                "shared services",
+                self.compose.run(
                     stack,
-                    rendered_path,
-                    &plan.meta,
-                    &plan.color_model,
-                    &starting,
-                    true,
+                    &stack.shared_project(),
+                    &path,
+                    &["up", "-d", "--no-recreate", "--remove-orphans"],
                 ),
             )
-            .await?;
+            .await
     }
 
-    signals::check("before its next step")?;
-    if !plan.meta.listeners.is_empty() {
-        steps
+    /// Create the color's containers; when a chosen name was taken meanwhile, choose the names
+    /// again, rewrite the rendered file and create once more.
+    async fn create(
+        &self,
+        renderer: &Renderer<'_>,
+        plan: &mut Plan,
+        steps: &mut Steps,
+    ) -> Result<()> {
+        let (stack, project) = (self.stack, plan.meta.project.clone());
+        let create = ["up", "--no-start", "--remove-orphans"];
+        let created = steps
             .run(
-                "front proxy",
-                ensure_proxy(engine, compose, stack, &plan.meta, detection),
+                "create",
+                self.compose
+                    .run(stack, &project, self.rendered_path, &create),
             )
-            .await?;
+            .await;
+        match created {
+            Err(err) if name_taken(&err) => {
+                // Another project took a name chosen for this color since it was chosen (two
+                // stacks deploying at once): choose again, as then, and create once more.
+                warn!("a container name was taken meanwhile ({err}); choosing the names again");
+                *plan = renderer.choose_names_and_render(self.engine).await?;
+                check_names_free(self.engine, &plan.meta).await?;
+                state::write_atomic(
+                    self.rendered_path,
+                    render::rendered_text(&plan.color_model).as_bytes(),
+                    0o600,
+                )?;
+                steps
+                    .run(
+                        "create",
+                        self.compose
+                            .run(stack, &project, self.rendered_path, &create),
+                    )
+                    .await
+            }
+            other => other,
+        }
     }
-
-    signals::check("before its last step")
 }
 
 /// After a signal: stop every container of the candidate that runs, so the stack is as before
@@ -513,37 +728,13 @@ async fn start_in_waves<E: Engine>(
     starting: &[&str],
     stop_on_signal: bool,
 ) -> Result<()> {
-    let services = model.get("services").and_then(Value::as_object);
-    let mut depends: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    let mut only_started = true;
-    for name in starting {
-        let deps = services
-            .and_then(|s| s.get(*name))
-            .and_then(|s| s.get("depends_on"))
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let mut within = Vec::new();
-        for (dep, settings) in deps {
-            if !starting.contains(&dep.as_str()) {
-                continue;
-            }
-            let condition = settings
-                .get("condition")
-                .and_then(Value::as_str)
-                .unwrap_or("service_started");
-            only_started &= condition == "service_started";
-            within.push(dep);
-        }
-        depends.insert(name, within);
-    }
-    if !only_started {
+    let Some(depends) = depends_within(model, starting) else {
         let mut args = vec!["up", "-d", "--no-recreate"];
         args.extend(starting);
         return compose
             .run(stack, &meta.project, rendered_path, &args)
             .await;
-    }
+    };
     let mut started: Vec<&str> = Vec::new();
     while started.len() < starting.len() {
         if stop_on_signal {
@@ -570,6 +761,40 @@ async fn start_in_waves<E: Engine>(
         started.extend(wave);
     }
     Ok(())
+}
+
+/// What each starting service depends on among the starting ones, in the rendered model; `None`
+/// when a dependency waits for more than its start (health, completion), which only Compose
+/// honours.
+fn depends_within<'a>(
+    model: &Value,
+    starting: &[&'a str],
+) -> Option<BTreeMap<&'a str, Vec<String>>> {
+    let services = model.get("services").and_then(Value::as_object);
+    let mut depends: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut only_started = true;
+    for name in starting {
+        let deps = services
+            .and_then(|s| s.get(*name))
+            .and_then(|s| s.get("depends_on"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut within = Vec::new();
+        for (dep, settings) in deps {
+            if !starting.contains(&dep.as_str()) {
+                continue;
+            }
+            let condition = settings
+                .get("condition")
+                .and_then(Value::as_str)
+                .unwrap_or("service_started");
+            only_started &= condition == "service_started";
+            within.push(dep);
+        }
+        depends.insert(name, within);
+    }
+    only_started.then_some(depends)
 }
 
 /// The services that run in both colors from `ztd-up` until the switch without being proxied:
@@ -749,6 +974,189 @@ fn describe(plan: &Plan, detection: &Detection, dry_run: bool) {
             "  adopting {} containers of Compose project {} at the switch",
             detection.legacy.len(),
             detection.legacy[0].project.clone().unwrap_or_default()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Printed;
+    use serde_json::json;
+
+    fn stack() -> Stack {
+        Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        }
+    }
+
+    fn plan() -> Plan {
+        let config = json!({
+            "name": "shop",
+            "services": {
+                "web": {"image": "web:1", "environment": {"SECRET": "hunter2"},
+                        "ports": [{"target": 8080, "published": "80", "protocol": "tcp"}]},
+                "worker": {"image": "worker:1"}
+            }
+        });
+        let build = BuildInfo {
+            version: "green-20261126-031141".into(),
+            build_date: "2026-11-26T03:11:41Z".into(),
+            vcs_ref: "abc1234".into(),
+        };
+        render::render(&config, &stack(), Color::Green, &build).expect("render")
+    }
+
+    fn keys(line: &str) -> Vec<String> {
+        let value: Value = serde_json::from_str(line).expect("json");
+        value.as_object().expect("object").keys().cloned().collect()
+    }
+
+    #[test]
+    fn a_dry_run_report_keeps_its_fields_and_decodes_back() {
+        let plan = plan();
+        let body = UpBody::DryRun(Box::new(DryRun {
+            dry_run: true,
+            run_in_both_colors: run_in_both_colors(&plan.meta),
+            active: Some(Color::Blue),
+            version: plan.meta.build.version.clone(),
+            plan: plan.meta.clone(),
+            rendered: render::redact(&plan.color_model),
+            shared_rendered: None,
+        }));
+        let report = Report::new(TOOL, &stack(), Some(Color::Green), body);
+        let printed = Printed::json(&report);
+        assert_eq!(printed.status, ExitStatus::Success);
+        assert_eq!(
+            keys(&printed.text),
+            [
+                "tool",
+                "project",
+                "project_dir",
+                "ok",
+                "target",
+                "dry_run",
+                "run_in_both_colors",
+                "active",
+                "version",
+                "plan",
+                "rendered",
+                "shared_rendered"
+            ]
+        );
+        assert!(printed.text.contains("\"run_in_both_colors\":[\"worker\"]"));
+        assert!(!printed.text.contains("hunter2"), "redacted");
+        assert!(printed.text.contains("\"shared_rendered\":null"));
+        let decoded: Report<UpBody> = serde_json::from_str(&printed.text).expect("decode");
+        assert_eq!(decoded, report);
+    }
+
+    #[test]
+    fn a_deploy_report_keeps_its_fields_and_decodes_back() {
+        let plan = plan();
+        let mut steps = Steps::default();
+        steps.record("create", Instant::now(), true, StepDetail::default());
+        let body = UpBody::Deployed(Deployed {
+            active: None,
+            version: plan.meta.build.version.clone(),
+            compose_project: "shop-green".into(),
+            rendered_file: "/srv/shop/docker-compose.green.yml".into(),
+            services: deployed_services(&plan.meta, &[]),
+            shared: Vec::new(),
+            run_in_both_colors: run_in_both_colors(&plan.meta),
+            listeners: plan.meta.listeners.clone(),
+            steps,
+            duration_ms: 12.5,
+        });
+        let report = Report::new(TOOL, &stack(), Some(Color::Green), body);
+        let printed = Printed::json(&report);
+        assert_eq!(printed.status, ExitStatus::Success);
+        assert_eq!(
+            keys(&printed.text),
+            [
+                "tool",
+                "project",
+                "project_dir",
+                "ok",
+                "target",
+                "active",
+                "version",
+                "compose_project",
+                "rendered_file",
+                "services",
+                "shared",
+                "run_in_both_colors",
+                "listeners",
+                "steps",
+                "duration_ms"
+            ]
+        );
+        assert!(printed.text.contains(
+            "{\"service\":\"web\",\"mode\":\"proxy\",\"container\":\"web-green\",\"state\":null,\"image_id\":null}"
+        ));
+        let decoded: Report<UpBody> = serde_json::from_str(&printed.text).expect("decode");
+        assert_eq!(decoded, report);
+    }
+
+    #[test]
+    fn the_target_is_refused_on_a_conflict_an_interruption_or_when_active() {
+        let detection =
+            |active: Option<Color>, conflict: Option<&str>, interrupted: bool| Detection {
+                active,
+                standby: active.map(Color::other),
+                recorded: Default::default(),
+                colors: BTreeMap::new(),
+                shared: Vec::new(),
+                legacy: Vec::new(),
+                journal: None,
+                interrupted,
+                conflict: conflict.map(str::to_string),
+                lock: None,
+            };
+        assert_eq!(
+            deploy_target(&detection(None, None, false), None),
+            Ok(Color::Green)
+        );
+        assert_eq!(
+            deploy_target(&detection(Some(Color::Green), None, false), None),
+            Ok(Color::Blue)
+        );
+        assert!(matches!(
+            deploy_target(
+                &detection(Some(Color::Green), None, false),
+                Some(Color::Green)
+            ),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            deploy_target(&detection(None, Some("both active"), false), None),
+            Err(Error::State(_))
+        ));
+        assert!(matches!(
+            deploy_target(&detection(None, None, true), None),
+            Err(Error::Incomplete(_))
+        ));
+    }
+
+    #[test]
+    fn waves_follow_depends_on_unless_a_condition_needs_compose() {
+        let model = json!({"services": {
+            "web": {"depends_on": {"db": {"condition": "service_started"}, "cache": {"condition": "service_started"}}},
+            "db": {},
+            "api": {"depends_on": {"db": {"condition": "service_healthy"}}}
+        }});
+        let depends = depends_within(&model, &["web", "db"]).expect("waves");
+        assert_eq!(
+            depends["web"],
+            vec!["db".to_string()],
+            "cache is not starting"
+        );
+        assert!(depends["db"].is_empty());
+        assert_eq!(depends_within(&model, &["api", "db"]), None);
+        assert!(
+            depends_within(&model, &["api"]).is_some(),
+            "db is not starting"
         );
     }
 }
