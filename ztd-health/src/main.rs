@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use ztd_core::cli::{self, Context, HealthArgs, StackArgs, WithProject};
 use ztd_core::docker::DockerEngine;
-use ztd_core::health::{self, HealthBody};
+use ztd_core::health::{self, HealthBody, HealthReport};
 use ztd_core::output::{self, Level};
 use ztd_core::report::health as health_printer;
+use ztd_core::report::live::StatusLine;
 use ztd_core::report::{Printed, Report};
 use ztd_core::stack::Color;
 use ztd_core::{Error, validate, warn};
@@ -141,7 +142,11 @@ async fn json(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
         )));
     }
     let deadline = cli.wait.then(|| cli.health.deadline());
-    let body = health::run(&engine, &stack, requested, &policy, deadline).await;
+    let status = StatusLine::start();
+    let observe =
+        |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
+    let body = health::run(&engine, &stack, requested, &policy, deadline, observe).await;
+    drop(status);
     let body = body.in_project(&stack)?;
     if let HealthBody::NothingDeployed(_) = body {
         warn!("nothing is deployed in {}", stack.name);
@@ -167,7 +172,11 @@ async fn text(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
         ));
     }
     let deadline = cli.wait.then(|| cli.health.deadline());
-    let body = health::run(&engine, &stack, cli.color, &policy, deadline).await;
+    let status = StatusLine::start();
+    let observe =
+        |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
+    let body = health::run(&engine, &stack, cli.color, &policy, deadline, observe).await;
+    drop(status);
     let body = body.in_project(&stack)?;
     Ok(if cli.nagios {
         health_printer::nagios(&stack, &body)

@@ -11,7 +11,8 @@ use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
 use ztd_core::monitor::{self, DEFAULT_MAX_ERROR_RATE, Monitor, MonitorOptions};
 use ztd_core::report::Printed;
-use ztd_core::report::monitor::{stream_line, view_screen};
+use ztd_core::report::live::StatusLine;
+use ztd_core::report::monitor::{stream_line, view_screen, window_status};
 use ztd_core::stack::Color;
 use ztd_core::units::parse_duration;
 use ztd_core::{Error, ExitStatus, output, signals};
@@ -142,7 +143,10 @@ async fn window(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
             output::print_text(&stream_line(&stack, record));
         }
     };
-    let report = monitor::watch_window(&engine, &stack, named, upstream, opts, emit).await;
+    let status = StatusLine::start();
+    let observe = |color, watched, window| status.set(window_status(color, watched, window));
+    let report = monitor::watch_window(&engine, &stack, named, upstream, opts, emit, observe).await;
+    drop(status);
     Ok(Printed::json(&report.in_project(&stack)?))
 }
 
@@ -156,8 +160,7 @@ async fn watch(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
     let colors = monitor::watched_colors(cli.color, cli.both || view, active);
     let opts = options(&cli, None, view);
     let mut monitor = Monitor::new(&engine, &stack, colors, active, opts);
-    let color_output = output::stderr_is_color_terminal()
-        || (view && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let color_output = ztd_core::report::style::stdout_colored();
     let stream = |record| {
         if !view {
             output::print_text(&stream_line(&stack, record));

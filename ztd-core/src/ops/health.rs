@@ -439,13 +439,15 @@ pub async fn color_to_check<E: Engine>(
 }
 
 /// ztd-health: check `requested` (else the active color) once, or until healthy when a
-/// `deadline` is given. Nothing deployed is an answer, not an error.
+/// `deadline` is given, handing each round of a wait and the time left to `observe`. Nothing
+/// deployed is an answer, not an error.
 pub async fn run<E: Engine>(
     engine: &E,
     stack: &Stack,
     requested: Option<Color>,
     policy: &HealthPolicy,
     deadline: Option<Duration>,
+    observe: impl FnMut(&HealthReport, Duration),
 ) -> Result<HealthBody> {
     let Some((color, active)) = color_to_check(engine, stack, requested).await? else {
         return Ok(HealthBody::NothingDeployed(NothingDeployed::default()));
@@ -462,7 +464,7 @@ pub async fn run<E: Engine>(
                 "waiting up to {} for {color} to become healthy",
                 format_duration(deadline)
             );
-            wait(engine, &target, policy, deadline).await?
+            wait_observed(engine, &target, policy, deadline, observe).await?
         }
         None => check(engine, &target, policy).await?,
     };
@@ -521,6 +523,17 @@ pub async fn wait<E: Engine>(
     policy: &HealthPolicy,
     deadline: Duration,
 ) -> Result<HealthReport> {
+    wait_observed(engine, target, policy, deadline, |_, _| {}).await
+}
+
+/// [`wait`], handing each unsettled round and the time left to `observe`.
+pub async fn wait_observed<E: Engine>(
+    engine: &E,
+    target: &Target<'_>,
+    policy: &HealthPolicy,
+    deadline: Duration,
+    mut observe: impl FnMut(&HealthReport, Duration),
+) -> Result<HealthReport> {
     let started = Instant::now();
     let query = ContainerQuery::project(&target.stack.color_project(target.color));
     let mut events = engine.events(&query).await?;
@@ -541,6 +554,7 @@ pub async fn wait<E: Engine>(
             report.rounds = rounds;
             return Ok(report);
         }
+        observe(&report, deadline - elapsed);
         let pause = next_pause(&report).min(deadline - elapsed);
         crate::debug!(
             "{}: not healthy yet ({}); next check within {}",

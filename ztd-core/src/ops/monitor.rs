@@ -1036,7 +1036,8 @@ impl Outcome for WindowReport {
 }
 
 /// ztd-monitor --for: watch `named` (else the active color) for the window of `opts`, handing
-/// each record to `emit`; the report passes `upstream` on with the findings, or is its own.
+/// each record to `emit` and, after each round, the color, the time watched and the window to
+/// `observe`; the report passes `upstream` on with the findings, or is its own.
 pub async fn watch_window<E: Engine>(
     engine: &E,
     stack: &Stack,
@@ -1044,6 +1045,7 @@ pub async fn watch_window<E: Engine>(
     upstream: Option<Upstream>,
     opts: MonitorOptions,
     emit: impl FnMut(Record),
+    mut observe: impl FnMut(Color, Duration, Duration),
 ) -> Result<WindowReport> {
     let detection = detect(engine, stack).await?;
     let Some(color) = named.or(detection.active) else {
@@ -1057,7 +1059,10 @@ pub async fn watch_window<E: Engine>(
     let window = opts.window.unwrap_or_default();
     crate::info!("watching {color} for {}", format_duration(window));
     let mut monitor = Monitor::new(engine, stack, vec![color], detection.active, opts);
-    let result = monitor.run(emit, |_| {}).await?;
+    let opened = Instant::now();
+    let result = monitor
+        .run(emit, |_| observe(color, opened.elapsed(), window))
+        .await?;
     match &result.trip {
         Some(trip) => crate::warn!(
             "tripped after {:.1}s: {}",

@@ -4,7 +4,8 @@
 
 use crate::error::{Error, ExitStatus};
 use crate::health::{
-    CheckName, CheckStatus, ContainerHealth, ContainerStatus, HealthBody, HealthStatus,
+    CheckName, CheckStatus, ContainerHealth, ContainerStatus, HealthBody, HealthReport,
+    HealthStatus,
 };
 use crate::output;
 use crate::report::Printed;
@@ -46,6 +47,27 @@ fn service_word(container: &ContainerHealth) -> (&'static str, Option<bool>) {
     } else {
         ("OK", None)
     }
+}
+
+/// The live status of a health wait: `green: 3/5 healthy, 12 s left`.
+pub fn wait_status(report: &HealthReport, left: std::time::Duration) -> String {
+    let waiting = report.count(ContainerStatus::Unhealthy);
+    let mut text = format!(
+        "{}: {}/{} healthy, {} left",
+        report.color,
+        report.containers.len() - waiting,
+        report.containers.len(),
+        crate::report::live::seconds(left)
+    );
+    if let Some(reason) = report
+        .containers
+        .iter()
+        .find(|c| c.status == ContainerStatus::Unhealthy)
+        .and_then(|c| c.reason().map(|r| format!("{}: {r}", c.name)))
+    {
+        text.push_str(&format!(" ({reason})"));
+    }
+    text
 }
 
 /// `--report`: the per-service report of the replaced health-check script: "  <container>: OK",

@@ -4,6 +4,7 @@
 //! The rule: an operation returns a typed report; only a printer turns it into text.
 
 pub mod health;
+pub mod live;
 pub mod monitor;
 pub mod output;
 pub mod steps;

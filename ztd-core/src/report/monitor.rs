@@ -10,6 +10,7 @@ use crate::monitor::{Record, Sample};
 use crate::report::json_line;
 use crate::stack::{Color, Stack};
 use crate::units::format_bytes;
+use std::time::Duration;
 
 /// One line of the stream: the tool and the project, then the record (`type`, `ok`, `time`, …).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +204,15 @@ fn recent_logs(out: &mut String, p: &Palette, mine: &[&Sample]) {
     if !any {
         let _ = writeln!(out, "    {}No recent logs{}", p.dim, p.reset);
     }
+}
+
+/// The live status of a watch window: `watching green: 14 s of 30 s, clean`.
+pub fn window_status(color: Color, watched: Duration, window: Duration) -> String {
+    format!(
+        "watching {color}: {} of {}, clean",
+        crate::report::live::seconds(watched),
+        crate::report::live::seconds(window)
+    )
 }
 
 #[cfg(test)]

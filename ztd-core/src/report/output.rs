@@ -99,11 +99,6 @@ pub fn enabled(level: Level) -> bool {
         .map_or(level >= Level::Info, |l| level >= l.threshold)
 }
 
-/// Whether stderr is a colour terminal.
-pub fn stderr_is_color_terminal() -> bool {
-    LOGGER.get().is_some_and(|l| l.color)
-}
-
 /// Write one progress line to stderr.
 pub fn log(level: Level, message: &str) {
     if !enabled(level) {
@@ -123,7 +118,9 @@ pub fn log(level: Level, message: &str) {
     } else {
         format!("{tool}: {}{message}\n", level_prefix(level))
     };
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    crate::report::live::above_status(|| {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    });
 }
 
 fn level_prefix(level: Level) -> String {
