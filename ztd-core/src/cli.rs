@@ -209,7 +209,11 @@ pub struct ThresholdArgs {
 /// minimum uptime, log errors and CPU sampling, and the shared thresholds.
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// Attempts a wait allows; with --interval it makes the deadline (retries x interval)
+    /// How long a health wait may take before it gives up unhealthy (bare numbers are
+    /// seconds) [default: --retries x --retry-interval, 50s]
+    #[arg(long, value_name = "DURATION", env = "ZTD_HEALTH_TIMEOUT", value_parser = duration_arg)]
+    pub timeout: Option<Duration>,
+    /// Attempts of a wait, the original scripts' way to set its deadline with --retry-interval
     #[arg(
         long,
         value_name = "N",
@@ -217,10 +221,10 @@ pub struct HealthArgs {
         default_value_t = 10
     )]
     pub retries: u32,
-    /// Time per attempt (bare numbers are seconds); a wait re-checks as soon as anything
-    /// changes, so this only sets the deadline
+    /// Time per attempt of a wait (a wait re-checks as soon as anything changes, so this only
+    /// sets the deadline)
     #[arg(long, value_name = "DURATION", env = "HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = duration_arg)]
-    pub interval: Duration,
+    pub retry_interval: Duration,
     /// A container with no HEALTHCHECK and no probe label passes once up this long
     #[arg(long, value_name = "DURATION", env = "ZTD_MIN_UPTIME", default_value = "10s", value_parser = duration_arg)]
     pub min_uptime: Duration,
@@ -259,9 +263,10 @@ impl HealthArgs {
         }
     }
 
-    /// The deadline of a wait: retries x interval.
+    /// The deadline of a wait: --timeout, else retries x retry interval.
     pub fn deadline(&self) -> Duration {
-        self.interval.saturating_mul(self.retries)
+        self.timeout
+            .unwrap_or_else(|| self.retry_interval.saturating_mul(self.retries))
     }
 }
 

@@ -182,7 +182,14 @@ fn an_unhealthy_color_fails_once_and_when_waiting_until_the_deadline() {
     }));
     let waited = stack.run(
         "ztd-health",
-        &["blue", "--wait", "--retries", "3", "--interval", "500ms"],
+        &[
+            "blue",
+            "--wait",
+            "--retries",
+            "3",
+            "--retry-interval",
+            "500ms",
+        ],
     );
     waited.expect_code(1);
     assert!(
@@ -414,7 +421,14 @@ fn the_environment_sets_the_deadline_and_flags_override_it() {
     );
     let flagged = stack.run_with(
         "ztd-health",
-        &["blue", "--wait", "--retries", "1", "--interval", "300ms"],
+        &[
+            "blue",
+            "--wait",
+            "--retries",
+            "1",
+            "--retry-interval",
+            "300ms",
+        ],
         &env,
         None,
     );
@@ -423,6 +437,27 @@ fn the_environment_sets_the_deadline_and_flags_override_it() {
         flagged.elapsed < Duration::from_millis(1800),
         "{:?}",
         flagged.elapsed
+    );
+    // --timeout wins over retries x interval, from the flag or ZTD_HEALTH_TIMEOUT.
+    let timed = stack.run_with(
+        "ztd-health",
+        &["blue", "--wait", "--timeout", "400ms"],
+        &env,
+        None,
+    );
+    timed.expect_code(1);
+    assert!(
+        timed.elapsed < Duration::from_millis(1800),
+        "{:?}",
+        timed.elapsed
+    );
+    let timed_env = [("ZTD_HEALTH_TIMEOUT", "400ms")];
+    let timed = stack.run_with("ztd-health", &["blue", "--wait"], &timed_env, None);
+    timed.expect_code(1);
+    assert!(
+        timed.elapsed < Duration::from_millis(1800),
+        "{:?}",
+        timed.elapsed
     );
     let bad = stack.run_with(
         "ztd-health",
@@ -538,9 +573,18 @@ fn bad_input_is_exit_2_or_5_and_changes_nothing() {
         .expect_code(2)
         .expect_one_line_error("unknown color \"purple\"");
     stack
-        .run("ztd-health", &["--interval", "5 parsecs"])
+        .run("ztd-health", &["--retry-interval", "5 parsecs"])
         .expect_code(2)
         .expect_one_line_error("bad duration");
+    stack
+        .run("ztd-health", &["--timeout", "soon"])
+        .expect_code(2)
+        .expect_one_line_error("bad duration");
+    // --interval is ztd-monitor's sampling period only.
+    stack
+        .run("ztd-health", &["--interval", "1s"])
+        .expect_code(2)
+        .expect_one_line_error("--interval");
     stack
         .run("ztd-health", &["--max-memory", "lots"])
         .expect_code(2);

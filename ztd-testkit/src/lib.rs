@@ -201,8 +201,9 @@ macro_rules! require_engine {
 }
 
 /// The settings ztd reads from the environment: tests set them, never inherit them.
-pub const SETTINGS: [&str; 13] = [
+pub const SETTINGS: [&str; 14] = [
     "ZTD_ENGINE_TIMEOUT",
+    "ZTD_HEALTH_TIMEOUT",
     "ZTD_COMPOSE_TIMEOUT",
     "HEALTH_CHECK_RETRIES",
     "HEALTH_CHECK_INTERVAL",
