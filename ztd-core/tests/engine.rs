@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use ztd_core::docker::DockerEngine;
 use ztd_core::engine::{ContainerQuery, DockerHealth, Engine, LogQuery, RunState};
 use ztd_core::stack::Color;
-use ztd_testkit::{Service, TestStack};
+use ztd_testkit::{Service, TestStack, require_engine};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -19,6 +19,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn list_inspect_exec_logs_stats_stop_start_kill_and_events() {
+    require_engine!();
     let stack = TestStack::new("engine");
     stack.up(
         "blue",
@@ -156,6 +157,7 @@ fn list_inspect_exec_logs_stats_stop_start_kill_and_events() {
 
 #[test]
 fn an_exec_that_outlives_its_timeout_reports_no_exit_code() {
+    require_engine!();
     let stack = TestStack::new("engine-exec");
     stack.up("blue", &[Service::new("web").env("HEALTH_HANG", "1")]);
     let name = stack.container("web", "blue");

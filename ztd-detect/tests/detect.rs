@@ -2,10 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ztd_testkit::{Service, TestStack};
+use ztd_testkit::{Service, TestStack, require_engine};
 
 #[test]
 fn nothing_deployed_is_a_normal_answer_targeting_green() {
+    require_engine!();
     let stack = TestStack::new("det-empty");
     let before = stack.snapshot();
     let out = stack.run("ztd-detect", &[]);
@@ -23,6 +24,7 @@ fn nothing_deployed_is_a_normal_answer_targeting_green() {
 
 #[test]
 fn the_active_color_and_its_containers_are_reported() {
+    require_engine!();
     let stack = TestStack::new("det-active");
     stack.up(
         "blue",
@@ -67,6 +69,7 @@ fn the_active_color_and_its_containers_are_reported() {
 
 #[test]
 fn a_running_color_without_state_files_is_adopted() {
+    require_engine!();
     let stack = TestStack::new("det-adopt");
     stack.up("green", &[Service::new("web")]);
     let out = stack.run("ztd-detect", &[]);
@@ -77,6 +80,7 @@ fn a_running_color_without_state_files_is_adopted() {
 
 #[test]
 fn both_colors_running_is_a_conflict_exit_5() {
+    require_engine!();
     let stack = TestStack::new("det-both");
     stack.up("blue", &[Service::new("web")]);
     stack.up("green", &[Service::new("web")]);
@@ -93,6 +97,7 @@ fn both_colors_running_is_a_conflict_exit_5() {
 
 #[test]
 fn both_colors_running_without_records_is_a_conflict() {
+    require_engine!();
     let stack = TestStack::new("det-both-norec");
     stack.up("blue", &[Service::new("web")]);
     stack.up("green", &[Service::new("web")]);
@@ -108,6 +113,7 @@ fn both_colors_running_without_records_is_a_conflict() {
 
 #[test]
 fn current_deployment_naming_a_color_with_no_containers_is_a_conflict() {
+    require_engine!();
     let stack = TestStack::new("det-ghost");
     stack.up("blue", &[Service::new("web")]);
     std::fs::write(stack.dir.join(".current_deployment"), "green\n").unwrap();
@@ -126,6 +132,7 @@ fn current_deployment_naming_a_color_with_no_containers_is_a_conflict() {
 
 #[test]
 fn garbage_in_current_deployment_is_a_clear_error_exit_5() {
+    require_engine!();
     let stack = TestStack::new("det-garbage");
     stack.up("blue", &[Service::new("web")]);
     std::fs::write(stack.dir.join(".current_deployment"), "purple; rm -rf /\n").unwrap();
@@ -140,6 +147,7 @@ fn garbage_in_current_deployment_is_a_clear_error_exit_5() {
 
 #[test]
 fn a_corrupt_state_file_is_exit_5() {
+    require_engine!();
     let stack = TestStack::new("det-badstate");
     std::fs::create_dir_all(stack.dir.join(".ztd")).unwrap();
     std::fs::write(stack.dir.join(".ztd/state.json"), "{\"active\": 7").unwrap();
@@ -153,6 +161,7 @@ fn a_corrupt_state_file_is_exit_5() {
 
 #[test]
 fn an_unreachable_engine_is_exit_3_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("det-nohost");
     let before = stack.snapshot();
     let out = stack.run_with(
@@ -169,6 +178,7 @@ fn an_unreachable_engine_is_exit_3_and_changes_nothing() {
 
 #[test]
 fn bad_flags_and_project_names_are_exit_2() {
+    require_engine!();
     let stack = TestStack::new("det-usage");
     let before = stack.snapshot();
     stack
@@ -188,6 +198,7 @@ fn bad_flags_and_project_names_are_exit_2() {
 
 #[test]
 fn help_teaches_the_exit_codes() {
+    require_engine!();
     let stack = TestStack::new("det-help");
     let out = stack.run("ztd-detect", &["--help"]);
     out.expect_code(0);

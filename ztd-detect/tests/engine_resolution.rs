@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ztd_testkit::{TestStack, example_stack, free_port, sh};
+use ztd_testkit::{TestStack, example_stack, free_port, require_engine, sh};
 
 /// The local engine's socket.
 const SOCKET: &str = "unix:///var/run/docker.sock";
@@ -48,6 +48,7 @@ fn create_context(config: &Path, name: &str, host: &str) {
 
 #[test]
 fn an_unknown_context_is_exit_3_for_every_tool_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("ctx-unknown");
     stack.write_compose(&example_stack(&stack, free_port()));
     let config = docker_config(&stack);
@@ -69,6 +70,7 @@ fn an_unknown_context_is_exit_3_for_every_tool_and_changes_nothing() {
 
 #[test]
 fn a_missing_socket_is_exit_3_in_one_line_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("ctx-nosocket");
     stack.write_compose(&example_stack(&stack, free_port()));
     let before = stack.snapshot();
@@ -103,6 +105,7 @@ fn a_missing_socket_is_exit_3_in_one_line_and_changes_nothing() {
 
 #[test]
 fn ssh_and_unknown_schemes_are_refused_in_one_line() {
+    require_engine!();
     let stack = TestStack::new("ctx-scheme");
     let before = stack.snapshot();
     stack
@@ -123,6 +126,7 @@ fn ssh_and_unknown_schemes_are_refused_in_one_line() {
 
 #[test]
 fn a_context_on_the_local_engine_deploys_like_the_default() {
+    require_engine!();
     let stack = TestStack::new("ctx-local");
     stack.write_compose(&example_stack(&stack, free_port()));
     let config = docker_config(&stack);
@@ -208,6 +212,7 @@ fn fake_engine(ip: std::net::IpAddr, api: &'static str) -> String {
 
 #[test]
 fn an_engine_below_api_1_41_is_refused_naming_its_version() {
+    require_engine!();
     let stack = TestStack::new("ctx-oldapi");
     let before = stack.snapshot();
     let address = fake_engine([127, 0, 0, 1].into(), "1.40");
@@ -221,6 +226,7 @@ fn an_engine_below_api_1_41_is_refused_naming_its_version() {
 
 #[test]
 fn a_remote_engine_is_named_once_with_the_probes_it_skips() {
+    require_engine!();
     // This machine's own non-loopback address stands for another machine.
     let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ztd_testkit::{TestStack, example_stack, free_port};
+use ztd_testkit::{TestStack, example_stack, free_port, require_engine};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -204,6 +204,7 @@ fn certs(stack: &TestStack) -> Certs {
 
 #[test]
 fn a_deploy_over_tls_goes_through_the_tls_engine_for_ztd_and_compose() {
+    require_engine!();
     let stack = TestStack::new("tls-deploy");
     let port = free_port();
     stack.write_compose(&example_stack(&stack, port));
@@ -267,6 +268,7 @@ fn a_deploy_over_tls_goes_through_the_tls_engine_for_ztd_and_compose() {
 
 #[test]
 fn a_client_that_trusts_another_ca_is_one_line_and_exit_3() {
+    require_engine!();
     let stack = TestStack::new("tls-bad");
     let certs = certs(&stack);
     let engine = TlsEngine::start(&certs.server);

@@ -14,7 +14,7 @@ use ztd_core::health::{
 use ztd_core::report::Report;
 use ztd_core::stack::Color;
 use ztd_core::validate::{Group, ValidationBody};
-use ztd_testkit::{Service, TestStack, ToolOutput, eventually};
+use ztd_testkit::{Service, TestStack, ToolOutput, eventually, require_engine};
 
 /// stdout's last line.
 fn last_line(out: &ToolOutput) -> &str {
@@ -61,6 +61,7 @@ fn check(out: &ToolOutput, name: &str, check: CheckName) -> Check {
 
 #[test]
 fn a_healthy_color_passes_every_kind_of_check() {
+    require_engine!();
     let stack = TestStack::new("h-ok");
     stack.up(
         "blue",
@@ -119,6 +120,7 @@ fn a_healthy_color_passes_every_kind_of_check() {
 
 #[test]
 fn starting_then_healthy_within_the_wait_returns_promptly() {
+    require_engine!();
     let stack = TestStack::new("h-starting");
     stack.up(
         "green",
@@ -154,6 +156,7 @@ fn starting_then_healthy_within_the_wait_returns_promptly() {
 
 #[test]
 fn an_unhealthy_color_fails_once_and_when_waiting_until_the_deadline() {
+    require_engine!();
     let stack = TestStack::new("h-unhealthy");
     stack.up(
         "blue",
@@ -207,6 +210,7 @@ fn an_unhealthy_color_fails_once_and_when_waiting_until_the_deadline() {
 
 #[test]
 fn an_exited_container_fails_and_a_wait_gives_up_at_once() {
+    require_engine!();
     let stack = TestStack::new("h-exited");
     stack.up(
         "blue",
@@ -236,6 +240,7 @@ fn an_exited_container_fails_and_a_wait_gives_up_at_once() {
 
 #[test]
 fn a_restart_loop_is_unhealthy() {
+    require_engine!();
     let stack = TestStack::new("h-loop");
     stack.up(
         "blue",
@@ -266,6 +271,7 @@ fn a_restart_loop_is_unhealthy() {
 
 #[test]
 fn a_hanging_health_endpoint_is_cut_off_by_the_probe_timeout() {
+    require_engine!();
     let stack = TestStack::new("h-hang");
     stack.up(
         "blue",
@@ -290,6 +296,7 @@ fn a_hanging_health_endpoint_is_cut_off_by_the_probe_timeout() {
 
 #[test]
 fn error_lines_warn_by_default_and_fail_beyond_a_limit() {
+    require_engine!();
     let stack = TestStack::new("h-logs");
     stack.up(
         "blue",
@@ -329,6 +336,7 @@ fn error_lines_warn_by_default_and_fail_beyond_a_limit() {
 
 #[test]
 fn memory_over_a_ceiling_is_unhealthy() {
+    require_engine!();
     let stack = TestStack::new("h-mem");
     stack.up(
         "blue",
@@ -359,6 +367,7 @@ fn sh_logs(container: &str) -> String {
 
 #[test]
 fn nagios_mode_prints_one_line_with_plugin_codes() {
+    require_engine!();
     let stack = TestStack::new("h-nagios");
     stack.run("ztd-health", &["--nagios"]).expect_code(2);
     stack.up(
@@ -401,6 +410,7 @@ fn nagios_mode_prints_one_line_with_plugin_codes() {
 
 #[test]
 fn the_environment_sets_the_deadline_and_flags_override_it() {
+    require_engine!();
     let stack = TestStack::new("h-env");
     stack.up(
         "blue",
@@ -485,6 +495,7 @@ fn the_environment_sets_the_deadline_and_flags_override_it() {
 
 #[test]
 fn the_minimum_uptime_is_honoured_and_configurable() {
+    require_engine!();
     let stack = TestStack::new("h-uptime");
     stack.up("blue", &[Service::new("web")]);
     let name = stack.container("web", "blue");
@@ -507,6 +518,7 @@ fn the_minimum_uptime_is_honoured_and_configurable() {
 
 #[test]
 fn pipelines_act_on_the_upstream_target_and_pass_failures_on() {
+    require_engine!();
     let stack = TestStack::new("h-pipe");
     stack.up(
         "green",
@@ -540,6 +552,7 @@ fn pipelines_act_on_the_upstream_target_and_pass_failures_on() {
 
 #[test]
 fn a_handover_service_waiting_in_the_candidate_color_is_standby_not_a_failure() {
+    require_engine!();
     let stack = TestStack::new("h-standby");
     stack.up(
         "blue",
@@ -565,6 +578,7 @@ fn a_handover_service_waiting_in_the_candidate_color_is_standby_not_a_failure() 
 
 #[test]
 fn bad_input_is_exit_2_or_5_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("h-bad");
     stack.up("blue", &[Service::new("web")]);
     let before = stack.snapshot();
@@ -611,6 +625,7 @@ fn bad_input_is_exit_2_or_5_and_changes_nothing() {
 
 #[test]
 fn a_bad_ztd_label_is_a_config_error_exit_5() {
+    require_engine!();
     let stack = TestStack::new("h-badlabel");
     stack.up(
         "blue",
@@ -626,6 +641,7 @@ fn a_bad_ztd_label_is_a_config_error_exit_5() {
 
 #[test]
 fn nothing_deployed_is_unhealthy() {
+    require_engine!();
     let stack = TestStack::new("h-none");
     let out = stack.run("ztd-health", &[]);
     out.expect_code(1);
@@ -641,6 +657,7 @@ fn nothing_deployed_is_unhealthy() {
 
 #[test]
 fn validate_runs_every_group_of_checks_as_json() {
+    require_engine!();
     let stack = TestStack::new("h-validate");
     stack.up(
         "blue",

@@ -15,6 +15,7 @@ use ztd_core::report::monitor::StreamLine;
 use ztd_core::stack::Color;
 use ztd_testkit::{
     LoadLoop, Service, TestStack, ToolOutput, bin, example_stack, free_port, http_get,
+    require_engine,
 };
 
 /// stdout's last line.
@@ -58,6 +59,7 @@ fn one_service(tag: &str, service: Service) -> (TestStack, String) {
 
 #[test]
 fn a_clean_window_passes() {
+    require_engine!();
     let (stack, _) = one_service(
         "m-clean",
         Service::new("app").label("ztd.health.http", "/health"),
@@ -79,6 +81,7 @@ fn a_clean_window_passes() {
 
 #[test]
 fn a_crash_after_the_switch_trips_the_window_and_the_old_color_serves_again() {
+    require_engine!();
     let stack = TestStack::new("m-crash");
     let port = free_port();
     stack.write_compose(&example_stack(&stack, port));
@@ -120,6 +123,7 @@ fn a_crash_after_the_switch_trips_the_window_and_the_old_color_serves_again() {
 
 #[test]
 fn a_burst_of_error_lines_trips_while_the_same_number_of_old_lines_does_not() {
+    require_engine!();
     let (old, _) = one_service("m-oldlines", Service::new("app").env("LOG_ERRORS", "30"));
     std::thread::sleep(Duration::from_millis(500));
     let out = old.run("ztd-monitor", &["--for", "3s", "--interval", "500ms"]);
@@ -159,6 +163,7 @@ fn a_burst_of_error_lines_trips_while_the_same_number_of_old_lines_does_not() {
 
 #[test]
 fn each_new_error_line_is_counted_once_in_the_stream() {
+    require_engine!();
     let (stack, name) = one_service(
         "m-once",
         Service::new("app")
@@ -196,6 +201,7 @@ fn each_new_error_line_is_counted_once_in_the_stream() {
 
 #[test]
 fn a_restart_loop_trips_the_window() {
+    require_engine!();
     let (stack, name) = one_service(
         "m-loop",
         Service::new("app")
@@ -212,6 +218,7 @@ fn a_restart_loop_trips_the_window() {
 
 #[test]
 fn memory_over_a_limit_trips_the_window() {
+    require_engine!();
     let (stack, _) = one_service("m-mem", Service::new("app").env("MEMORY_MB", "48"));
     let out = stack.run(
         "ztd-monitor",
@@ -237,6 +244,7 @@ fn memory_over_a_limit_trips_the_window() {
 
 #[test]
 fn a_pipeline_object_is_passed_on_with_the_findings() {
+    require_engine!();
     let (stack, _) = one_service(
         "m-pipe",
         Service::new("app").label("ztd.health.http", "/health"),
@@ -280,6 +288,7 @@ fn a_pipeline_object_is_passed_on_with_the_findings() {
 
 #[test]
 fn the_stream_survives_a_container_removed_under_it() {
+    require_engine!();
     let stack = TestStack::new("m-removed");
     stack.up("blue", &[Service::new("app"), Service::new("other")]);
     let removed = stack.container("other", "blue");
@@ -322,6 +331,7 @@ fn the_stream_survives_a_container_removed_under_it() {
 
 #[test]
 fn the_live_view_shows_both_colors_under_a_terminal() {
+    require_engine!();
     let stack = TestStack::new("m-view");
     stack.up("blue", &[Service::new("app").env("LOG_EVERY", "200ms")]);
     stack.up("green", &[Service::new("app")]);
@@ -357,6 +367,7 @@ fn the_live_view_shows_both_colors_under_a_terminal() {
 
 #[test]
 fn bad_flags_exit_2_and_start_nothing() {
+    require_engine!();
     let stack = TestStack::new("m-bad");
     let before = stack.snapshot();
     stack

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ztd_testkit::{Service, TestStack, ToolOutput, example_stack, free_port, tool_env};
+use ztd_testkit::{
+    Service, TestStack, ToolOutput, example_stack, free_port, require_engine, tool_env,
+};
 
 /// A stack with the example compose file and the drop-in scripts in its scripts/ folder.
 fn scripted(tag: &str) -> TestStack {
@@ -74,6 +76,7 @@ fn log_files(stack: &TestStack) -> Vec<String> {
 
 #[test]
 fn with_nothing_deployed_every_script_says_so_and_changes_nothing() {
+    require_engine!();
     let stack = scripted("s-none");
     let before = stack.snapshot();
     let dhc = script(&stack, "deployment-health-check.sh", &[], &[]);
@@ -134,6 +137,7 @@ fn with_nothing_deployed_every_script_says_so_and_changes_nothing() {
 
 #[test]
 fn a_healthy_deploy_a_second_one_a_rollback_and_a_cleanup() {
+    require_engine!();
     let stack = scripted("s-deploy");
     let first = script(&stack, "zero-downtime-deploy.sh", &[], &FAST);
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
@@ -285,6 +289,7 @@ fn a_healthy_deploy_a_second_one_a_rollback_and_a_cleanup() {
 
 #[test]
 fn a_failing_new_version_is_rolled_back_within_the_configured_deadline() {
+    require_engine!();
     let stack = scripted("s-fail");
     assert_eq!(
         script(&stack, "zero-downtime-deploy.sh", &[], &FAST).code,
@@ -333,6 +338,7 @@ fn a_failing_new_version_is_rolled_back_within_the_configured_deadline() {
 
 #[test]
 fn the_health_check_reports_warnings_and_critical_problems_with_their_codes() {
+    require_engine!();
     let stack = TestStack::new("s-dhc");
     install_scripts(&stack);
     stack.up(
@@ -386,6 +392,7 @@ fn the_health_check_reports_warnings_and_critical_problems_with_their_codes() {
 
 #[test]
 fn the_monitor_script_shows_the_live_view_and_stops_on_ctrl_c() {
+    require_engine!();
     let stack = TestStack::new("s-mon");
     install_scripts(&stack);
     stack.up("blue", &[Service::new("web")]);

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ztd_testkit::{
-    EventLog, TestStack, ToolOutput, ever_overlapped, free_port, http_get, testapp_image, tool_env,
+    EventLog, TestStack, ToolOutput, ever_overlapped, free_port, http_get, require_engine,
+    testapp_image, tool_env,
 };
 
 /// The base file: the bot with no labels, a side service, and `bluefin-service`; `bot_port` puts
@@ -156,6 +157,7 @@ fn two_deploys_hand_the_bot_over(stack: &TestStack, bot_port: u16) {
 
 #[test]
 fn the_script_hands_the_bot_over_with_its_port_from_the_override_file() {
+    require_engine!();
     let stack = TestStack::new("ov-bot");
     let port = free_port();
     std::fs::write(stack.dir.join("docker-compose.yml"), base(None, false)).unwrap();
@@ -169,6 +171,7 @@ fn the_script_hands_the_bot_over_with_its_port_from_the_override_file() {
 
 #[test]
 fn the_script_hands_the_bot_over_with_its_port_in_the_base_file() {
+    require_engine!();
     let stack = TestStack::new("ov-base");
     let port = free_port();
     std::fs::write(stack.dir.join("docker-compose.yml"), base(Some(port), true)).unwrap();

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ztd_testkit::{TestStack, ToolOutput, WedgedEngine, example_stack, free_port};
+use ztd_testkit::{TestStack, ToolOutput, WedgedEngine, example_stack, free_port, require_engine};
 
 /// The promise for read-only tools, with room for starting the process on a busy machine.
 const READ_ONLY_LIMIT: Duration = Duration::from_secs(20);
@@ -46,6 +46,7 @@ fn assert_names_call_and_socket(out: &ToolOutput, text: &str, engine: &WedgedEng
 
 #[test]
 fn every_tool_gives_up_on_an_engine_that_stops_answering() {
+    require_engine!();
     let stack = TestStack::new("wedged");
     stack.write_compose(&example_stack(&stack, free_port()));
     stack.deploy("v1", &[]).expect_code(0);
@@ -158,6 +159,7 @@ fn every_tool_gives_up_on_an_engine_that_stops_answering() {
 
 #[test]
 fn bad_deadline_settings_are_usage_errors_that_change_nothing() {
+    require_engine!();
     let stack = TestStack::new("deadline-usage");
     stack.write_compose(&example_stack(&stack, free_port()));
     let before = stack.snapshot();

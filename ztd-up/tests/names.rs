@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ztd_testkit::{TestStack, bin, sh, testapp_image, tool_env};
+use ztd_testkit::{TestStack, bin, require_engine, sh, testapp_image, tool_env};
 
 /// Removes a container when dropped, passing or failing.
 struct Removed(String);
@@ -21,6 +21,7 @@ impl Drop for Removed {
 
 #[test]
 fn a_container_name_taken_while_ztd_up_runs_is_chosen_again() {
+    require_engine!();
     let stack = TestStack::new("nm-race");
     let id = &stack.id;
     let image = testapp_image();

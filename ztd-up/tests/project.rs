@@ -12,7 +12,9 @@ use serde_json::Value;
 use ztd_core::report::{ErrorReport, Report};
 use ztd_core::stack::Color;
 use ztd_core::up::{Deployed, DryRun, UpBody};
-use ztd_testkit::{LoadLoop, PIPELINE, TestStack, ToolOutput, free_port, testapp_image, tool_env};
+use ztd_testkit::{
+    LoadLoop, PIPELINE, TestStack, ToolOutput, free_port, require_engine, testapp_image, tool_env,
+};
 
 /// Run a shell script in `dir` with the built tools, none of the user's Compose variables but
 /// those in `env`.
@@ -72,6 +74,7 @@ fn environment(stack: &TestStack, container: &str) -> Vec<String> {
 
 #[test]
 fn name_override_and_dotenv_are_deployed_under_load() {
+    require_engine!();
     let stack = TestStack::new("p-name");
     // The files live in a directory whose name is not the project's: only `name:` names it.
     let app = stack.dir.join("app");
@@ -128,6 +131,7 @@ fn name_override_and_dotenv_are_deployed_under_load() {
 
 #[test]
 fn compose_file_selects_and_merges_the_files() {
+    require_engine!();
     let stack = TestStack::new("p-file");
     let (id, image) = (&stack.id, testapp_image());
     write(
@@ -173,6 +177,7 @@ fn compose_file_selects_and_merges_the_files() {
 
 #[test]
 fn a_service_behind_a_profile_runs_only_with_the_profile_on() {
+    require_engine!();
     let stack = TestStack::new("p-prof");
     let (id, image) = (&stack.id, testapp_image());
     stack.write_compose(&format!(
@@ -203,6 +208,7 @@ fn a_service_behind_a_profile_runs_only_with_the_profile_on() {
 
 #[test]
 fn a_missing_file_is_refused_in_one_line_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("p-bad");
     let (id, image) = (&stack.id, testapp_image());
     stack.write_compose(&format!("services:\n  app{id}:\n    image: {image}\n"));
@@ -222,6 +228,7 @@ fn a_missing_file_is_refused_in_one_line_and_changes_nothing() {
 
 #[test]
 fn files_that_live_elsewhere_keep_their_build_context_env_file_and_bind_mounts() {
+    require_engine!();
     let stack = TestStack::new("p-away");
     // The state lives in the stack's directory; the compose file, its build context, env file
     // and bind-mounted folder live in another one, named with relative paths.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ztd_core::report::ErrorReport;
-use ztd_testkit::{Service, TestStack, bin, eventually, testapp_image, tool_env};
+use ztd_testkit::{Service, TestStack, bin, eventually, require_engine, testapp_image, tool_env};
 
 /// Start a tool in the stack's directory with its output piped.
 fn spawn(stack: &TestStack, tool: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
@@ -72,6 +72,7 @@ fn running(project: &str) -> Vec<String> {
 
 #[test]
 fn sighup_while_up_starts_the_new_color_stops_it_and_rollback_cleans_up() {
+    require_engine!();
     let stack = TestStack::new("sig-up");
     let (db, app) = (stack.service("db"), stack.service("app"));
     let image = testapp_image();
@@ -128,6 +129,7 @@ fn sighup_while_up_starts_the_new_color_stops_it_and_rollback_cleans_up() {
 
 #[test]
 fn sigterm_before_the_switch_begins_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("sig-switch");
     let app = stack.service("app");
     stack.write_compose(&format!(
@@ -182,6 +184,7 @@ fn sigterm_before_the_switch_begins_changes_nothing() {
 
 #[test]
 fn a_closed_stdout_ends_tools_quietly() {
+    require_engine!();
     let stack = TestStack::new("sig-pipe");
     // One-shot tools: the reader is gone before they write their object.
     for (tool, args) in [

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ztd_core::report::ErrorReport;
-use ztd_testkit::{TestStack, testapp_image};
+use ztd_testkit::{TestStack, require_engine, testapp_image};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -30,6 +30,7 @@ fn one_service(tag: &str) -> TestStack {
 
 #[test]
 fn a_deploy_keeps_its_state_to_its_owner() {
+    require_engine!();
     let stack = one_service("st-modes");
     let ztd = stack.dir.join(".ztd");
     std::fs::create_dir(&ztd).unwrap();
@@ -43,6 +44,7 @@ fn a_deploy_keeps_its_state_to_its_owner() {
 
 #[test]
 fn a_symlinked_state_file_is_a_state_error_that_changes_nothing() {
+    require_engine!();
     let stack = one_service("st-link");
     let ztd = stack.dir.join(".ztd");
     std::fs::create_dir(&ztd).unwrap();
