@@ -19,9 +19,26 @@ use crate::report::{ErrorReport, Printed, Upstream, json_line};
 use crate::stack::{Color, Sources, Stack, model_name};
 use crate::units::{MemoryLimit, parse_duration, parse_percent};
 
+/// How a tool talks, the same flags in every tool.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutputArgs {
+    /// Print nothing when the tool succeeds, and only errors on stderr (for cron and
+    /// monitoring); a failure still prints its report
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show debug progress on stderr (overrides DEPLOYMENT_LOG_LEVEL)
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the JSON report on a terminal too (piped, stdout is always JSON)
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Which stack to act on, and how Compose finds its project.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StackArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The project directory, holding the state files; Compose runs from here
     /// [default: the working directory]
     #[arg(long, value_name = "DIR", alias = "project-directory")]
@@ -437,7 +454,25 @@ pub enum ParseStop {
 
 /// Parse the command line, or say why not.
 pub fn try_parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ParseStop> {
-    T::try_parse().map_err(|err| match err.kind() {
+    let parsed = T::command()
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|matches| {
+            let flag = |id: &str| {
+                matches
+                    .try_get_one::<bool>(id)
+                    .ok()
+                    .flatten()
+                    .copied()
+                    .unwrap_or(false)
+            };
+            output::set_voice(output::Voice {
+                quiet: flag("quiet"),
+                verbose: flag("verbose"),
+                json: flag("json"),
+            });
+            T::from_arg_matches(&matches)
+        });
+    parsed.map_err(|err| match err.kind() {
         clap::error::ErrorKind::DisplayHelp
         | clap::error::ErrorKind::DisplayVersion
         | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -510,11 +545,13 @@ pub fn parse_args<T: clap::Parser>(tool: &str) -> std::result::Result<T, ExitCod
         Err(ParseStop::Printed) => Err(ExitCode::SUCCESS),
         Err(ParseStop::Usage(message)) => {
             output::print_error_line(&format!("{tool}: error: {message}"));
-            output::print_text(&json_line(&ErrorReport::new(
-                tool,
-                None,
-                &Error::Usage(message),
-            )));
+            if !output::stdout_is_for_people() {
+                output::print_text(&json_line(&ErrorReport::new(
+                    tool,
+                    None,
+                    &Error::Usage(message),
+                )));
+            }
             Err(ExitCode::from(ExitStatus::Usage.code()))
         }
     }
@@ -544,12 +581,23 @@ where
         }
     };
     match runtime.block_on(body()) {
-        Ok(printed) => {
-            output::print_text(&printed.text);
-            ExitCode::from(printed.status.code())
-        }
+        Ok(printed) => deliver(&printed),
         Err((err, project)) => fail(tool, project.as_deref(), &err),
     }
+}
+
+/// Print what a printer made the way the person asked: nothing on success with `-q`, the human
+/// summary on a terminal (unless `--json`), else the text as made; then the exit code.
+fn deliver(printed: &Printed) -> ExitCode {
+    let text = if output::voice().quiet && printed.status == ExitStatus::Success {
+        ""
+    } else if output::stdout_is_for_people() {
+        printed.human.as_deref().unwrap_or(&printed.text)
+    } else {
+        &printed.text
+    };
+    output::print_text(text);
+    ExitCode::from(printed.status.code())
 }
 
 /// As [`run`], for a mode whose stdout is a text report instead of JSON: stderr shows nothing
@@ -576,15 +624,16 @@ where
             .unwrap_or_else(|(err, _)| on_error(&err)),
         Err(e) => on_error(&Error::State(format!("cannot start the runtime: {e}"))),
     };
-    output::print_text(&printed.text);
-    ExitCode::from(printed.status.code())
+    deliver(&printed)
 }
 
-/// Report an error the way every tool does: one line on stderr, an `ok: false` object on stdout,
-/// the error's exit code.
+/// Report an error the way every tool does: one line on stderr, an `ok: false` object on stdout
+/// (on a terminal the line on stderr says it all), the error's exit code.
 pub fn fail(tool: &str, project: Option<&str>, err: &Error) -> ExitCode {
     output::log(output::Level::Error, err.message());
-    output::print_text(&json_line(&ErrorReport::new(tool, project, err)));
+    if !output::stdout_is_for_people() {
+        output::print_text(&json_line(&ErrorReport::new(tool, project, err)));
+    }
     ExitCode::from(err.exit_status().code())
 }
 

@@ -48,7 +48,9 @@ fn main() -> ExitCode {
         let stack = cli.stack.resolve_named(None).await.no_project()?;
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let detection = detect(&engine, &stack).await.in_project(&stack)?;
-        describe(&stack, &detection);
+        if !ztd_core::output::stdout_is_for_people() {
+            describe(&stack, &detection);
+        }
         let target = Some(detection.target());
         Ok(Printed::json(&Report::new(
             "ztd-detect",

@@ -9,6 +9,7 @@ pub mod monitor;
 pub mod output;
 pub mod steps;
 pub mod style;
+pub mod summary;
 
 use std::path::PathBuf;
 
@@ -207,27 +208,42 @@ impl Outcome for Upstream {
     }
 }
 
-/// What a tool hands back to the harness: the text its printer made and the exit status.
+/// A report's short summary for a person at a terminal (stdout is a terminal and no `--json`).
+pub trait Human {
+    /// A few lines, each ending in a newline.
+    fn human(&self) -> String;
+}
+
+/// What a tool hands back to the harness: the text its printer made, the summary for a person
+/// at a terminal, and the exit status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Printed {
-    /// Written to stdout as it is.
+    /// Written to stdout as it is (JSON, or a text mode's lines).
     pub text: String,
+    /// Written instead on a terminal, when the report has a human summary.
+    pub human: Option<String>,
     /// The exit status.
     pub status: ExitStatus,
 }
 
 impl Printed {
-    /// A report as one line of JSON, with the exit status its outcome maps to.
-    pub fn json<R: Serialize + Outcome>(report: &R) -> Printed {
+    /// A report as one line of JSON (its human summary on a terminal), with the exit status its
+    /// outcome maps to.
+    pub fn json<R: Serialize + Outcome + Human>(report: &R) -> Printed {
         Printed {
             text: json_line(report),
+            human: Some(report.human()),
             status: report.status(),
         }
     }
 
-    /// Text made by another printer, with its status.
+    /// Text made by another printer (a text mode: the same on a terminal), with its status.
     pub fn text(text: String, status: ExitStatus) -> Printed {
-        Printed { text, status }
+        Printed {
+            text,
+            human: None,
+            status,
+        }
     }
 }
 
@@ -261,6 +277,12 @@ mod tests {
         }
     }
 
+    impl Human for Report<Body> {
+        fn human(&self) -> String {
+            format!("healthy: {}\n", self.body.healthy)
+        }
+    }
+
     fn stack() -> Stack {
         Stack {
             dir: PathBuf::from("/srv/shop"),
@@ -282,6 +304,7 @@ mod tests {
             "{\"tool\":\"ztd-health\",\"project\":\"shop\",\"project_dir\":\"/srv/shop\",\"ok\":false,\"target\":\"green\",\"healthy\":false}\n"
         );
         assert_eq!(printed.status, ExitStatus::Negative);
+        assert_eq!(printed.human.as_deref(), Some("healthy: false\n"));
         let decoded: Report<Body> = serde_json::from_str(&printed.text).expect("decode");
         assert_eq!(decoded, report);
     }

@@ -1,7 +1,7 @@
 //! Output: one JSON value on stdout for machines, human progress on stderr, filtered by
 //! `DEPLOYMENT_LOG_LEVEL` and coloured only on a terminal without `NO_COLOR`.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -62,6 +62,34 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// How the person asked a tool to talk, from the flags every tool shares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Voice {
+    /// `-q`: nothing on stdout when the tool succeeds, only errors on stderr.
+    pub quiet: bool,
+    /// `-v`: debug progress on stderr.
+    pub verbose: bool,
+    /// `--json`: the JSON report even on a terminal.
+    pub json: bool,
+}
+
+static VOICE: OnceLock<Voice> = OnceLock::new();
+
+/// Record the voice the command line asked for (once, when it is parsed).
+pub fn set_voice(voice: Voice) {
+    let _ = VOICE.set(voice);
+}
+
+/// The voice asked for (the defaults when none was recorded).
+pub fn voice() -> Voice {
+    VOICE.get().copied().unwrap_or_default()
+}
+
+/// Whether stdout gets the human summary instead of JSON: a terminal, and no `--json`.
+pub fn stdout_is_for_people() -> bool {
+    !voice().json && std::io::stdout().is_terminal()
+}
+
 /// Set up stderr logging for a tool. Reads `DEPLOYMENT_LOG_LEVEL` (default INFO) and `NO_COLOR`.
 /// Returns an error message when the level is not one ztd knows.
 pub fn init(tool: &str) -> Result<(), Error> {
@@ -83,10 +111,18 @@ pub fn init_at(tool: &str, floor: Level) -> Result<(), Error> {
         },
         _ => (Level::Info, None),
     };
+    let voice = voice();
+    let threshold = if voice.quiet {
+        Level::Error
+    } else if voice.verbose {
+        Level::Debug
+    } else {
+        threshold.max(floor)
+    };
     let color = crate::report::style::stderr_colored();
     let _ = LOGGER.set(Logger {
         tool: tool.to_string(),
-        threshold: threshold.max(floor),
+        threshold,
         color,
     });
     problem.map_or(Ok(()), Err)

@@ -1,6 +1,7 @@
 //! People at a terminal see a live one-line status while `ztd-health --wait` and `ztd-monitor
-//! --for` run (checked under a real pseudo-terminal made by util-linux's `script`), and a pipe
-//! gets nothing extra.
+//! --for` run and a short summary instead of JSON (checked under a real pseudo-terminal made by
+//! util-linux's `script`); a pipe gets JSON and nothing extra; `--quiet` says nothing when all is
+//! well.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,9 +41,15 @@ fn a_health_wait_shows_a_live_status_on_a_terminal_and_nothing_extra_in_a_pipe()
     let shown = on_a_terminal(&stack, "ztd-health", "blue --wait");
     assert!(shown.contains("blue: 0/1 healthy, "), "{shown:?}");
     assert!(shown.contains(" s left"), "{shown:?}");
+    assert!(shown.contains("blue: 1/1 containers healthy"), "{shown:?}");
     assert!(
-        shown.contains("\"healthy\":true"),
-        "the report still follows: {shown:?}"
+        !shown.contains("\"tool\""),
+        "no JSON on a terminal: {shown:?}"
+    );
+    let json = on_a_terminal(&stack, "ztd-health", "blue --json");
+    assert!(
+        json.contains("\"tool\":\"ztd-health\""),
+        "--json brings it back: {json:?}"
     );
 
     let stack = slow_stack("live-health-pipe");
@@ -73,5 +80,37 @@ fn a_watch_window_shows_a_live_status_on_a_terminal_and_nothing_extra_in_a_pipe(
         !piped.stderr.contains("watching blue: "),
         "{:?}",
         piped.stderr
+    );
+}
+
+#[test]
+fn quiet_prints_nothing_when_healthy_and_the_report_when_not() {
+    require_engine!();
+    let stack = TestStack::new("quiet");
+    stack.up(
+        "blue",
+        &[Service::new("web").label("ztd.health.http", "/health")],
+    );
+    let healthy = stack.run("ztd-health", &["blue", "--wait", "--quiet"]);
+    healthy.expect_code(0);
+    assert_eq!(healthy.stdout, "", "nothing on stdout");
+    assert_eq!(healthy.stderr, "", "nothing on stderr");
+    let unhealthy = stack.run("ztd-health", &["green", "-q"]);
+    unhealthy.expect_code(1);
+    assert!(
+        unhealthy.stdout.contains("\"ok\":false"),
+        "{}",
+        unhealthy.stdout
+    );
+    // -v wins over DEPLOYMENT_LOG_LEVEL.
+    let env = [("DEPLOYMENT_LOG_LEVEL", "ERROR")];
+    let silent = stack.run_with("ztd-health", &["blue"], &env, None);
+    assert_eq!(silent.stderr, "");
+    let chatty = stack.run_with("ztd-health", &["blue", "-v"], &env, None);
+    chatty.expect_code(0);
+    assert!(
+        chatty.stderr.contains("containers healthy"),
+        "{}",
+        chatty.stderr
     );
 }

@@ -1,0 +1,179 @@
+//! The human printers: what a person at a terminal reads on stdout instead of the JSON (which
+//! `--json` brings back, and every pipe gets): a few lines that say what happened and what to do
+//! next.
+
+use crate::detect::{ColorStatus, Detection};
+use crate::health::{ContainerStatus, HealthBody};
+use crate::monitor::{Findings, WindowBody, WindowReport};
+use crate::report::{Human, Report, Upstream};
+use crate::stack::Color;
+use crate::up::UpBody;
+use crate::validate::ValidationBody;
+
+impl Human for Upstream {
+    fn human(&self) -> String {
+        let tool = self
+            .object
+            .get("tool")
+            .and_then(|t| t.as_str())
+            .unwrap_or("the upstream tool");
+        let why = self
+            .object
+            .get("error")
+            .and_then(|e| e.get("message"))
+            .and_then(|m| m.as_str())
+            .map_or(String::new(), |m| format!(": {m}"));
+        if self.failed {
+            format!("{tool} failed{why}; nothing done\n")
+        } else {
+            format!("{tool}'s report passed on\n")
+        }
+    }
+}
+
+/// `blue running (2/2 up)`.
+fn color_line(detection: &Detection, color: Color) -> String {
+    let view = detection.color(color);
+    let up = view.containers.iter().filter(|c| c.state.is_up()).count();
+    let status = match view.status {
+        ColorStatus::Absent => return format!("{color} absent"),
+        ColorStatus::Stopped => "stopped",
+        ColorStatus::Partial => "partly running",
+        ColorStatus::Running => "running",
+    };
+    format!("{color} {status} ({up}/{} up)", view.containers.len())
+}
+
+impl Human for Report<Detection> {
+    fn human(&self) -> String {
+        let d = &self.body;
+        let project = &self.envelope.project;
+        let mut text = match d.active {
+            Some(active) => format!(
+                "{project}: {active} is active; {}, {}\n",
+                color_line(d, Color::Blue),
+                color_line(d, Color::Green)
+            ),
+            None => format!("{project}: nothing is active\n"),
+        };
+        if d.interrupted {
+            text.push_str(
+                "an interrupted switch must be finished: ztd-switch --resume (or ztd-rollback)\n",
+            );
+        }
+        if let Some(conflict) = &d.conflict {
+            text.push_str(&format!("conflict: {conflict}\n"));
+        }
+        if let Some(lock) = &d.lock {
+            text.push_str(&format!("locked by {} (pid {})\n", lock.tool, lock.pid));
+        }
+        text.push_str(&format!("the next deploy goes to {}\n", d.target()));
+        text
+    }
+}
+
+impl Human for Report<HealthBody> {
+    fn human(&self) -> String {
+        match &self.body {
+            HealthBody::NothingDeployed(_) => {
+                format!("{}: nothing is deployed\n", self.envelope.project)
+            }
+            HealthBody::Checked { report, .. } => {
+                let mut text = format!("{}\n", report.summary_line());
+                for container in &report.containers {
+                    if let (ContainerStatus::Unhealthy | ContainerStatus::Warning, Some(reason)) =
+                        (container.status, container.reason())
+                    {
+                        text.push_str(&format!("  {}: {reason}\n", container.name));
+                    }
+                }
+                text
+            }
+        }
+    }
+}
+
+impl Human for Report<ValidationBody> {
+    fn human(&self) -> String {
+        match &self.body {
+            ValidationBody::NothingDeployed(_) => {
+                format!(
+                    "{}: nothing is deployed to validate\n",
+                    self.envelope.project
+                )
+            }
+            ValidationBody::Validated(v) => {
+                let mut text = format!(
+                    "{}: {} checks passed, {} failed\n",
+                    v.color, v.passed, v.failed
+                );
+                for check in v.checks.iter().filter(|c| !c.pass) {
+                    text.push_str(&format!("  {}: {}\n", check.name, check.detail));
+                }
+                text
+            }
+        }
+    }
+}
+
+impl Human for Report<UpBody> {
+    fn human(&self) -> String {
+        let target = self
+            .envelope
+            .target
+            .map_or_else(|| "?".to_string(), |c| c.to_string());
+        match &self.body {
+            UpBody::DryRun(plan) => format!(
+                "would deploy {} to {target} ({} services); nothing changed (--json shows the plan \
+                 and the rendered file)\n",
+                plan.version,
+                plan.plan.services.len()
+            ),
+            UpBody::Deployed(deployed) => format!(
+                "deployed {} to {target} ({} services) in {:.1} s, beside {}\nnext: ztd-health \
+                 --wait {target}, then ztd-switch {target}\n",
+                deployed.version,
+                deployed.services.len(),
+                deployed.duration_ms / 1000.0,
+                deployed
+                    .active
+                    .map_or_else(|| "nothing active".to_string(), |a| format!("{a} (active)"))
+            ),
+        }
+    }
+}
+
+/// `green passed the 30 s window clean`, or why it tripped.
+fn findings_line(findings: &Findings) -> String {
+    match (&findings.reason, findings.tripped) {
+        (Some(reason), true) => format!(
+            "{} tripped after {:.1} s of {} s: {reason}\n",
+            findings.color, findings.watched_s, findings.window_s
+        ),
+        _ if findings.interrupted => format!(
+            "{}: watch interrupted after {:.1} s\n",
+            findings.color, findings.watched_s
+        ),
+        _ => format!(
+            "{} passed the {} s window clean ({} rounds, {} events)\n",
+            findings.color, findings.window_s, findings.rounds, findings.events
+        ),
+    }
+}
+
+impl Human for WindowReport {
+    fn human(&self) -> String {
+        match self {
+            WindowReport::Own(report) => match &report.body {
+                WindowBody::Watched(findings) => findings_line(findings),
+                WindowBody::NothingDeployed(_) => {
+                    format!(
+                        "{}: nothing is deployed to watch\n",
+                        report.envelope.project
+                    )
+                }
+            },
+            WindowReport::PassedOn(passed) => findings_line(&passed.monitor.findings),
+        }
+    }
+}
