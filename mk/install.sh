@@ -7,7 +7,7 @@
 #
 # Layout under DESTDIR/PREFIX: bin/ztd-*, share/man/man1/ztd-*.1, share/bash-completion/
 # completions/ztd-*, share/zsh/site-functions/_ztd-*, share/fish/vendor_completions.d/ztd-*.fish,
-# share/ztd/scripts/*.sh (to copy into a project, as the scripts they replace), share/ztd/examples/trading-bot. Uninstall removes exactly these, and the
+# share/ztd/scripts/*.sh (to copy into a project, as the scripts they replace), share/ztd/examples/{trading-bot,monitoring}. Uninstall removes exactly these, and the
 # share/ztd directory.
 set -euo pipefail
 
@@ -56,6 +56,6 @@ for tool in "${TOOLS[@]}"; do
   chmod 0644 "$man/$tool.1" "$bash_dir/$tool" "$zsh_dir/_$tool" "$fish_dir/$tool.fish"
 done
 install -m 0755 scripts/*.sh "$share/scripts/"
-cp -R examples/trading-bot "$share/examples/"
+cp -R examples/trading-bot examples/monitoring "$share/examples/"
 chmod -R u+rwX,go+rX,go-w "$share/examples"
 echo "installed ztd in $root (tools in $bin)" >&2

@@ -226,9 +226,11 @@ pub struct ThresholdArgs {
 /// minimum uptime, log errors and CPU sampling, and the shared thresholds.
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// How long a health wait may take before it gives up unhealthy (bare numbers are
-    /// seconds) [default: --retries x --retry-interval, 50s]
-    #[arg(long, value_name = "DURATION", env = "ZTD_HEALTH_TIMEOUT", value_parser = duration_arg)]
+    /// How long a health check may take (bare numbers are seconds): a wait gives up unhealthy
+    /// after it (exit 1); a single check gives up with exit 3 (UNKNOWN with --nagios), as a
+    /// monitoring plugin's timeout [default: a wait: --retries x --retry-interval, 50s; a
+    /// single check: none]
+    #[arg(short = 't', long, value_name = "DURATION", env = "ZTD_HEALTH_TIMEOUT", value_parser = duration_arg)]
     pub timeout: Option<Duration>,
     /// Attempts of a wait, the original scripts' way to set its deadline with --retry-interval
     #[arg(

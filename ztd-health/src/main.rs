@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ztd_core::cli::{self, Context, HealthArgs, StackArgs, WithProject};
 use ztd_core::docker::DockerEngine;
-use ztd_core::health::{self, HealthBody, HealthReport};
+use ztd_core::health::{self, HealthBody, HealthReport, Looking};
 use ztd_core::output::{self, Level};
 use ztd_core::report::health as health_printer;
 use ztd_core::report::live::StatusLine;
@@ -141,11 +141,11 @@ async fn json(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
             body,
         )));
     }
-    let deadline = cli.wait.then(|| cli.health.deadline());
+    let looking = looking(&cli);
     let status = StatusLine::start();
     let observe =
         |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
-    let body = health::run(&engine, &stack, requested, &policy, deadline, observe).await;
+    let body = health::run(&engine, &stack, requested, &policy, looking, observe).await;
     drop(status);
     let body = body.in_project(&stack)?;
     if let HealthBody::NothingDeployed(_) = body {
@@ -157,6 +157,19 @@ async fn json(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
         body.color(),
         body,
     )))
+}
+
+/// Once (bounded by --timeout when given), or a wait until --timeout.
+fn looking(cli: &Cli) -> Looking {
+    if cli.wait {
+        Looking::Wait {
+            deadline: cli.health.deadline(),
+        }
+    } else {
+        Looking::Once {
+            timeout: cli.health.timeout,
+        }
+    }
 }
 
 /// The text modes: the scripts' reports or the plugin line. They never read stdin.
@@ -171,11 +184,11 @@ async fn text(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
             ztd_core::report::style::stdout_colored(),
         ));
     }
-    let deadline = cli.wait.then(|| cli.health.deadline());
+    let looking = looking(&cli);
     let status = StatusLine::start();
     let observe =
         |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
-    let body = health::run(&engine, &stack, cli.color, &policy, deadline, observe).await;
+    let body = health::run(&engine, &stack, cli.color, &policy, looking, observe).await;
     drop(status);
     let body = body.in_project(&stack)?;
     Ok(if cli.nagios {

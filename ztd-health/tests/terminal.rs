@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use ztd_testkit::{Service, TestStack, bin, require_engine, tool_env};
+use ztd_testkit::{Service, TestStack, bin, require_engine, sh, tool_env};
 
 /// Run `tool args` under a pseudo-terminal in the stack's directory; what the terminal showed.
 fn on_a_terminal(stack: &TestStack, tool: &str, args: &str) -> String {
@@ -113,4 +113,137 @@ fn quiet_prints_nothing_when_healthy_and_the_report_when_not() {
         "{}",
         chatty.stderr
     );
+}
+
+#[test]
+fn a_check_that_outlives_its_timeout_is_unknown_to_a_monitoring_plugin() {
+    require_engine!();
+    let stack = TestStack::new("timeout");
+    stack.up(
+        "blue",
+        &[Service::new("web").label("ztd.health.http", "/health")],
+    );
+    let nagios = stack.run("ztd-health", &["blue", "--nagios", "-t", "1ms"]);
+    nagios.expect_code(3);
+    assert!(
+        nagios
+            .stdout
+            .starts_with("ZTD-HEALTH UNKNOWN - the health check took longer"),
+        "{}",
+        nagios.stdout
+    );
+    let json = stack.run("ztd-health", &["blue", "--timeout", "1ms"]);
+    json.expect_code(3)
+        .expect_one_line_error("took longer than its timeout (1ms)");
+    stack
+        .run("ztd-health", &["blue", "--nagios", "-t", "20s"])
+        .expect_code(0);
+}
+
+/// The command of a line of one of the pasteable monitoring files, pointed at `stack` and at
+/// the tools built here instead of /srv/shop and /usr/local/bin.
+fn pasted_command(file: &str, prefix: &str, stack: &TestStack) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/monitoring")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("example file");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in {file}"));
+    let tools = bin("ztd-health")
+        .parent()
+        .expect("bin dir")
+        .display()
+        .to_string();
+    line.replace("/srv/shop", &stack.dir.display().to_string())
+        .replace("/usr/local/bin", &tools)
+}
+
+#[test]
+fn the_pasteable_cron_line_and_nrpe_command_work_as_written() {
+    require_engine!();
+    let stack = TestStack::new("pasted");
+    stack.up(
+        "blue",
+        &[Service::new("web").label("ztd.health.http", "/health")],
+    );
+    std::fs::write(stack.dir.join(".current_deployment"), "blue\n").expect("state");
+    // Cron: five time fields, then the command, run by sh with cron's bare environment.
+    let cron = pasted_command("crontab", "*/5", &stack);
+    let command: String = cron
+        .split_whitespace()
+        .skip(5)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let run = |command: &str| {
+        Command::new("env")
+            .args(["-i", "PATH=/usr/bin:/bin", "HOME=/tmp"])
+            .arg(format!("COMPOSE_PROJECT_NAME={}", stack.name))
+            .args(["sh", "-c", command])
+            .output()
+            .expect("sh")
+    };
+    let healthy = run(&command);
+    assert_eq!(healthy.status.code(), Some(0));
+    assert!(
+        healthy.stdout.is_empty() && healthy.stderr.is_empty(),
+        "cron mails nothing"
+    );
+    sh(
+        "docker",
+        &["stop", "-t", "1", &stack.container("web", "blue")],
+    );
+    let failing = run(&command);
+    assert_eq!(failing.status.code(), Some(1));
+    assert!(
+        !failing.stdout.is_empty(),
+        "cron mails the report when it fails"
+    );
+
+    let nrpe = pasted_command("nrpe.cfg", "command[", &stack);
+    let command = nrpe.split_once('=').expect("command[...]=").1;
+    let critical = run(command);
+    assert_eq!(critical.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&critical.stdout).starts_with("ZTD-HEALTH CRITICAL - "));
+}
+
+#[test]
+fn the_systemd_units_verify() {
+    let Ok(status) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    assert!(status.status.success());
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/monitoring");
+    let dir = std::env::temp_dir().join(format!("ztd-units-{}", std::process::id()));
+    let project = dir.join("srv-shop");
+    std::fs::create_dir_all(&project).expect("dir");
+    let tools = bin("ztd-health")
+        .parent()
+        .expect("bin dir")
+        .display()
+        .to_string();
+    for (from, to) in [
+        ("ztd-health@.service", "ztd-health@shop.service"),
+        ("ztd-health@.timer", "ztd-health@shop.timer"),
+    ] {
+        let text = std::fs::read_to_string(examples.join(from)).expect("unit");
+        let text = text
+            .replace("/usr/local/bin", &tools)
+            .replace("/srv/%i", &project.display().to_string());
+        std::fs::write(dir.join(to), text).expect("unit");
+    }
+    let verified = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.join("ztd-health@shop.service"))
+        .arg(dir.join("ztd-health@shop.timer"))
+        .output()
+        .expect("systemd-analyze");
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(
+        verified.status.success() && said.trim().is_empty(),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -438,17 +438,47 @@ pub async fn color_to_check<E: Engine>(
     Ok(detection.active.map(|active| (active, true)))
 }
 
-/// ztd-health: check `requested` (else the active color) once, or until healthy when a
-/// `deadline` is given, handing each round of a wait and the time left to `observe`. Nothing
-/// deployed is an answer, not an error.
+/// How long ztd-health looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Looking {
+    /// One check, given up (exit 3) if it takes longer than the timeout, as a monitoring
+    /// plugin's `-t`.
+    Once {
+        /// The longest the check may take.
+        timeout: Option<Duration>,
+    },
+    /// Until healthy or until the deadline.
+    Wait {
+        /// When the wait gives up unhealthy.
+        deadline: Duration,
+    },
+}
+
+/// ztd-health: check `requested` (else the active color) once or until healthy, handing each
+/// round of a wait and the time left to `observe`. Nothing deployed is an answer, not an error.
 pub async fn run<E: Engine>(
     engine: &E,
     stack: &Stack,
     requested: Option<Color>,
     policy: &HealthPolicy,
-    deadline: Option<Duration>,
+    looking: Looking,
     observe: impl FnMut(&HealthReport, Duration),
 ) -> Result<HealthBody> {
+    if let Looking::Once {
+        timeout: Some(limit),
+    } = looking
+    {
+        let once = Looking::Once { timeout: None };
+        let checked = Box::pin(run(engine, stack, requested, policy, once, observe));
+        return tokio::time::timeout(limit, checked)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::EngineUnreachable(format!(
+                    "the health check took longer than its timeout ({})",
+                    format_duration(limit)
+                )))
+            });
+    }
     let Some((color, active)) = color_to_check(engine, stack, requested).await? else {
         return Ok(HealthBody::NothingDeployed(NothingDeployed::default()));
     };
@@ -458,15 +488,15 @@ pub async fn run<E: Engine>(
         active,
         service: None,
     };
-    let report = match deadline {
-        Some(deadline) => {
+    let report = match looking {
+        Looking::Wait { deadline } => {
             crate::info!(
                 "waiting up to {} for {color} to become healthy",
                 format_duration(deadline)
             );
             wait_observed(engine, &target, policy, deadline, observe).await?
         }
-        None => check(engine, &target, policy).await?,
+        Looking::Once { .. } => check(engine, &target, policy).await?,
     };
     if report.healthy() {
         crate::info!("{}", report.summary_line());
@@ -474,7 +504,7 @@ pub async fn run<E: Engine>(
         crate::warn!("{}", report.summary_line());
     }
     Ok(HealthBody::Checked {
-        waited: deadline.is_some(),
+        waited: matches!(looking, Looking::Wait { .. }),
         report,
     })
 }
