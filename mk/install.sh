@@ -7,8 +7,8 @@
 #
 # Layout under DESTDIR/PREFIX: bin/ztd-*, share/man/man1/ztd-*.1, share/bash-completion/
 # completions/ztd-*, share/zsh/site-functions/_ztd-*, share/fish/vendor_completions.d/ztd-*.fish,
-# share/ztd/scripts/*.sh (to copy into a project, as the scripts they replace), share/ztd/examples/{trading-bot,monitoring}. Uninstall removes exactly these, and the
-# share/ztd directory.
+# share/ztd/scripts/*.sh (to copy into a project, as the scripts they replace) and
+# share/ztd/examples/{trading-bot,monitoring}. Uninstall removes exactly these, and share/ztd.
 set -euo pipefail
 
 TOOLS=(ztd-detect ztd-up ztd-health ztd-switch ztd-rollback ztd-monitor)
