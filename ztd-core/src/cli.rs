@@ -226,13 +226,8 @@ pub struct ThresholdArgs {
 /// minimum uptime, log errors and CPU sampling, and the shared thresholds.
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// How long a health check may take (bare numbers are seconds): a wait gives up unhealthy
-    /// after it (exit 1); a single check gives up with exit 3 (UNKNOWN with --nagios), as a
-    /// monitoring plugin's timeout [default: a wait: --retries x --retry-interval, 50s; a
-    /// single check: none]
-    #[arg(short = 't', long, value_name = "DURATION", env = "ZTD_HEALTH_TIMEOUT", value_parser = duration_arg)]
-    pub timeout: Option<Duration>,
-    /// Attempts of a wait, the original scripts' way to set its deadline with --retry-interval
+    /// Attempts of a health wait, the original scripts' way to set its deadline with
+    /// --retry-interval
     #[arg(
         long,
         value_name = "N",
@@ -240,8 +235,8 @@ pub struct HealthArgs {
         default_value_t = 10
     )]
     pub retries: u32,
-    /// Time per attempt of a wait (a wait re-checks as soon as anything changes, so this only
-    /// sets the deadline)
+    /// Time per attempt of a health wait (a wait re-checks as soon as anything changes, so this
+    /// only sets the deadline)
     #[arg(long, value_name = "DURATION", env = "HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = duration_arg)]
     pub retry_interval: Duration,
     /// A container with no HEALTHCHECK and no probe label passes once up this long
@@ -282,10 +277,9 @@ impl HealthArgs {
         }
     }
 
-    /// The deadline of a wait: --timeout, else retries x retry interval.
-    pub fn deadline(&self) -> Duration {
-        self.timeout
-            .unwrap_or_else(|| self.retry_interval.saturating_mul(self.retries))
+    /// The deadline of a wait: `timeout` when given, else retries x retry interval.
+    pub fn deadline(&self, timeout: Option<Duration>) -> Duration {
+        timeout.unwrap_or_else(|| self.retry_interval.saturating_mul(self.retries))
     }
 }
 
@@ -299,6 +293,10 @@ pub struct SwitchArgs {
     /// ztd.stop.timeout overrides)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
     pub stop_timeout: Duration,
+    /// How long a handed-over service may take to become healthy [default: --retries x
+    /// --retry-interval, 50s]
+    #[arg(long, value_name = "DURATION", env = "ZTD_HEALTH_TIMEOUT", value_parser = duration_arg)]
+    pub health_timeout: Option<Duration>,
     #[command(flatten)]
     pub health: HealthArgs,
 }
@@ -312,7 +310,7 @@ impl SwitchArgs {
             drain_timeout: self.drain_timeout,
             stop_timeout: self.stop_timeout,
             policy: self.health.policy(),
-            health_deadline: self.health.deadline(),
+            health_deadline: self.health.deadline(self.health_timeout),
         }
     }
 }

@@ -46,10 +46,16 @@ struct Cli {
     /// The color to check [default: the upstream tool's target on stdin, else the active color]
     #[arg(value_parser = cli::color_arg)]
     color: Option<Color>,
-    /// Keep checking until healthy or until retries x interval has passed; returns as soon as
-    /// the color is healthy
+    /// Keep checking until healthy or until --timeout has passed; returns as soon as the color
+    /// is healthy
     #[arg(long)]
     wait: bool,
+    /// How long the check may take (bare numbers are seconds): a wait gives up unhealthy after
+    /// it (exit 1); a single check gives up with exit 3 (UNKNOWN with --nagios), as a
+    /// monitoring plugin's timeout [default: a wait: --retries x --retry-interval, 50s; a
+    /// single check: none]
+    #[arg(short = 't', long, value_name = "DURATION", env = "ZTD_HEALTH_TIMEOUT", value_parser = cli::duration_arg)]
+    timeout: Option<std::time::Duration>,
     /// Print one status line and use the monitoring-plugin exit codes
     #[arg(long, conflicts_with_all = ["report", "validate", "wait"])]
     nagios: bool,
@@ -163,11 +169,11 @@ async fn json(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
 fn looking(cli: &Cli) -> Looking {
     if cli.wait {
         Looking::Wait {
-            deadline: cli.health.deadline(),
+            deadline: cli.health.deadline(cli.timeout),
         }
     } else {
         Looking::Once {
-            timeout: cli.health.timeout,
+            timeout: cli.timeout,
         }
     }
 }
