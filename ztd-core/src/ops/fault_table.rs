@@ -390,7 +390,8 @@ fn interrupted() -> Fixture {
         journal
             .steps
             .iter()
-            .any(|s| s.name == "proxy" && s.state == journal::StepState::Done),
+            .any(|s| s.name == journal::JournalStepName::Proxy
+                && s.state == journal::StepState::Done),
         "{journal:?}"
     );
     f

@@ -13,7 +13,7 @@ use crate::detect::{self, Detection};
 use crate::engine::{ContainerInfo, ContainerQuery, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, Target};
-use crate::journal::{self, Journal, StepState};
+use crate::journal::{self, Journal, JournalStepName, Operation, StepState};
 use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy};
 use crate::render::read_color_meta;
@@ -22,22 +22,57 @@ use crate::report::steps::{StepDetail, Steps};
 use crate::shared::attach_shared;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
-use crate::switch::{Move, Operation, SwitchOptions, SwitchOutcome, execute, record_move, retire};
+use crate::switch::{Move, SwitchOptions, SwitchOutcome, execute, record_move, retire};
 use crate::units::millis_since;
 use crate::up::start_services;
 use crate::{info, warn};
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// How an interrupted change was resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolution {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
     /// Carried through to its target.
     Finished,
     /// Put back to the color it started from.
     Undone,
+}
+
+/// What a resumed move adds to its history line.
+#[derive(Debug, serde::Serialize)]
+struct ResumedDetail {
+    resumed: bool,
+}
+
+/// The history line of a resumed change.
+#[derive(Debug, serde::Serialize)]
+struct ResumeEvent<'a> {
+    operation: Operation,
+    from: Option<Color>,
+    to: Color,
+    interrupted_at: &'a str,
+    resolution: Resolution,
+}
+
+/// The history line of a rollback that reached its deadline.
+#[derive(Debug, serde::Serialize)]
+struct TimeoutEvent<'a> {
+    from: Color,
+    to: Color,
+    at_step: &'a str,
+}
+
+/// The history line of a rollback that stopped a candidate never switched to.
+#[derive(Debug, serde::Serialize)]
+struct AbandonEvent {
+    abandoned: Color,
+    active: Option<Color>,
+}
+
+/// The history line of a cleanup.
+#[derive(Debug, serde::Serialize)]
+struct CleanupEvent<'a> {
+    color: Color,
+    removed: &'a [String],
 }
 
 /// Whether finishing an interrupted change is quicker than undoing it: finish once at least
@@ -51,10 +86,7 @@ fn should_finish(journal: &Journal, to_meta: &DeployMeta) -> bool {
     if journal.from.is_none() {
         return true;
     }
-    let past = journal
-        .steps
-        .iter()
-        .any(|s| s.name == "stop_old" || s.name == "record");
+    let past = journal.steps.iter().any(|s| s.name.past_the_moves());
     let total = usize::from(!to_meta.listeners.is_empty())
         + to_meta
             .services
@@ -64,9 +96,7 @@ fn should_finish(journal: &Journal, to_meta: &DeployMeta) -> bool {
     let done = journal
         .steps
         .iter()
-        .filter(|s| {
-            s.state == StepState::Done && (s.name == "proxy" || s.name.starts_with("handover:"))
-        })
+        .filter(|s| s.state == StepState::Done && s.name.moves_traffic())
         .count();
     past || total == 0 || (done > 0 && done * 2 >= total)
 }
@@ -133,7 +163,7 @@ async fn resolve<E: Engine>(
 ) -> Result<Value> {
     let interrupted_at = journal
         .unfinished()
-        .map(|s| s.name.clone())
+        .map(|s| s.name.to_string())
         .or_else(|| journal.steps.last().map(|s| format!("after {}", s.name)))
         .unwrap_or_else(|| "before its first step".into());
     let mut journal = journal.clone();
@@ -150,11 +180,7 @@ async fn resolve<E: Engine>(
         }
     );
     let mut steps = Steps::default();
-    let operation = if journal.operation == "rollback" {
-        Operation::Rollback
-    } else {
-        Operation::Switch
-    };
+    let operation = journal.operation;
     let mut detection;
     loop {
         let (keep, other) = match resolution {
@@ -202,10 +228,10 @@ async fn resolve<E: Engine>(
     if let (Resolution::Undone, Some(from)) = (resolution, journal.from) {
         // The records may already name the target if the change was killed while writing them.
         state::write_current_deployment(stack, from)?;
-        let mut record = state::read_state(stack)?.unwrap_or_default();
-        record.active = Some(from);
-        record.candidate = (operation == Operation::Switch).then_some(journal.to);
-        state::write_state(stack, &record)?;
+        state::update(stack, |record| {
+            record.active = Some(from);
+            record.candidate = (operation == Operation::Switch).then_some(journal.to);
+        })?;
     }
     if resolution == Resolution::Finished {
         let images: BTreeMap<String, String> = detection
@@ -220,20 +246,19 @@ async fn resolve<E: Engine>(
             journal.from,
             journal.to,
             images,
-            json!({"resumed": true}),
+            &ResumedDetail { resumed: true },
         )?;
     }
-    state::append_history(
+    state::record_event(
         stack,
-        &json!({
-            "event": "resume",
-            "at": now(),
-            "operation": journal.operation,
-            "from": journal.from,
-            "to": journal.to,
-            "interrupted_at": interrupted_at,
-            "resolution": if resolution == Resolution::Finished { "finished" } else { "undone" },
-        }),
+        "resume",
+        &ResumeEvent {
+            operation,
+            from: journal.from,
+            to: journal.to,
+            interrupted_at: &interrupted_at,
+            resolution,
+        },
     )?;
     journal.clone().finish(stack)?;
     let active = keep;
@@ -562,8 +587,8 @@ pub async fn rollback<E: Engine>(
     };
     // Journaled before the first container of the previous color starts: a rollback killed
     // while preparing it is undone by --resume or another ztd-rollback.
-    let mut journal = Journal::begin(stack, "rollback", Some(active), previous, None)?;
-    journal.start(stack, "prepare")?;
+    let mut journal = Journal::begin(stack, Operation::Rollback, Some(active), previous, None)?;
+    journal.start(stack, JournalStepName::Prepare)?;
     let work = async {
         let prepared = async {
             prepare(engine, compose, stack, &previous_meta, &record).await?;
@@ -610,7 +635,7 @@ pub async fn rollback<E: Engine>(
                 }),
             ));
         }
-        journal.mark(stack, "prepare", StepState::Done)?;
+        journal.mark(stack, &JournalStepName::Prepare, StepState::Done)?;
         let detection = detect::detect(engine, stack).await?;
         let plan = Move {
             operation: Operation::Rollback,
@@ -632,15 +657,20 @@ pub async fn rollback<E: Engine>(
             let journal = journal::read(stack)?;
             let where_ = journal
                 .as_ref()
-                .and_then(|j| j.unfinished().map(|s| s.name.clone()))
+                .and_then(|j| j.unfinished().map(|s| s.name.to_string()))
                 .unwrap_or_else(|| "while preparing the previous color".into());
             warn!(
                 "ROLLBACK_TIMEOUT ({}s) reached at {where_}; run ztd-switch --resume or ztd-rollback again",
                 opts.timeout.as_secs()
             );
-            state::append_history(
+            state::record_event(
                 stack,
-                &json!({"event": "rollback_timeout", "at": now(), "from": active, "to": previous, "at_step": where_}),
+                "rollback_timeout",
+                &TimeoutEvent {
+                    from: active,
+                    to: previous,
+                    at_step: &where_,
+                },
             )?;
             // Left part-way: exit 6, as for any change left incomplete.
             Ok(SwitchOutcome::report(
@@ -679,12 +709,14 @@ async fn abandon_candidate<E: Engine>(
             stopped.push(container.name.clone());
         }
     }
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.candidate = None;
-    state::write_state(stack, &record)?;
-    state::append_history(
+    state::update(stack, |record| record.candidate = None)?;
+    state::record_event(
         stack,
-        &json!({"event": "rollback", "at": now(), "abandoned": candidate, "active": detection.active}),
+        "rollback",
+        &AbandonEvent {
+            abandoned: candidate,
+            active: detection.active,
+        },
     )?;
     Ok(SwitchOutcome::report(
         "ztd-rollback",
@@ -875,18 +907,22 @@ pub async fn cleanup<E: Engine>(
             Err(e) => return Err(Error::State(format!("{}: {e}", file.display()))),
         }
     }
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.deployments.remove(&color);
-    if record.previous == Some(color) {
-        record.previous = None;
-    }
-    if record.candidate == Some(color) {
-        record.candidate = None;
-    }
-    state::write_state(stack, &record)?;
-    state::append_history(
+    state::update(stack, |record| {
+        record.deployments.remove(&color);
+        if record.previous == Some(color) {
+            record.previous = None;
+        }
+        if record.candidate == Some(color) {
+            record.candidate = None;
+        }
+    })?;
+    state::record_event(
         stack,
-        &json!({"event": "cleanup", "at": now(), "color": color, "removed": removed}),
+        "cleanup",
+        &CleanupEvent {
+            color,
+            removed: &removed,
+        },
     )?;
     info!("{color} removed ({} containers)", removed.len());
     Ok(SwitchOutcome::report(

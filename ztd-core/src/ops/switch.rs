@@ -13,7 +13,7 @@ use crate::detect::{self, Detection};
 use crate::engine::{ContainerInfo, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, HealthPolicy, Target};
-use crate::journal::{Journal, StepState};
+use crate::journal::{Journal, JournalStepName, Operation, StepState};
 use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy, ProxySwitch};
 use crate::render::DeployMeta;
@@ -190,32 +190,6 @@ pub async fn switch<E: Engine>(
     outcome
 }
 
-/// Which change moves the stack from one color to the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// ztd-switch: to the new version.
-    Switch,
-    /// ztd-rollback: back to the previous version.
-    Rollback,
-}
-
-impl Operation {
-    /// `switch` or `rollback`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::Switch => "switch",
-            Operation::Rollback => "rollback",
-        }
-    }
-
-    fn tool(self) -> &'static str {
-        match self {
-            Operation::Switch => "ztd-switch",
-            Operation::Rollback => "ztd-rollback",
-        }
-    }
-}
-
 impl SwitchOutcome {
     /// An outcome whose report is `tool`'s object with these fields (`ok` when it succeeded).
     pub fn report(tool: &str, stack: &Stack, status: ExitStatus, fields: Value) -> SwitchOutcome {
@@ -260,7 +234,7 @@ pub async fn execute<E: Engine>(
     let (operation, from, to) = (plan.operation, plan.from, plan.to);
     let journal = match journal {
         Some(journal) => journal,
-        None => Journal::begin(stack, operation.name(), from, to, plan.adopting.clone())?,
+        None => Journal::begin(stack, operation, from, to, plan.adopting.clone())?,
     };
     let mut run = Run {
         engine,
@@ -327,9 +301,14 @@ pub async fn execute<E: Engine>(
                     Error::Incomplete(message)
                 });
             }
-            state::append_history(
+            state::record_event(
                 stack,
-                &json!({"event": format!("{}_undone", operation.name()), "at": now(), "from": from, "to": to, "reason": failure.message()}),
+                &format!("{operation}_undone"),
+                &UndoneEvent {
+                    from,
+                    to,
+                    reason: failure.message(),
+                },
             )?;
             let json = run.report(false, Some(failure.message().to_string()), started);
             run.journal.clone().finish(stack)?;
@@ -345,28 +324,55 @@ pub async fn execute<E: Engine>(
     }
 }
 
+/// The history line of a change that failed and was put back.
+#[derive(Debug, serde::Serialize)]
+struct UndoneEvent<'a> {
+    from: Option<Color>,
+    to: Color,
+    reason: &'a str,
+}
+
+/// The history line of a move: where from and to, then what the caller adds (`details`).
+#[derive(Debug, serde::Serialize)]
+struct MoveEvent<'a, D: ?Sized> {
+    from: Option<Color>,
+    to: Color,
+    #[serde(flatten)]
+    details: &'a D,
+}
+
+/// What a switch adds to its history line.
+#[derive(Debug, serde::Serialize)]
+struct SwitchDetails<'a> {
+    adopted: &'a Option<String>,
+    version: &'a str,
+    handovers: &'a [HandoverReport],
+    ports_gap_ms: Option<f64>,
+}
+
 /// Record that `to` is now active: `.current_deployment`, `.ztd/state.json` (with `from` kept
-/// as the previous color), `.rollback_state` after a rollback, and a line of history.
-pub fn record_move(
+/// as the previous color), `.rollback_state` after a rollback, and a line of history with
+/// `details` after `from` and `to`.
+pub fn record_move<D: serde::Serialize + ?Sized>(
     stack: &Stack,
     operation: Operation,
     from: Option<Color>,
     to: Color,
     images: BTreeMap<String, String>,
-    details: Value,
+    details: &D,
 ) -> Result<()> {
     state::write_current_deployment(stack, to)?;
     fault::point("record:written");
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.active = Some(to);
-    record.previous = from;
-    record.candidate = None;
-    record.switched_at = Some(now());
-    let deployment = record.deployments.entry(to).or_default();
-    if deployment.images.is_empty() {
-        deployment.images = images;
-    }
-    state::write_state(stack, &record)?;
+    state::update(stack, |record| {
+        record.active = Some(to);
+        record.previous = from;
+        record.candidate = None;
+        record.switched_at = Some(state::now());
+        let deployment = record.deployments.entry(to).or_default();
+        if deployment.images.is_empty() {
+            deployment.images = images;
+        }
+    })?;
     if operation == Operation::Rollback
         && let Some(from) = from
     {
@@ -374,11 +380,7 @@ pub fn record_move(
         // a no-op rather than an undo of this rollback.
         state::write_rollback_state(stack, to, from)?;
     }
-    let mut event = json!({"event": operation.name(), "at": now(), "from": from, "to": to});
-    if let (Some(event), Value::Object(details)) = (event.as_object_mut(), details) {
-        event.extend(details);
-    }
-    state::append_history(stack, &event)
+    state::record_event(stack, operation.name(), &MoveEvent { from, to, details })
 }
 
 /// Stop a container for good: restart policy `no` first (so nothing brings it back, not even a
@@ -436,19 +438,15 @@ fn old_side(
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl<E: Engine> Run<'_, E> {
     async fn forward(&mut self) -> Result<()> {
         if !self.plan.to_meta.listeners.is_empty() {
-            self.journal.start(self.stack, "proxy")?;
+            self.journal.start(self.stack, JournalStepName::Proxy)?;
             fault::point("proxy:start");
             let started = Instant::now();
             let result = self.switch_proxy().await;
             self.steps.record(
-                "proxy",
+                &JournalStepName::Proxy.to_string(),
                 started,
                 result.is_ok(),
                 StepDetail {
@@ -458,7 +456,8 @@ impl<E: Engine> Run<'_, E> {
                 },
             );
             result?;
-            self.journal.mark(self.stack, "proxy", StepState::Done)?;
+            self.journal
+                .mark(self.stack, &JournalStepName::Proxy, StepState::Done)?;
             fault::point("proxy:done");
             check_interrupted()?;
         }
@@ -471,29 +470,38 @@ impl<E: Engine> Run<'_, E> {
             .map(|s| s.name.clone())
             .collect();
         for service in handover_services {
-            let step = format!("handover:{service}");
-            self.journal.start(self.stack, &step)?;
+            let step = JournalStepName::Handover(service.clone());
+            self.journal.start(self.stack, step.clone())?;
             fault::point(&format!("{step}:start"));
             let started = Instant::now();
             let result = self.handover(&service).await;
-            self.steps
-                .record(&step, started, result.is_ok(), StepDetail::default());
+            self.steps.record(
+                &step.to_string(),
+                started,
+                result.is_ok(),
+                StepDetail::default(),
+            );
             result?;
             self.journal.mark(self.stack, &step, StepState::Done)?;
             fault::point(&format!("{step}:done"));
             check_interrupted()?;
         }
-        self.journal.start(self.stack, "stop_old")?;
+        self.journal.start(self.stack, JournalStepName::StopOld)?;
         // From here on the new color serves and holds every singleton: a failure finishes
         // forward (--resume), it is not undone.
         self.committed = true;
         fault::point("stop_old:start");
         let started = Instant::now();
         let stopped = self.stop_old().await;
-        self.steps
-            .record("stop_old", started, stopped.is_ok(), StepDetail::default());
+        self.steps.record(
+            &JournalStepName::StopOld.to_string(),
+            started,
+            stopped.is_ok(),
+            StepDetail::default(),
+        );
         stopped?;
-        self.journal.mark(self.stack, "stop_old", StepState::Done)?;
+        self.journal
+            .mark(self.stack, &JournalStepName::StopOld, StepState::Done)?;
         fault::point("stop_old:done");
         Ok(())
     }
@@ -730,7 +738,7 @@ impl<E: Engine> Run<'_, E> {
     }
 
     async fn record(&mut self) -> Result<()> {
-        self.journal.start(self.stack, "record")?;
+        self.journal.start(self.stack, JournalStepName::Record)?;
         fault::point("record:start");
         let images: BTreeMap<String, String> = self
             .plan
@@ -744,14 +752,15 @@ impl<E: Engine> Run<'_, E> {
             self.plan.from,
             self.plan.to,
             images,
-            json!({
-                "adopted": self.plan.adopting,
-                "version": self.plan.to_meta.build.version,
-                "handovers": self.handovers,
-                "ports_gap_ms": self.ports_gap_ms,
-            }),
+            &SwitchDetails {
+                adopted: &self.plan.adopting,
+                version: &self.plan.to_meta.build.version,
+                handovers: &self.handovers,
+                ports_gap_ms: self.ports_gap_ms,
+            },
         )?;
-        self.journal.mark(self.stack, "record", StepState::Done)?;
+        self.journal
+            .mark(self.stack, &JournalStepName::Record, StepState::Done)?;
         fault::point("record:done");
         Ok(())
     }
@@ -826,7 +835,10 @@ impl<E: Engine> Run<'_, E> {
 
     fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
         crate::output::object(
-            self.plan.operation.tool(),
+            match self.plan.operation {
+                Operation::Switch => "ztd-switch",
+                Operation::Rollback => "ztd-rollback",
+            },
             self.stack,
             ok,
             json!({

@@ -170,22 +170,22 @@ pub async fn up<E: Engine>(
         0o600,
     )?;
     state::write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.candidate = Some(target);
-    record.project = Some(stack.name.clone());
-    if record.previous == Some(target) {
-        // The color kept for rollback is being replaced by the new version.
-        record.previous = None;
-    }
-    record.deployments.insert(
-        target,
-        DeploymentRecord {
-            version: Some(build.version.clone()),
-            deployed_at: Some(build.build_date.clone()),
-            images: BTreeMap::new(),
-        },
-    );
-    state::write_state(stack, &record)?;
+    state::update(stack, |record| {
+        record.candidate = Some(target);
+        record.project = Some(stack.name.clone());
+        if record.previous == Some(target) {
+            // The color kept for rollback is being replaced by the new version.
+            record.previous = None;
+        }
+        record.deployments.insert(
+            target,
+            DeploymentRecord {
+                version: Some(build.version.clone()),
+                deployed_at: Some(build.build_date.clone()),
+                images: BTreeMap::new(),
+            },
+        );
+    })?;
     state::append_history(
         stack,
         &json!({"event": "up", "at": build.build_date, "color": target, "version": build.version, "active": detection.active}),
@@ -220,11 +220,11 @@ pub async fn up<E: Engine>(
         .iter()
         .map(|c| (c.service.clone(), c.image_id.clone()))
         .collect();
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    if let Some(deployment) = record.deployments.get_mut(&target) {
-        deployment.images = images;
-    }
-    state::write_state(stack, &record)?;
+    state::update(stack, |record| {
+        if let Some(deployment) = record.deployments.get_mut(&target) {
+            deployment.images = images;
+        }
+    })?;
     info!(
         "{target} is up as {project} ({}); next: ztd-health {target} --wait, then ztd-switch",
         build.version
