@@ -22,7 +22,10 @@ use crate::report::steps::{StepDetail, Steps};
 use crate::shared::attach_shared;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
-use crate::switch::{Move, SwitchOptions, SwitchOutcome, execute, record_move, retire};
+use crate::switch::{
+    Move, SwitchOptions, SwitchOutcome, execute, port_holders, record_move, restore_restart_policy,
+    retire, take_over_ports,
+};
 use crate::units::millis_since;
 use crate::up::start_services;
 use crate::{info, warn};
@@ -365,21 +368,8 @@ async fn converge<E: Engine>(
         };
         let routes = proxy::routes_to(&listeners, keep);
         if status != RunState::Running {
-            let conf = proxy::nginx_conf(stack, &routes, keep, 0);
-            state::write_atomic(
-                &proxy::conf_dir(stack).join("nginx.conf"),
-                conf.as_bytes(),
-                0o644,
-            )?;
-            let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
-            let holders: Vec<&ContainerInfo> = other_side
-                .iter()
-                .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
-                .collect();
-            for holder in holders {
-                retire(engine, opts, holder).await?;
-            }
-            proxy.start(&listeners).await?;
+            let holders = port_holders(&listeners, other_side);
+            take_over_ports(engine, stack, opts, &listeners, keep, &holders).await?;
         }
         proxy
             .point_to(&routes, keep, &BTreeMap::new(), opts.drain_timeout)
@@ -449,11 +439,7 @@ async fn converge<E: Engine>(
                 );
                 unhealthy.push(service.clone());
             }
-            let restart = meta
-                .service(service)
-                .and_then(|s| s.restart.clone())
-                .unwrap_or_else(|| "no".into());
-            engine.set_restart_policy(&current.id, &restart).await?;
+            restore_restart_policy(engine, Some(meta), &current).await?;
         }
         steps.record(
             &format!("handover:{service}"),
@@ -503,11 +489,7 @@ async fn start_kept<E: Engine>(
     container: &ContainerInfo,
     meta: Option<&DeployMeta>,
 ) -> Result<()> {
-    let restart = meta
-        .and_then(|m| m.service(&container.service))
-        .and_then(|s| s.restart.clone())
-        .unwrap_or_else(|| "no".into());
-    engine.set_restart_policy(&container.id, &restart).await?;
+    restore_restart_policy(engine, meta, container).await?;
     engine.start(&container.id).await
 }
 
@@ -803,9 +785,7 @@ async fn prepare<E: Engine>(
         .filter(|s| s.mode != SwitchMode::Handover)
     {
         if let Some(container) = containers.iter().find(|c| c.service == service.name) {
-            engine
-                .set_restart_policy(&container.id, service.restart.as_deref().unwrap_or("no"))
-                .await?;
+            restore_restart_policy(engine, Some(meta), container).await?;
         }
     }
     let starting: Vec<&str> = meta

@@ -16,8 +16,7 @@ use crate::health::{self, HealthPolicy, Target};
 use crate::journal::{Journal, JournalStepName, Operation, StepState};
 use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy, ProxySwitch};
-use crate::render::DeployMeta;
-use crate::render::read_color_meta;
+use crate::render::{DeployMeta, Listener, read_color_meta};
 use crate::report::steps::{StepDetail, Steps};
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
@@ -409,6 +408,83 @@ pub(crate) async fn retire<E: Engine>(
     }
 }
 
+/// Give a container the restart policy its deploy asked for in `meta` (`no` when it asked for
+/// none, or when the deploy is unknown).
+pub(crate) async fn restore_restart_policy<E: Engine>(
+    engine: &E,
+    meta: Option<&DeployMeta>,
+    container: &ContainerInfo,
+) -> Result<()> {
+    let restart = meta
+        .and_then(|m| m.service(&container.service))
+        .and_then(|s| s.restart.as_deref())
+        .unwrap_or("no");
+    engine.set_restart_policy(&container.id, restart).await
+}
+
+/// The containers of `old` that publish one of the listeners' host ports: what holds the ports
+/// the proxy takes over when a plain-Compose stack is adopted.
+pub(crate) fn port_holders(listeners: &[Listener], old: &[ContainerInfo]) -> Vec<ContainerInfo> {
+    let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+    old.iter()
+        .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
+        .cloned()
+        .collect()
+}
+
+/// The proxy, created but not started while `holders` (found by `port_holders`) hold the host
+/// ports, takes them over: its config is written to serve `color`, every holder is stopped for
+/// good (one that fails is named and the rest go on: the proxy's start is what must succeed),
+/// and it starts. Returns how long the ports were closed, in milliseconds.
+pub(crate) async fn take_over_ports<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    listeners: &[Listener],
+    color: Option<Color>,
+    holders: &[ContainerInfo],
+) -> Result<f64> {
+    let conf = proxy::nginx_conf(stack, &proxy::routes_to(listeners, color), color, 0);
+    state::write_atomic(
+        &proxy::conf_dir(stack).join("nginx.conf"),
+        conf.as_bytes(),
+        0o644,
+    )?;
+    let results = join_all(holders.iter().map(|c| retire(engine, opts, c))).await;
+    for (holder, result) in holders.iter().zip(results) {
+        if let Err(err) = result {
+            warn!("could not stop {}: {err}", holder.name);
+        }
+    }
+    let released = Instant::now();
+    Proxy::new(engine, stack).start(listeners).await?;
+    let gap_ms = millis_since(released);
+    let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+    info!("the proxy took over ports {ports:?} after {gap_ms:.0} ms");
+    Ok(gap_ms)
+}
+
+/// Undo `take_over_ports`: the proxy stops, and the holders get their restart policies back
+/// and start again.
+pub(crate) async fn give_back_ports<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    holders: &[ContainerInfo],
+) -> Result<()> {
+    engine
+        .stop(&stack.proxy_container(), opts.stop_timeout)
+        .await?;
+    for holder in holders {
+        engine
+            .set_restart_policy(&holder.id, &holder.restart_policy)
+            .await?;
+        engine.start(&holder.id).await?;
+    }
+    info!("the adopted stack holds its ports again");
+    Ok(())
+}
+
 fn check_interrupted() -> Result<()> {
     if signals::interrupted() {
         Err(Error::Interrupted("interrupted by a signal".into()))
@@ -540,31 +616,20 @@ impl<E: Engine> Run<'_, E> {
             Some(RunState::Running) => {}
             Some(_) => {
                 // Created but not started: the ports still belong to the stack being adopted.
-                let conf = proxy::nginx_conf(self.stack, &routes, Some(self.plan.to), 0);
-                state::write_atomic(
-                    &proxy::conf_dir(self.stack).join("nginx.conf"),
-                    conf.as_bytes(),
-                    0o644,
-                )?;
-                let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
-                let holders: Vec<ContainerInfo> = self
-                    .plan
-                    .old
-                    .iter()
-                    .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
-                    .cloned()
-                    .collect();
+                let holders = port_holders(&listeners, &self.plan.old);
                 self.done.push(Done::Adopted {
                     holders: holders.clone(),
                 });
-                join_all(holders.iter().map(|c| self.retire(c))).await;
-                let released = Instant::now();
-                proxy.start(&listeners).await?;
-                self.ports_gap_ms = Some(millis_since(released));
-                info!(
-                    "the proxy took over ports {ports:?} after {:.0} ms",
-                    self.ports_gap_ms.unwrap_or_default()
-                );
+                let gap_ms = take_over_ports(
+                    self.engine,
+                    self.stack,
+                    self.opts,
+                    &listeners,
+                    Some(self.plan.to),
+                    &holders,
+                )
+                .await?;
+                self.ports_gap_ms = Some(gap_ms);
             }
         }
         if !matches!(self.done.last(), Some(Done::Adopted { .. })) {
@@ -688,13 +753,7 @@ impl<E: Engine> Run<'_, E> {
                 report.summary_line()
             )));
         }
-        let restart = self
-            .plan
-            .to_meta
-            .service(service)
-            .and_then(|s| s.restart.clone())
-            .unwrap_or_else(|| "no".into());
-        self.engine.set_restart_policy(&new.id, &restart).await?;
+        restore_restart_policy(self.engine, Some(&self.plan.to_meta), &new).await?;
         self.handovers.push(HandoverReport {
             service: service.to_string(),
             old: old.map(|o| o.name),
@@ -803,15 +862,7 @@ impl<E: Engine> Run<'_, E> {
                     );
                 }
                 Done::Adopted { holders } => {
-                    let proxy = self.stack.proxy_container();
-                    self.engine.stop(&proxy, self.opts.stop_timeout).await?;
-                    for holder in holders {
-                        self.engine
-                            .set_restart_policy(&holder.id, &holder.restart_policy)
-                            .await?;
-                        self.engine.start(&holder.id).await?;
-                    }
-                    info!("the adopted stack holds its ports again");
+                    give_back_ports(self.engine, self.stack, self.opts, &holders).await?;
                 }
             }
         }
