@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::compose::Compose;
 use crate::detect::{self, Detection};
@@ -18,20 +19,271 @@ use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy};
 use crate::render::read_color_meta;
 use crate::render::{self, DeployMeta};
+use crate::report::Outcome;
 use crate::report::steps::{StepDetail, Steps};
 use crate::shared::attach_shared;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
 use crate::switch::{
-    Move, SwitchOptions, SwitchOutcome, execute, port_holders, record_move, restore_restart_policy,
-    retire, take_over_ports,
+    Move, MoveReport, Moved, Refusal, SwitchOptions, execute, port_holders, record_move,
+    restore_restart_policy, retire, take_over_ports,
 };
 use crate::units::millis_since;
 use crate::up::start_services;
 use crate::{info, warn};
 
+/// What `ztd-switch --resume` did: its report body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResumeOutcome {
+    /// An interrupted change was finished or undone.
+    Resolved(Resolved),
+    /// No change was interrupted: nothing to do.
+    NothingToResume(NothingToResume),
+}
+
+impl ResumeOutcome {
+    /// The color handed on: the active one.
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            ResumeOutcome::Resolved(resolved) => resolved.active,
+            ResumeOutcome::NothingToResume(nothing) => nothing.active,
+        }
+    }
+}
+
+impl Outcome for ResumeOutcome {
+    /// 0: exactly one color is active (a resume that cannot get there fails with an error).
+    fn status(&self) -> ExitStatus {
+        ExitStatus::Success
+    }
+}
+
+/// An interrupted change brought to an end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Always true.
+    pub resumed: bool,
+    /// The change that was interrupted.
+    pub operation: Operation,
+    /// Finished or undone.
+    pub resolution: Resolution,
+    /// The step it was interrupted at (`after <step>`, or `before its first step`).
+    pub interrupted_at: String,
+    /// The color it moved from.
+    pub from: Option<Color>,
+    /// The color it moved to.
+    pub to: Color,
+    /// The color active now.
+    pub active: Option<Color>,
+    /// What recovery did, timed.
+    pub steps: Steps,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A resume with nothing to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NothingToResume {
+    /// Always false.
+    pub resumed: bool,
+    /// Why nothing was done.
+    pub reason: String,
+    /// The active color.
+    pub active: Option<Color>,
+}
+
+/// What `ztd-rollback` did: its report body.
+///
+/// Decoded from JSON, a rollback that was undone reads as `Undone` whether or not a signal
+/// caused it (the exit status, 130, is what tells `Interrupted` apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, from = "RollbackWire")]
+pub enum RollbackOutcome {
+    /// The previous color is active again.
+    RolledBack(MoveReport),
+    /// The flip back failed and everything was put back.
+    Undone(MoveReport),
+    /// A signal stopped it and everything was put back.
+    Interrupted(MoveReport),
+    /// An interrupted switch or rollback was undone (or, with nothing to go back to, finished).
+    Resolved(Resolved),
+    /// A deploy candidate never switched to was stopped.
+    Abandoned(Abandoned),
+    /// The previous color does not come back healthy: nothing changed.
+    Refused(Refusal),
+    /// There is nothing to roll back to: nothing changed.
+    NothingToRollBack(NothingToRollBack),
+    /// `ROLLBACK_TIMEOUT` was reached: left part-way, journaled.
+    TimedOut(TimedOut),
+}
+
+/// The shapes of a rollback report on the wire, told apart by their fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RollbackWire {
+    TimedOut(TimedOut),
+    Moved(MoveReport),
+    Resolved(Resolved),
+    Abandoned(Abandoned),
+    Refused(Refusal),
+    NothingToRollBack(NothingToRollBack),
+}
+
+impl From<RollbackWire> for RollbackOutcome {
+    fn from(wire: RollbackWire) -> Self {
+        match wire {
+            RollbackWire::TimedOut(t) => RollbackOutcome::TimedOut(t),
+            RollbackWire::Moved(report) => Moved::read(report).into(),
+            RollbackWire::Resolved(r) => RollbackOutcome::Resolved(r),
+            RollbackWire::Abandoned(a) => RollbackOutcome::Abandoned(a),
+            RollbackWire::Refused(r) => RollbackOutcome::Refused(r),
+            RollbackWire::NothingToRollBack(n) => RollbackOutcome::NothingToRollBack(n),
+        }
+    }
+}
+
+impl From<Moved> for RollbackOutcome {
+    fn from(moved: Moved) -> Self {
+        match moved {
+            Moved::Done(report) => RollbackOutcome::RolledBack(report),
+            Moved::Undone(report) => RollbackOutcome::Undone(report),
+            Moved::Interrupted(report) => RollbackOutcome::Interrupted(report),
+        }
+    }
+}
+
+impl RollbackOutcome {
+    /// The color handed on: the one rolled back to (also when undone or timed out), else the
+    /// active one.
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            RollbackOutcome::RolledBack(report)
+            | RollbackOutcome::Undone(report)
+            | RollbackOutcome::Interrupted(report) => Some(report.to),
+            RollbackOutcome::TimedOut(timed_out) => Some(timed_out.to),
+            RollbackOutcome::Resolved(resolved) => resolved.active,
+            RollbackOutcome::Abandoned(abandoned) => abandoned.active,
+            RollbackOutcome::Refused(refusal) => refusal.active,
+            RollbackOutcome::NothingToRollBack(nothing) => nothing.active,
+        }
+    }
+}
+
+impl Outcome for RollbackOutcome {
+    /// 0 rolled back (or resolved, or a candidate stopped), 1 refused or undone, 6 timed out,
+    /// 130 put back after a signal.
+    fn status(&self) -> ExitStatus {
+        match self {
+            RollbackOutcome::RolledBack(_)
+            | RollbackOutcome::Resolved(_)
+            | RollbackOutcome::Abandoned(_) => ExitStatus::Success,
+            RollbackOutcome::Undone(_)
+            | RollbackOutcome::Refused(_)
+            | RollbackOutcome::NothingToRollBack(_) => ExitStatus::Negative,
+            RollbackOutcome::TimedOut(_) => ExitStatus::Incomplete,
+            RollbackOutcome::Interrupted(_) => ExitStatus::Interrupted,
+        }
+    }
+}
+
+/// A deploy candidate that was never switched to, stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Abandoned {
+    /// The candidate's color.
+    pub abandoned: Color,
+    /// The containers stopped (kept for inspection).
+    pub stopped: Vec<String>,
+    /// The color still active.
+    pub active: Option<Color>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A rollback refused without looking further: no previous color, or it was cleaned up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NothingToRollBack {
+    /// The color still active.
+    pub active: Option<Color>,
+    /// Why, in one line.
+    pub refused: String,
+}
+
+/// A rollback stopped by its deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimedOut {
+    /// The color it was rolling back from.
+    pub from: Color,
+    /// The color it was rolling back to.
+    pub to: Color,
+    /// Always true.
+    pub timed_out: bool,
+    /// The deadline, in seconds.
+    pub timeout_s: f64,
+    /// The step it stopped at.
+    pub stopped_at: String,
+    /// The journal left for `--resume` or another rollback.
+    pub journal: Option<Journal>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// What `ztd-rollback --cleanup` did: its report body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CleanupOutcome {
+    /// The color's containers, networks and rendered file are gone.
+    Removed(Removed),
+    /// The color is the active one: nothing changed.
+    Refused(CleanupRefusal),
+}
+
+impl CleanupOutcome {
+    /// The color handed on: the active one.
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            CleanupOutcome::Removed(removed) => removed.active,
+            CleanupOutcome::Refused(refusal) => refusal.active,
+        }
+    }
+}
+
+impl Outcome for CleanupOutcome {
+    /// 0 removed, 1 refused.
+    fn status(&self) -> ExitStatus {
+        match self {
+            CleanupOutcome::Removed(_) => ExitStatus::Success,
+            CleanupOutcome::Refused(_) => ExitStatus::Negative,
+        }
+    }
+}
+
+/// A color removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removed {
+    /// The color.
+    pub cleanup: Color,
+    /// Its containers, by name.
+    pub removed: Vec<String>,
+    /// The active color.
+    pub active: Option<Color>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A cleanup refused: the color is the active one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupRefusal {
+    /// The color.
+    pub cleanup: Color,
+    /// The active color.
+    pub active: Option<Color>,
+    /// Why, in one line.
+    pub refused: String,
+}
+
 /// How an interrupted change was resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resolution {
     /// Carried through to its target.
@@ -110,22 +362,16 @@ pub async fn resume<E: Engine>(
     engine: &E,
     stack: &Stack,
     opts: &SwitchOptions,
-) -> Result<SwitchOutcome> {
+) -> Result<ResumeOutcome> {
     let started = Instant::now();
     let _lock = DeployLock::acquire(stack, "ztd-switch --resume")?;
     let Some(journal) = journal::read(stack)? else {
         let detection = detect::detect(engine, stack).await?;
-        return Ok(SwitchOutcome::report(
-            "ztd-switch",
-            stack,
-            ExitStatus::Success,
-            json!({
-                "resumed": false,
-                "reason": "no switch or rollback was interrupted",
-                "active": detection.active,
-                "target": detection.active,
-            }),
-        ));
+        return Ok(ResumeOutcome::NothingToResume(NothingToResume {
+            resumed: false,
+            reason: "no switch or rollback was interrupted".into(),
+            active: detection.active,
+        }));
     };
     let to_meta = read_color_meta(stack, journal.to)?.ok_or_else(|| {
         Error::State(format!(
@@ -138,20 +384,8 @@ pub async fn resume<E: Engine>(
     } else {
         Resolution::Undone
     };
-    let value = resolve(
-        engine,
-        stack,
-        opts,
-        &journal,
-        resolution,
-        "ztd-switch",
-        started,
-    )
-    .await?;
-    Ok(SwitchOutcome {
-        json: value,
-        status: ExitStatus::Success,
-    })
+    let resolved = resolve(engine, stack, opts, &journal, resolution, started).await?;
+    Ok(ResumeOutcome::Resolved(resolved))
 }
 
 /// Bring a journaled change to `resolution` and record it. The lock must be held.
@@ -161,9 +395,8 @@ async fn resolve<E: Engine>(
     opts: &SwitchOptions,
     journal: &Journal,
     resolution: Resolution,
-    tool: &str,
     started: Instant,
-) -> Result<Value> {
+) -> Result<Resolved> {
     let interrupted_at = journal
         .unfinished()
         .map(|s| s.name.to_string())
@@ -269,23 +502,17 @@ async fn resolve<E: Engine>(
         "{} is active",
         active.map_or("nothing".into(), |c| c.to_string())
     );
-    Ok(crate::output::object(
-        tool,
-        stack,
-        true,
-        json!({
-            "resumed": true,
-            "operation": journal.operation,
-            "resolution": if resolution == Resolution::Finished { "finished" } else { "undone" },
-            "interrupted_at": interrupted_at,
-            "from": journal.from,
-            "to": journal.to,
-            "active": active,
-            "target": active,
-            "steps": steps,
-            "duration_ms": millis_since(started),
-        }),
-    ))
+    Ok(Resolved {
+        resumed: true,
+        operation,
+        resolution,
+        interrupted_at,
+        from: journal.from,
+        to: journal.to,
+        active,
+        steps,
+        duration_ms: millis_since(started),
+    })
 }
 
 /// Make `keep` the only active color whatever state a killed change left: its services run, the
@@ -509,7 +736,7 @@ pub async fn rollback<E: Engine>(
     compose: &Compose,
     stack: &Stack,
     opts: &RollbackOptions,
-) -> Result<SwitchOutcome> {
+) -> Result<RollbackOutcome> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     // Lock first, then look: nothing acts on a detection made before the lock was held.
@@ -521,20 +748,8 @@ pub async fn rollback<E: Engine>(
         } else {
             Resolution::Finished
         };
-        let value = resolve(
-            engine,
-            stack,
-            &opts.switch,
-            journal,
-            resolution,
-            "ztd-rollback",
-            started,
-        )
-        .await?;
-        return Ok(SwitchOutcome {
-            json: value,
-            status: ExitStatus::Success,
-        });
+        let resolved = resolve(engine, stack, &opts.switch, journal, resolution, started).await?;
+        return Ok(RollbackOutcome::Resolved(resolved));
     }
     if let Some(conflict) = &detection.conflict {
         return Err(Error::State(format!("cannot roll back: {conflict}")));
@@ -548,16 +763,10 @@ pub async fn rollback<E: Engine>(
     }
     let refuse = |reason: String| {
         warn!("{reason}");
-        Ok(SwitchOutcome::report(
-            "ztd-rollback",
-            stack,
-            ExitStatus::Negative,
-            json!({
-                "active": detection.active,
-                "target": detection.active,
-                "refused": reason,
-            }),
-        ))
+        Ok(RollbackOutcome::NothingToRollBack(NothingToRollBack {
+            active: detection.active,
+            refused: reason,
+        }))
     };
     let (Some(active), Some(previous)) = (detection.active, record.previous) else {
         return refuse("no previous deployment to roll back to".into());
@@ -602,20 +811,13 @@ pub async fn rollback<E: Engine>(
                 "rollback refused: {previous} does not come back healthy: {}",
                 health.summary_line()
             );
-            return Ok(SwitchOutcome::report(
-                "ztd-rollback",
-                stack,
-                ExitStatus::Negative,
-                json!({
-                    "from": active,
-                    "to": previous,
-                    "active": active,
-                    "target": active,
-                    "refused": format!("{previous} does not come back healthy: {}", health.summary_line()),
-                    "health": health.to_json(),
-                    "duration_ms": millis_since(started),
-                }),
-            ));
+            return Ok(RollbackOutcome::Refused(Refusal::unhealthy(
+                Some(active),
+                previous,
+                "does not come back healthy",
+                &health,
+                started,
+            )));
         }
         journal.mark(stack, &JournalStepName::Prepare, StepState::Done)?;
         let detection = detect::detect(engine, stack).await?;
@@ -629,7 +831,9 @@ pub async fn rollback<E: Engine>(
             new: detection.color(previous).containers.clone(),
             adopting: None,
         };
-        execute(engine, stack, &opts.switch, plan, started, Some(journal)).await
+        execute(engine, stack, &opts.switch, plan, started, Some(journal))
+            .await
+            .map(RollbackOutcome::from)
     };
     let outcome = tokio::time::timeout_at(deadline, work).await;
     drop(lock);
@@ -655,21 +859,15 @@ pub async fn rollback<E: Engine>(
                 },
             )?;
             // Left part-way: exit 6, as for any change left incomplete.
-            Ok(SwitchOutcome::report(
-                "ztd-rollback",
-                stack,
-                ExitStatus::Incomplete,
-                json!({
-                    "from": active,
-                    "to": previous,
-                    "target": previous,
-                    "timed_out": true,
-                    "timeout_s": opts.timeout.as_secs_f64(),
-                    "stopped_at": where_,
-                    "journal": journal,
-                    "duration_ms": millis_since(started),
-                }),
-            ))
+            Ok(RollbackOutcome::TimedOut(TimedOut {
+                from: active,
+                to: previous,
+                timed_out: true,
+                timeout_s: opts.timeout.as_secs_f64(),
+                stopped_at: where_,
+                journal,
+                duration_ms: millis_since(started),
+            }))
         }
     }
 }
@@ -682,7 +880,7 @@ async fn abandon_candidate<E: Engine>(
     detection: &Detection,
     candidate: Color,
     started: Instant,
-) -> Result<SwitchOutcome> {
+) -> Result<RollbackOutcome> {
     info!("{candidate} was deployed but never switched to: stopping it (kept for inspection)");
     let mut stopped = Vec::new();
     for container in &detection.color(candidate).containers {
@@ -700,18 +898,12 @@ async fn abandon_candidate<E: Engine>(
             active: detection.active,
         },
     )?;
-    Ok(SwitchOutcome::report(
-        "ztd-rollback",
-        stack,
-        ExitStatus::Success,
-        json!({
-            "abandoned": candidate,
-            "stopped": stopped,
-            "active": detection.active,
-            "target": detection.active,
-            "duration_ms": millis_since(started),
-        }),
-    ))
+    Ok(RollbackOutcome::Abandoned(Abandoned {
+        abandoned: candidate,
+        stopped,
+        active: detection.active,
+        duration_ms: millis_since(started),
+    }))
 }
 
 /// Make the previous color runnable again: its kept containers, or, where they were removed,
@@ -812,7 +1004,7 @@ pub async fn cleanup<E: Engine>(
     compose: &Compose,
     stack: &Stack,
     color: Color,
-) -> Result<SwitchOutcome> {
+) -> Result<CleanupOutcome> {
     let started = Instant::now();
     // Lock first, then look: the color that became active meanwhile is never removed.
     let _lock = DeployLock::acquire(stack, "ztd-rollback --cleanup")?;
@@ -824,17 +1016,11 @@ pub async fn cleanup<E: Engine>(
     }
     if detection.active == Some(color) {
         warn!("refusing to clean up {color}: it is the active color");
-        return Ok(SwitchOutcome::report(
-            "ztd-rollback",
-            stack,
-            ExitStatus::Negative,
-            json!({
-                "cleanup": color,
-                "active": detection.active,
-                "target": detection.active,
-                "refused": format!("{color} is the active color"),
-            }),
-        ));
+        return Ok(CleanupOutcome::Refused(CleanupRefusal {
+            cleanup: color,
+            active: detection.active,
+            refused: format!("{color} is the active color"),
+        }));
     }
     let view = detection.color(color);
     let meta = read_color_meta(stack, color)?;
@@ -905,16 +1091,261 @@ pub async fn cleanup<E: Engine>(
         },
     )?;
     info!("{color} removed ({} containers)", removed.len());
-    Ok(SwitchOutcome::report(
-        "ztd-rollback",
-        stack,
-        ExitStatus::Success,
-        json!({
-            "cleanup": color,
-            "removed": removed,
-            "active": detection.active,
-            "target": detection.active,
-            "duration_ms": millis_since(started),
-        }),
-    ))
+    Ok(CleanupOutcome::Removed(Removed {
+        cleanup: color,
+        removed,
+        active: detection.active,
+        duration_ms: millis_since(started),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::report::{Report, json_line};
+
+    fn stack() -> Stack {
+        Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        }
+    }
+
+    fn keys(line: &str) -> Vec<String> {
+        let object: Map<String, Value> = serde_json::from_str(line).expect("object");
+        object.keys().cloned().collect()
+    }
+
+    const ENVELOPE: [&str; 5] = ["tool", "project", "project_dir", "ok", "target"];
+
+    /// The rollback report of `outcome`: its line, and the outcome decoded back from it.
+    fn rollback_line(outcome: RollbackOutcome) -> (String, RollbackOutcome) {
+        let report = Report::new("ztd-rollback", &stack(), outcome.target(), outcome);
+        let line = json_line(&report);
+        let decoded: Report<RollbackOutcome> = serde_json::from_str(&line).expect("decode");
+        assert_eq!(decoded.envelope, report.envelope);
+        (line, decoded.body)
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            resumed: true,
+            operation: Operation::Switch,
+            resolution: Resolution::Undone,
+            interrupted_at: "handover:bot".into(),
+            from: Some(Color::Green),
+            to: Color::Blue,
+            active: Some(Color::Green),
+            steps: Steps::default(),
+            duration_ms: 900.0,
+        }
+    }
+
+    #[test]
+    fn every_rollback_outcome_keeps_its_fields_and_decodes_back() {
+        let moved = MoveReport {
+            from: Some(Color::Blue),
+            to: Color::Green,
+            active: Some(Color::Green),
+            adopted: None,
+            undone: None,
+            version: "green-20261126-031141".into(),
+            steps: Steps::default(),
+            proxy: None,
+            ports_gap_ms: None,
+            handovers: Vec::new(),
+            duration_ms: 1500.0,
+        };
+        let move_fields = vec![
+            "from",
+            "to",
+            "active",
+            "adopted",
+            "undone",
+            "version",
+            "steps",
+            "proxy",
+            "ports_gap_ms",
+            "handovers",
+            "duration_ms",
+        ];
+        let undone = MoveReport {
+            active: Some(Color::Blue),
+            undone: Some("bot: failed".into()),
+            ..moved.clone()
+        };
+        let cases: Vec<(RollbackOutcome, Vec<&str>, ExitStatus, Option<Color>)> = vec![
+            (
+                RollbackOutcome::RolledBack(moved),
+                move_fields.clone(),
+                ExitStatus::Success,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Undone(undone),
+                move_fields,
+                ExitStatus::Negative,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Resolved(resolved()),
+                vec![
+                    "resumed",
+                    "operation",
+                    "resolution",
+                    "interrupted_at",
+                    "from",
+                    "to",
+                    "active",
+                    "steps",
+                    "duration_ms",
+                ],
+                ExitStatus::Success,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Abandoned(Abandoned {
+                    abandoned: Color::Blue,
+                    stopped: vec!["web-blue".into()],
+                    active: Some(Color::Green),
+                    duration_ms: 10.0,
+                }),
+                vec!["abandoned", "stopped", "active", "duration_ms"],
+                ExitStatus::Success,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::NothingToRollBack(NothingToRollBack {
+                    active: Some(Color::Green),
+                    refused: "no previous deployment to roll back to".into(),
+                }),
+                vec!["active", "refused"],
+                ExitStatus::Negative,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Refused(Refusal {
+                    from: Some(Color::Blue),
+                    to: Color::Green,
+                    active: Some(Color::Blue),
+                    refused: "green does not come back healthy: green: no containers".into(),
+                    health: serde_json::json!({"color": "green"}),
+                    duration_ms: 5.0,
+                }),
+                vec!["from", "to", "active", "refused", "health", "duration_ms"],
+                ExitStatus::Negative,
+                Some(Color::Blue),
+            ),
+            (
+                RollbackOutcome::TimedOut(TimedOut {
+                    from: Color::Blue,
+                    to: Color::Green,
+                    timed_out: true,
+                    timeout_s: 3.0,
+                    stopped_at: "handover:bot".into(),
+                    journal: None,
+                    duration_ms: 3001.0,
+                }),
+                vec![
+                    "from",
+                    "to",
+                    "timed_out",
+                    "timeout_s",
+                    "stopped_at",
+                    "journal",
+                    "duration_ms",
+                ],
+                ExitStatus::Incomplete,
+                Some(Color::Green),
+            ),
+        ];
+        for (outcome, fields, status, target) in cases {
+            assert_eq!(outcome.status(), status, "{outcome:?}");
+            assert_eq!(outcome.target(), target, "{outcome:?}");
+            let (line, decoded) = rollback_line(outcome.clone());
+            let mut expected: Vec<&str> = ENVELOPE.to_vec();
+            expected.extend(fields);
+            assert_eq!(keys(&line), expected, "{line}");
+            assert_eq!(decoded, outcome, "{line}");
+        }
+    }
+
+    #[test]
+    fn resume_and_cleanup_reports_keep_their_fields_and_decode_back() {
+        let nothing = ResumeOutcome::NothingToResume(NothingToResume {
+            resumed: false,
+            reason: "no switch or rollback was interrupted".into(),
+            active: Some(Color::Blue),
+        });
+        for (outcome, fields) in [
+            (
+                ResumeOutcome::Resolved(resolved()),
+                vec![
+                    "resumed",
+                    "operation",
+                    "resolution",
+                    "interrupted_at",
+                    "from",
+                    "to",
+                    "active",
+                    "steps",
+                    "duration_ms",
+                ],
+            ),
+            (nothing, vec!["resumed", "reason", "active"]),
+        ] {
+            let report = Report::new("ztd-switch", &stack(), outcome.target(), outcome);
+            let line = json_line(&report);
+            let mut expected: Vec<&str> = ENVELOPE.to_vec();
+            expected.extend(fields);
+            assert_eq!(keys(&line), expected, "{line}");
+            assert!(line.contains("\"ok\":true"), "{line}");
+            let decoded: Report<ResumeOutcome> = serde_json::from_str(&line).expect("decode");
+            assert_eq!(decoded, report);
+        }
+        let line = json_line(&Report::new(
+            "ztd-switch",
+            &stack(),
+            Some(Color::Green),
+            ResumeOutcome::Resolved(resolved()),
+        ));
+        assert!(
+            line.contains("\"operation\":\"switch\",\"resolution\":\"undone\""),
+            "{line}"
+        );
+
+        for (outcome, fields, status) in [
+            (
+                CleanupOutcome::Removed(Removed {
+                    cleanup: Color::Green,
+                    removed: vec!["web-green".into()],
+                    active: Some(Color::Blue),
+                    duration_ms: 800.0,
+                }),
+                vec!["cleanup", "removed", "active", "duration_ms"],
+                ExitStatus::Success,
+            ),
+            (
+                CleanupOutcome::Refused(CleanupRefusal {
+                    cleanup: Color::Blue,
+                    active: Some(Color::Blue),
+                    refused: "blue is the active color".into(),
+                }),
+                vec!["cleanup", "active", "refused"],
+                ExitStatus::Negative,
+            ),
+        ] {
+            let report = Report::new("ztd-rollback", &stack(), outcome.target(), outcome);
+            assert_eq!(report.status(), status);
+            let line = json_line(&report);
+            let mut expected: Vec<&str> = ENVELOPE.to_vec();
+            expected.extend(fields);
+            assert_eq!(keys(&line), expected, "{line}");
+            assert!(line.contains("\"target\":\"blue\""), "{line}");
+            let decoded: Report<CleanupOutcome> = serde_json::from_str(&line).expect("decode");
+            assert_eq!(decoded, report);
+        }
+    }
 }

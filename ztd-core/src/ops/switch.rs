@@ -7,16 +7,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::detect::{self, Detection};
 use crate::engine::{ContainerInfo, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
-use crate::health::{self, HealthPolicy, Target};
+use crate::health::{self, HealthPolicy, HealthReport, Target};
 use crate::journal::{Journal, JournalStepName, Operation, StepState};
 use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy, ProxySwitch};
 use crate::render::{DeployMeta, Listener, read_color_meta};
+use crate::report::Outcome;
 use crate::report::steps::{StepDetail, Steps};
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
@@ -40,13 +42,160 @@ pub struct SwitchOptions {
     pub health_deadline: Duration,
 }
 
-/// The result of a switch: its JSON and its exit status.
-#[derive(Debug)]
-pub struct SwitchOutcome {
-    /// The report.
-    pub json: Value,
-    /// 0 switched, 1 refused or undone.
-    pub status: ExitStatus,
+/// What a switch did: ztd-switch's report body.
+///
+/// Decoded from JSON, a move that was undone reads as `Undone` whether or not a signal caused it
+/// (the exit status, 130, is what tells `Interrupted` apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, from = "SwitchWire")]
+pub enum SwitchOutcome {
+    /// The target is active.
+    Switched(MoveReport),
+    /// A step failed and everything was put back.
+    Undone(MoveReport),
+    /// A signal stopped it and everything was put back.
+    Interrupted(MoveReport),
+    /// The target is not healthy: nothing changed.
+    Refused(Refusal),
+}
+
+/// The shapes of a switch report on the wire, told apart by their fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SwitchWire {
+    Moved(MoveReport),
+    Refused(Refusal),
+}
+
+impl From<SwitchWire> for SwitchOutcome {
+    fn from(wire: SwitchWire) -> Self {
+        match wire {
+            SwitchWire::Moved(report) => Moved::read(report).into(),
+            SwitchWire::Refused(refusal) => SwitchOutcome::Refused(refusal),
+        }
+    }
+}
+
+impl From<Moved> for SwitchOutcome {
+    fn from(moved: Moved) -> Self {
+        match moved {
+            Moved::Done(report) => SwitchOutcome::Switched(report),
+            Moved::Undone(report) => SwitchOutcome::Undone(report),
+            Moved::Interrupted(report) => SwitchOutcome::Interrupted(report),
+        }
+    }
+}
+
+impl SwitchOutcome {
+    /// The color handed on: the one switched to (also when refused or undone).
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            SwitchOutcome::Switched(report)
+            | SwitchOutcome::Undone(report)
+            | SwitchOutcome::Interrupted(report) => Some(report.to),
+            SwitchOutcome::Refused(refusal) => Some(refusal.to),
+        }
+    }
+}
+
+impl Outcome for SwitchOutcome {
+    /// 0 switched, 1 refused or undone, 130 put back after a signal.
+    fn status(&self) -> ExitStatus {
+        match self {
+            SwitchOutcome::Switched(_) => ExitStatus::Success,
+            SwitchOutcome::Undone(_) | SwitchOutcome::Refused(_) => ExitStatus::Negative,
+            SwitchOutcome::Interrupted(_) => ExitStatus::Interrupted,
+        }
+    }
+}
+
+/// How a move (a switch, or the flip of a rollback) ended, with its report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moved {
+    /// The target is active.
+    Done(MoveReport),
+    /// A step failed and everything was put back.
+    Undone(MoveReport),
+    /// A signal stopped it and everything was put back.
+    Interrupted(MoveReport),
+}
+
+impl Moved {
+    /// A report read back: undone when it says why, else done.
+    pub fn read(report: MoveReport) -> Moved {
+        if report.undone.is_some() {
+            Moved::Undone(report)
+        } else {
+            Moved::Done(report)
+        }
+    }
+}
+
+/// The report of a move, done or undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveReport {
+    /// The color that was active, if any.
+    pub from: Option<Color>,
+    /// The color moved to.
+    pub to: Color,
+    /// The color active now: `to`, or `from` when undone.
+    pub active: Option<Color>,
+    /// The plain-Compose project adopted, if any.
+    pub adopted: Option<String>,
+    /// Why the move was undone, if it was.
+    pub undone: Option<String>,
+    /// The version deployed in `to`.
+    pub version: String,
+    /// Each step, timed.
+    pub steps: Steps,
+    /// What the proxy's flip did, if the proxy moved.
+    pub proxy: Option<ProxySwitch>,
+    /// How long the host ports were closed while the proxy took them over (an adoption).
+    pub ports_gap_ms: Option<f64>,
+    /// Each singleton handed over.
+    pub handovers: Vec<HandoverReport>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A move refused because its target is not healthy: nothing changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The active color.
+    pub from: Option<Color>,
+    /// The color that was to become active.
+    pub to: Color,
+    /// The color still active.
+    pub active: Option<Color>,
+    /// Why, in one line.
+    pub refused: String,
+    /// The target's health report, as ztd-health prints it.
+    pub health: Value,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+impl Refusal {
+    /// The refusal of `to`, which `is_not` healthy (`is not healthy`, `does not come back
+    /// healthy`) as `health` says, with `from` still active.
+    pub fn unhealthy(
+        from: Option<Color>,
+        to: Color,
+        is_not: &str,
+        health: &HealthReport,
+        started: Instant,
+    ) -> Refusal {
+        Refusal {
+            from,
+            to,
+            active: from,
+            refused: format!("{to} {is_not}: {}", health.summary_line()),
+            // ztd-health's own object, as it prints it (kept as JSON until its report is typed
+            // in a form a refusal can embed).
+            health: serde_json::to_value(health.to_json()).unwrap_or_default(),
+            duration_ms: millis_since(started),
+        }
+    }
 }
 
 /// A step that was carried out and can be reverted.
@@ -64,26 +213,39 @@ enum Done {
 }
 
 /// One handover's report.
-#[derive(Debug, Clone, serde::Serialize)]
-struct HandoverReport {
-    service: String,
-    old: Option<String>,
-    new: String,
-    drain_exit_code: Option<i64>,
-    stop_ms: f64,
-    gap_ms: f64,
-    healthy_ms: f64,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverReport {
+    /// The service handed over.
+    pub service: String,
+    /// The container it was taken from, if one ran.
+    pub old: Option<String>,
+    /// The container that holds it now.
+    pub new: String,
+    /// The exit code of `ztd.drain` in the old container, if it has one.
+    pub drain_exit_code: Option<i64>,
+    /// Stopping the old container.
+    pub stop_ms: f64,
+    /// From the old one stopped to the new one running.
+    pub gap_ms: f64,
+    /// Until the new one was healthy.
+    pub healthy_ms: f64,
     /// Host ports the service publishes itself: closed from the old one's stop until the new
     /// one's start (a handover service is never behind the front proxy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port_gap: Option<PortGap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_gap: Option<PortGap>,
 }
 
 /// The note on a handover whose service publishes host ports.
-#[derive(Debug, Clone, serde::Serialize)]
-struct PortGap {
-    ports: Vec<u16>,
-    note: &'static str,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortGap {
+    /// The ports.
+    pub ports: Vec<u16>,
+    /// What happened to them.
+    pub note: String,
+}
+
+impl PortGap {
+    const NOTE: &'static str = "closed while the service was handed over (its container publishes them, not the front proxy)";
 }
 
 struct Run<'a, E: Engine> {
@@ -153,20 +315,13 @@ pub async fn switch<E: Engine>(
     if !health.healthy() && !opts.force {
         warn!("switch refused: {}", health.summary_line());
         drop(lock);
-        return Ok(SwitchOutcome::report(
-            "ztd-switch",
-            stack,
-            ExitStatus::Negative,
-            json!({
-                "from": from,
-                "to": to,
-                "target": to,
-                "active": from,
-                "refused": format!("{to} is not healthy: {}", health.summary_line()),
-                "health": health.to_json(),
-                "duration_ms": millis_since(started),
-            }),
-        ));
+        return Ok(SwitchOutcome::Refused(Refusal::unhealthy(
+            from,
+            to,
+            "is not healthy",
+            &health,
+            started,
+        )));
     }
     if !health.healthy() {
         warn!("{to} is not healthy; switching anyway (--force)");
@@ -184,19 +339,9 @@ pub async fn switch<E: Engine>(
         adopting,
     };
     check_interrupted()?;
-    let outcome = execute(engine, stack, opts, plan, started, None).await;
+    let moved = execute(engine, stack, opts, plan, started, None).await;
     drop(lock);
-    outcome
-}
-
-impl SwitchOutcome {
-    /// An outcome whose report is `tool`'s object with these fields (`ok` when it succeeded).
-    pub fn report(tool: &str, stack: &Stack, status: ExitStatus, fields: Value) -> SwitchOutcome {
-        SwitchOutcome {
-            json: crate::output::object(tool, stack, status == ExitStatus::Success, fields),
-            status,
-        }
-    }
+    moved.map(SwitchOutcome::from)
 }
 
 /// A planned move from one color (or an adopted stack) to another.
@@ -229,7 +374,7 @@ pub async fn execute<E: Engine>(
     plan: Move,
     started: Instant,
     journal: Option<Journal>,
-) -> Result<SwitchOutcome> {
+) -> Result<Moved> {
     let (operation, from, to) = (plan.operation, plan.from, plan.to);
     let journal = match journal {
         Some(journal) => journal,
@@ -273,13 +418,10 @@ pub async fn execute<E: Engine>(
         Err(failure) if run.committed => Err(unfinished(failure)),
         Ok(()) => {
             run.record().await.map_err(unfinished)?;
-            let json = run.report(true, None, started);
+            let report = run.report(None, started);
             run.journal.clone().finish(stack)?;
             info!("{to} is active");
-            Ok(SwitchOutcome {
-                json,
-                status: ExitStatus::Success,
-            })
+            Ok(Moved::Done(report))
         }
         Err(failure) => {
             let interrupted = matches!(failure, Error::Interrupted(_));
@@ -309,15 +451,12 @@ pub async fn execute<E: Engine>(
                     reason: failure.message(),
                 },
             )?;
-            let json = run.report(false, Some(failure.message().to_string()), started);
+            let report = run.report(Some(failure.message().to_string()), started);
             run.journal.clone().finish(stack)?;
-            Ok(SwitchOutcome {
-                json,
-                status: if interrupted {
-                    ExitStatus::Interrupted
-                } else {
-                    ExitStatus::Negative
-                },
+            Ok(if interrupted {
+                Moved::Interrupted(report)
+            } else {
+                Moved::Undone(report)
             })
         }
     }
@@ -769,7 +908,7 @@ impl<E: Engine> Run<'_, E> {
                 .filter(|s| !s.direct_ports.is_empty())
                 .map(|s| PortGap {
                     ports: s.direct_ports.clone(),
-                    note: "closed while the service was handed over (its container publishes them, not the front proxy)",
+                    note: PortGap::NOTE.into(),
                 }),
         });
         Ok(())
@@ -884,28 +1023,183 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
-        crate::output::object(
-            match self.plan.operation {
-                Operation::Switch => "ztd-switch",
-                Operation::Rollback => "ztd-rollback",
+    fn report(&self, undone: Option<String>, started: Instant) -> MoveReport {
+        MoveReport {
+            from: self.plan.from,
+            to: self.plan.to,
+            active: if undone.is_none() {
+                Some(self.plan.to)
+            } else {
+                self.plan.from
             },
-            self.stack,
-            ok,
-            json!({
-                "from": self.plan.from,
-                "to": self.plan.to,
-                "target": self.plan.to,
-                "active": if ok { Some(self.plan.to) } else { self.plan.from },
-                "adopted": self.plan.adopting,
-                "undone": undone,
-                "version": self.plan.to_meta.build.version,
-                "steps": self.steps,
-                "proxy": self.proxy,
-                "ports_gap_ms": self.ports_gap_ms,
-                "handovers": self.handovers,
-                "duration_ms": millis_since(started),
+            adopted: self.plan.adopting.clone(),
+            undone,
+            version: self.plan.to_meta.build.version.clone(),
+            steps: self.steps.clone(),
+            proxy: self.proxy.clone(),
+            ports_gap_ms: self.ports_gap_ms,
+            handovers: self.handovers.clone(),
+            duration_ms: millis_since(started),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::report::{Report, json_line};
+
+    fn stack() -> Stack {
+        Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        }
+    }
+
+    fn moved(undone: Option<&str>) -> MoveReport {
+        MoveReport {
+            from: Some(Color::Green),
+            to: Color::Blue,
+            active: Some(if undone.is_some() {
+                Color::Green
+            } else {
+                Color::Blue
             }),
-        )
+            adopted: None,
+            undone: undone.map(str::to_string),
+            version: "blue-20261126-034801".into(),
+            steps: Steps::default(),
+            proxy: Some(ProxySwitch {
+                generation: 1,
+                reload_ms: 73.5,
+                confirm_ms: 21.3,
+                drain_ms: 12.0,
+            }),
+            ports_gap_ms: None,
+            handovers: vec![HandoverReport {
+                service: "bot".into(),
+                old: Some("bot-green".into()),
+                new: "bot-blue".into(),
+                drain_exit_code: Some(0),
+                stop_ms: 111.3,
+                gap_ms: 240.9,
+                healthy_ms: 1067.9,
+                port_gap: Some(PortGap {
+                    ports: vec![8443],
+                    note: PortGap::NOTE.into(),
+                }),
+            }],
+            duration_ms: 1802.4,
+        }
+    }
+
+    fn keys(line: &str) -> Vec<String> {
+        let object: Map<String, Value> = serde_json::from_str(line).expect("object");
+        object.keys().cloned().collect()
+    }
+
+    fn round_trip(outcome: SwitchOutcome) -> (String, Report<SwitchOutcome>) {
+        let report = Report::new("ztd-switch", &stack(), outcome.target(), outcome);
+        let line = json_line(&report);
+        let decoded: Report<SwitchOutcome> = serde_json::from_str(&line).expect("decode");
+        (line, decoded)
+    }
+
+    #[test]
+    fn a_switch_report_has_its_fields_in_order_and_decodes_back() {
+        let (line, decoded) = round_trip(SwitchOutcome::Switched(moved(None)));
+        assert_eq!(
+            keys(&line),
+            [
+                "tool",
+                "project",
+                "project_dir",
+                "ok",
+                "target",
+                "from",
+                "to",
+                "active",
+                "adopted",
+                "undone",
+                "version",
+                "steps",
+                "proxy",
+                "ports_gap_ms",
+                "handovers",
+                "duration_ms"
+            ]
+        );
+        assert!(line.contains("\"ok\":true,\"target\":\"blue\","), "{line}");
+        assert_eq!(decoded.body, SwitchOutcome::Switched(moved(None)));
+        assert_eq!(decoded.status(), ExitStatus::Success);
+        let value: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(
+            value["handovers"][0]["port_gap"],
+            json!({"ports": [8443], "note": PortGap::NOTE})
+        );
+    }
+
+    #[test]
+    fn undone_and_interrupted_switches_say_why_and_answer_1_and_130() {
+        let (line, decoded) = round_trip(SwitchOutcome::Undone(moved(Some("bot: failed"))));
+        assert!(line.contains("\"ok\":false,\"target\":\"blue\","), "{line}");
+        assert!(line.contains("\"active\":\"green\""), "{line}");
+        assert_eq!(
+            decoded.body,
+            SwitchOutcome::Undone(moved(Some("bot: failed")))
+        );
+        assert_eq!(decoded.status(), ExitStatus::Negative);
+        let interrupted = SwitchOutcome::Interrupted(moved(Some("interrupted by a signal")));
+        assert_eq!(interrupted.status(), ExitStatus::Interrupted);
+        let (_, decoded) = round_trip(interrupted);
+        assert_eq!(
+            decoded.status(),
+            ExitStatus::Negative,
+            "JSON cannot say 130"
+        );
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_fields_and_the_embedded_health_report() {
+        let refusal = Refusal {
+            from: None,
+            to: Color::Green,
+            active: None,
+            refused: "green is not healthy: green: 1/3 containers unhealthy".into(),
+            health: json!({"color": "green", "target": "green", "healthy": false}),
+            duration_ms: 12.5,
+        };
+        let (line, decoded) = round_trip(SwitchOutcome::Refused(refusal.clone()));
+        assert_eq!(
+            keys(&line),
+            [
+                "tool",
+                "project",
+                "project_dir",
+                "ok",
+                "target",
+                "from",
+                "to",
+                "active",
+                "refused",
+                "health",
+                "duration_ms"
+            ]
+        );
+        assert!(line.contains("\"from\":null"), "{line}");
+        assert_eq!(decoded.body, SwitchOutcome::Refused(refusal));
+        assert_eq!(decoded.status(), ExitStatus::Negative);
+    }
+
+    #[test]
+    fn journal_step_names_are_the_report_step_names() {
+        assert_eq!(JournalStepName::Proxy.to_string(), "proxy");
+        assert_eq!(
+            JournalStepName::Handover("bot".into()).to_string(),
+            "handover:bot"
+        );
+        assert_eq!(JournalStepName::StopOld.to_string(), "stop_old");
     }
 }
