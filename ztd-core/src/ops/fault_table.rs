@@ -134,11 +134,24 @@ fn fixture(tag: &str) -> Fixture {
     }
     state::write_state(&stack, &record).expect("state");
     state::write_current_deployment(&stack, Color::Blue).expect("current");
-    let conf = proxy::conf_dir(&stack).join("nginx.conf");
-    std::fs::create_dir_all(proxy::conf_dir(&stack)).expect("conf dir");
+    let conf = serving_blue(&stack, &listeners, &mut containers);
+    let engine = FakeEngine::with(containers);
+    engine.with_proxy(&stack.proxy_container(), conf);
+    engine.watch_singleton(&bot(Color::Blue), &bot(Color::Green));
+    Fixture { stack, engine }
+}
+
+/// The proxy's config, serving blue, and its running container; returns the config's path.
+fn serving_blue(
+    stack: &Stack,
+    listeners: &[render::Listener],
+    containers: &mut Vec<crate::engine::ContainerInfo>,
+) -> PathBuf {
+    let conf = proxy::conf_dir(stack).join("nginx.conf");
+    std::fs::create_dir_all(proxy::conf_dir(stack)).expect("conf dir");
     let text = proxy::nginx_conf(
-        &stack,
-        &proxy::routes_to(&listeners, Some(Color::Blue)),
+        stack,
+        &proxy::routes_to(listeners, Some(Color::Blue)),
         Some(Color::Blue),
         1,
     );
@@ -152,10 +165,7 @@ fn fixture(tag: &str) -> Fixture {
     proxy_container.labels.remove("deployment.color");
     proxy_container.color = None;
     containers.push(proxy_container);
-    let engine = FakeEngine::with(containers);
-    engine.with_proxy(&stack.proxy_container(), conf);
-    engine.watch_singleton(&bot(Color::Blue), &bot(Color::Green));
-    Fixture { stack, engine }
+    conf
 }
 
 /// The singleton's container in `color` (rendered as `<service>-<color>`).

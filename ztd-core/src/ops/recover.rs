@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::compose::Compose;
-use crate::detect::{self, Detection};
+use crate::detect::{self, ColorView, Detection};
 use crate::engine::{ContainerInfo, ContainerQuery, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, Target};
@@ -397,13 +397,8 @@ async fn resolve<E: Engine>(
     resolution: Resolution,
     started: Instant,
 ) -> Result<Resolved> {
-    let interrupted_at = journal
-        .unfinished()
-        .map(|s| s.name.to_string())
-        .or_else(|| journal.steps.last().map(|s| format!("after {}", s.name)))
-        .unwrap_or_else(|| "before its first step".into());
+    let interrupted_at = interrupted_at(journal);
     let mut journal = journal.clone();
-    let mut resolution = resolution;
     info!(
         "the {} {} -> {} was interrupted at {interrupted_at}: {}",
         journal.operation,
@@ -416,95 +411,21 @@ async fn resolve<E: Engine>(
         }
     );
     let mut steps = Steps::default();
-    let operation = journal.operation;
-    let mut detection;
-    loop {
-        let (keep, other) = match resolution {
-            Resolution::Finished => (Some(journal.to), journal.from),
-            Resolution::Undone => (journal.from, Some(journal.to)),
-        };
-        detection = detect::detect(engine, stack).await?;
-        let other_side: Vec<ContainerInfo> = match other {
-            Some(color) => detection.color(color).containers.clone(),
-            None => detection.legacy.clone(),
-        };
-        // Finishing stops the other side (kept for rollback). Undoing a switch leaves its
-        // target running as the deploy candidate, as before the switch; undoing a rollback
-        // stops the color it was bringing back, as it was before.
-        let retire_other = resolution == Resolution::Finished || operation == Operation::Rollback;
-        let unhealthy = converge(
-            engine,
-            stack,
-            opts,
-            &detection,
-            keep,
-            &other_side,
-            retire_other,
-            &mut steps,
-        )
-        .await?;
-        if resolution == Resolution::Undone || unhealthy.is_empty() || journal.from.is_none() {
-            break;
-        }
-        // The change would have been undone had it not been interrupted: undo it now, marked
-        // on disk first like any undo.
-        warn!(
-            "{} is not healthy in {}: undoing the {} instead",
-            unhealthy.join(", "),
-            journal.to,
-            journal.operation
-        );
-        journal.begin_undo(stack)?;
-        resolution = Resolution::Undone;
-    }
-    let keep = match resolution {
+    let (resolution, detection) =
+        settle(engine, stack, opts, &mut journal, resolution, &mut steps).await?;
+    record_resolution(stack, &journal, resolution, &detection, &interrupted_at)?;
+    journal.clone().finish(stack)?;
+    let active = match resolution {
         Resolution::Finished => Some(journal.to),
         Resolution::Undone => journal.from,
     };
-    if let (Resolution::Undone, Some(from)) = (resolution, journal.from) {
-        // The records may already name the target if the change was killed while writing them.
-        state::write_current_deployment(stack, from)?;
-        state::update(stack, |record| {
-            record.active = Some(from);
-            record.candidate = (operation == Operation::Switch).then_some(journal.to);
-        })?;
-    }
-    if resolution == Resolution::Finished {
-        let images: BTreeMap<String, String> = detection
-            .color(journal.to)
-            .containers
-            .iter()
-            .map(|c| (c.service.clone(), c.image_id.clone()))
-            .collect();
-        record_move(
-            stack,
-            operation,
-            journal.from,
-            journal.to,
-            images,
-            &ResumedDetail { resumed: true },
-        )?;
-    }
-    state::record_event(
-        stack,
-        "resume",
-        &ResumeEvent {
-            operation,
-            from: journal.from,
-            to: journal.to,
-            interrupted_at: &interrupted_at,
-            resolution,
-        },
-    )?;
-    journal.clone().finish(stack)?;
-    let active = keep;
     info!(
         "{} is active",
         active.map_or("nothing".into(), |c| c.to_string())
     );
     Ok(Resolved {
         resumed: true,
-        operation,
+        operation: journal.operation,
         resolution,
         interrupted_at,
         from: journal.from,
@@ -515,122 +436,299 @@ async fn resolve<E: Engine>(
     })
 }
 
-/// Make `keep` the only active color whatever state a killed change left: its services run, the
-/// proxy points at it, every singleton runs only there (the other side's stopped first), and,
-/// when `retire_other`, the rest of the other side is stopped (kept). Every action checks the
-/// current state first, so it can run again after being killed itself. Returns the singletons
-/// that did not come up healthy in `keep`.
-#[allow(clippy::too_many_arguments)]
-async fn converge<E: Engine>(
+/// Where a journaled change stopped: its unfinished step, `after <step>`, or `before its first
+/// step`.
+fn interrupted_at(journal: &Journal) -> String {
+    journal
+        .unfinished()
+        .map(|s| s.name.to_string())
+        .or_else(|| journal.steps.last().map(|s| format!("after {}", s.name)))
+        .unwrap_or_else(|| "before its first step".into())
+}
+
+/// Converge on `resolution`; a change being finished whose singleton does not come up healthy
+/// is undone instead (marked on disk first, like any undo). Returns the resolution reached and
+/// the detection it acted on.
+async fn settle<E: Engine>(
     engine: &E,
     stack: &Stack,
     opts: &SwitchOptions,
-    detection: &Detection,
-    keep: Option<Color>,
-    other_side: &[ContainerInfo],
-    retire_other: bool,
+    journal: &mut Journal,
+    mut resolution: Resolution,
     steps: &mut Steps,
-) -> Result<Vec<String>> {
-    let mut unhealthy = Vec::new();
-    let keep_meta = match keep {
-        Some(color) => read_color_meta(stack, color)?,
-        None => None,
-    };
-    let keep_containers: Vec<ContainerInfo> = keep
-        .map(|c| detection.color(c).containers.clone())
-        .unwrap_or_default();
-    let handover_services: Vec<String> = keep_meta
-        .iter()
-        .flat_map(|m| m.services.iter())
-        .filter(|s| s.mode == SwitchMode::Handover)
-        .map(|s| s.name.clone())
-        .collect();
-    let is_handover = |c: &ContainerInfo| {
-        handover_services.contains(&c.service)
-            || c.settings_or_default().switch == SwitchMode::Handover
-    };
-
-    // 1. The kept color's other services run.
-    let started = Instant::now();
-    let idle: Vec<&ContainerInfo> = keep_containers
-        .iter()
-        .filter(|c| !is_handover(c) && !c.state.is_up())
-        .collect();
-    for result in join_all(
-        idle.iter()
-            .map(|c| start_kept(engine, c, keep_meta.as_ref())),
-    )
-    .await
-    {
-        result?;
+) -> Result<(Resolution, Detection)> {
+    loop {
+        let (keep, other) = match resolution {
+            Resolution::Finished => (Some(journal.to), journal.from),
+            Resolution::Undone => (journal.from, Some(journal.to)),
+        };
+        let detection = detect::detect(engine, stack).await?;
+        let other_side: Vec<ContainerInfo> = match other {
+            Some(color) => detection.color(color).containers.clone(),
+            None => detection.legacy.clone(),
+        };
+        // Finishing stops the other side (kept for rollback). Undoing a switch leaves its
+        // target running as the deploy candidate, as before the switch; undoing a rollback
+        // stops the color it was bringing back, as it was before.
+        let retire_other =
+            resolution == Resolution::Finished || journal.operation == Operation::Rollback;
+        let unhealthy = Converge::new(engine, stack, opts, &detection, keep, &other_side)?
+            .run(retire_other, steps)
+            .await?;
+        if resolution == Resolution::Undone || unhealthy.is_empty() || journal.from.is_none() {
+            return Ok((resolution, detection));
+        }
+        // The change would have been undone had it not been interrupted: undo it now.
+        warn!(
+            "{} is not healthy in {}: undoing the {} instead",
+            unhealthy.join(", "),
+            journal.to,
+            journal.operation
+        );
+        journal.begin_undo(stack)?;
+        resolution = Resolution::Undone;
     }
-    steps.record(
-        "services",
-        started,
-        true,
-        StepDetail {
-            started: Some(idle.len()),
-            ..StepDetail::default()
-        },
-    );
+}
 
-    // 2. The proxy points at it.
-    let listeners = keep_meta
-        .as_ref()
-        .map(|m| m.listeners.clone())
-        .unwrap_or_default();
-    let proxy = Proxy::new(engine, stack);
-    if let Some(status) = proxy.status().await? {
+/// Record how a journaled change ended: the state files name the color now active (a finished
+/// move is recorded as the move itself would have), and a `resume` line in the history.
+fn record_resolution(
+    stack: &Stack,
+    journal: &Journal,
+    resolution: Resolution,
+    detection: &Detection,
+    interrupted_at: &str,
+) -> Result<()> {
+    let operation = journal.operation;
+    match (resolution, journal.from) {
+        (Resolution::Undone, Some(from)) => {
+            // The records may already name the target if the change was killed while writing
+            // them.
+            state::write_current_deployment(stack, from)?;
+            state::update(stack, |record| {
+                record.active = Some(from);
+                record.candidate = (operation == Operation::Switch).then_some(journal.to);
+            })?;
+        }
+        (Resolution::Undone, None) => {}
+        (Resolution::Finished, _) => {
+            let images: BTreeMap<String, String> = detection
+                .color(journal.to)
+                .containers
+                .iter()
+                .map(|c| (c.service.clone(), c.image_id.clone()))
+                .collect();
+            record_move(
+                stack,
+                operation,
+                journal.from,
+                journal.to,
+                images,
+                &ResumedDetail { resumed: true },
+            )?;
+        }
+    }
+    state::record_event(
+        stack,
+        "resume",
+        &ResumeEvent {
+            operation,
+            from: journal.from,
+            to: journal.to,
+            interrupted_at,
+            resolution,
+        },
+    )
+}
+
+/// Making one color the only active one whatever state a killed change left: its services run,
+/// the proxy points at it, every singleton runs only there (the other side's stopped first),
+/// and, when asked, the rest of the other side is stopped (kept). Every action checks the
+/// current state first, so it can run again after being killed itself.
+struct Converge<'a, E: Engine> {
+    engine: &'a E,
+    stack: &'a Stack,
+    opts: &'a SwitchOptions,
+    /// The color to keep active, if any.
+    keep: Option<Color>,
+    /// What was rendered for it.
+    keep_meta: Option<DeployMeta>,
+    /// Its containers.
+    keep_containers: Vec<ContainerInfo>,
+    /// Its singletons.
+    handover_services: Vec<String>,
+    /// The containers of the other side: the other color, or the stack being adopted.
+    other_side: &'a [ContainerInfo],
+}
+
+impl<'a, E: Engine> Converge<'a, E> {
+    fn new(
+        engine: &'a E,
+        stack: &'a Stack,
+        opts: &'a SwitchOptions,
+        detection: &Detection,
+        keep: Option<Color>,
+        other_side: &'a [ContainerInfo],
+    ) -> Result<Self> {
+        let keep_meta = match keep {
+            Some(color) => read_color_meta(stack, color)?,
+            None => None,
+        };
+        let keep_containers = keep
+            .map(|c| detection.color(c).containers.clone())
+            .unwrap_or_default();
+        let handover_services = keep_meta
+            .iter()
+            .flat_map(|m| m.services.iter())
+            .filter(|s| s.mode == SwitchMode::Handover)
+            .map(|s| s.name.clone())
+            .collect();
+        Ok(Converge {
+            engine,
+            stack,
+            opts,
+            keep,
+            keep_meta,
+            keep_containers,
+            handover_services,
+            other_side,
+        })
+    }
+
+    /// Converge, timing each step in `steps`; when `retire_other`, the rest of the other side
+    /// is stopped too. Returns the singletons that did not come up healthy in the kept color.
+    async fn run(&self, retire_other: bool, steps: &mut Steps) -> Result<Vec<String>> {
+        self.start_services(steps).await?;
+        self.point_proxy(steps).await?;
+        self.retire_other_singletons(steps).await?;
+        let unhealthy = self.run_kept_singletons(steps).await?;
+        if retire_other {
+            self.stop_other_side(steps).await?;
+        }
+        Ok(unhealthy)
+    }
+
+    fn is_handover(&self, container: &ContainerInfo) -> bool {
+        self.handover_services.contains(&container.service)
+            || container.settings_or_default().switch == SwitchMode::Handover
+    }
+
+    /// Step 1: the kept color's other services run.
+    async fn start_services(&self, steps: &mut Steps) -> Result<()> {
         let started = Instant::now();
-        if let Some(meta) = &keep_meta {
+        let idle: Vec<&ContainerInfo> = self
+            .keep_containers
+            .iter()
+            .filter(|c| !self.is_handover(c) && !c.state.is_up())
+            .collect();
+        let starts = idle
+            .iter()
+            .map(|c| start_kept(self.engine, c, self.keep_meta.as_ref()));
+        for result in join_all(starts).await {
+            result?;
+        }
+        steps.record(
+            "services",
+            started,
+            true,
+            StepDetail {
+                started: Some(idle.len()),
+                ..StepDetail::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Step 2: the proxy, if there is one, points at the kept color (taking the ports over from an
+    /// adopted stack if it has not yet).
+    async fn point_proxy(&self, steps: &mut Steps) -> Result<()> {
+        let proxy = Proxy::new(self.engine, self.stack);
+        let Some(status) = proxy.status().await? else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        if let Some(meta) = &self.keep_meta {
             proxy.connect(&proxy::networks_for(meta)).await?;
         }
-        let listeners = if listeners.is_empty() {
+        let listeners = match &self.keep_meta {
+            Some(meta) if !meta.listeners.is_empty() => meta.listeners.clone(),
             // Nothing to serve: keep the ports the proxy has, answering that nothing is active.
-            read_color_meta(stack, keep.map_or(Color::Green, Color::other))?
+            _ => read_color_meta(self.stack, self.keep.map_or(Color::Green, Color::other))?
                 .map(|m| m.listeners)
-                .unwrap_or_default()
-        } else {
-            listeners
+                .unwrap_or_default(),
         };
-        let routes = proxy::routes_to(&listeners, keep);
         if status != RunState::Running {
-            let holders = port_holders(&listeners, other_side);
-            take_over_ports(engine, stack, opts, &listeners, keep, &holders).await?;
+            let holders = port_holders(&listeners, self.other_side);
+            take_over_ports(
+                self.engine,
+                self.stack,
+                self.opts,
+                &listeners,
+                self.keep,
+                &holders,
+            )
+            .await?;
         }
+        let routes = proxy::routes_to(&listeners, self.keep);
         proxy
-            .point_to(&routes, keep, &BTreeMap::new(), opts.drain_timeout)
+            .point_to(
+                &routes,
+                self.keep,
+                &BTreeMap::new(),
+                self.opts.drain_timeout,
+            )
             .await?;
         steps.record(
             "proxy",
             started,
             true,
             StepDetail {
-                color: keep,
+                color: self.keep,
                 ..StepDetail::default()
             },
         );
+        Ok(())
     }
 
-    // 3. Each singleton: the other side's stops first, then the kept one runs.
-    for container in other_side.iter().filter(|c| is_handover(c)) {
-        let started = Instant::now();
-        let current = fresh(engine, container).await?;
-        if let Some(current) = current {
-            retire(engine, opts, &current).await?;
+    /// Step 3a: each singleton of the other side stops first.
+    async fn retire_other_singletons(&self, steps: &mut Steps) -> Result<()> {
+        for container in self.other_side.iter().filter(|c| self.is_handover(c)) {
+            let started = Instant::now();
+            if let Some(current) = fresh(self.engine, container).await? {
+                retire(self.engine, self.opts, &current).await?;
+            }
+            steps.record(
+                &format!("retire:{}", container.name),
+                started,
+                true,
+                StepDetail::default(),
+            );
         }
-        steps.record(
-            &format!("retire:{}", container.name),
-            started,
-            true,
-            StepDetail::default(),
-        );
+        Ok(())
     }
-    for service in &handover_services {
-        let Some(container) = keep_containers.iter().find(|c| &c.service == service) else {
-            continue;
-        };
-        let started = Instant::now();
+
+    /// Step 3b: then each singleton of the kept color runs. Returns those that are not healthy.
+    async fn run_kept_singletons(&self, steps: &mut Steps) -> Result<Vec<String>> {
+        let mut unhealthy = Vec::new();
+        for service in &self.handover_services {
+            let Some(container) = self.keep_containers.iter().find(|c| &c.service == service)
+            else {
+                continue;
+            };
+            let started = Instant::now();
+            if !self.run_kept_singleton(service, container).await? {
+                unhealthy.push(service.clone());
+            }
+            let step = JournalStepName::Handover(service.clone());
+            steps.record(&step.to_string(), started, true, StepDetail::default());
+        }
+        Ok(unhealthy)
+    }
+
+    /// Start (or activate) one kept singleton, wait for it, and give it its restart policy.
+    /// Returns whether it is healthy.
+    async fn run_kept_singleton(&self, service: &str, container: &ContainerInfo) -> Result<bool> {
+        let (engine, opts) = (self.engine, self.opts);
         let current = fresh(engine, container)
             .await?
             .unwrap_or_else(|| container.clone());
@@ -650,46 +748,41 @@ async fn converge<E: Engine>(
                 );
             }
         }
-        if let (Some(color), Some(meta)) = (keep, &keep_meta) {
-            let target = Target {
-                stack,
-                color,
-                active: true,
-                service: Some(service),
-            };
-            let report = health::wait(engine, &target, &opts.policy, opts.health_deadline).await?;
-            if !report.healthy() {
-                warn!(
-                    "{service}: {} is not healthy: {}",
-                    current.name,
-                    report.summary_line()
-                );
-                unhealthy.push(service.clone());
-            }
-            restore_restart_policy(engine, Some(meta), &current).await?;
+        let (Some(color), Some(meta)) = (self.keep, &self.keep_meta) else {
+            return Ok(true);
+        };
+        let target = Target {
+            stack: self.stack,
+            color,
+            active: true,
+            service: Some(service),
+        };
+        let report = health::wait(engine, &target, &opts.policy, opts.health_deadline).await?;
+        if !report.healthy() {
+            warn!(
+                "{service}: {} is not healthy: {}",
+                current.name,
+                report.summary_line()
+            );
         }
-        steps.record(
-            &format!("handover:{service}"),
-            started,
-            true,
-            StepDetail::default(),
-        );
+        restore_restart_policy(engine, Some(meta), &current).await?;
+        Ok(report.healthy())
     }
 
-    // 4. The rest of the other side stops (kept for rollback).
-    if retire_other {
+    /// Step 4: the rest of the other side stops (kept for rollback).
+    async fn stop_other_side(&self, steps: &mut Steps) -> Result<()> {
         let started = Instant::now();
         let mut retired = 0;
-        for container in other_side {
-            if let Some(current) = fresh(engine, container).await?
+        for container in self.other_side {
+            if let Some(current) = fresh(self.engine, container).await?
                 && current.state.is_up()
             {
-                retire(engine, opts, &current).await?;
+                retire(self.engine, self.opts, &current).await?;
                 retired += 1;
             }
         }
         steps.record(
-            "stop_old",
+            &JournalStepName::StopOld.to_string(),
             started,
             true,
             StepDetail {
@@ -697,8 +790,8 @@ async fn converge<E: Engine>(
                 ..StepDetail::default()
             },
         );
+        Ok(())
     }
-    Ok(unhealthy)
 }
 
 /// The container as it is now, or `None` if it was removed.
@@ -780,96 +873,149 @@ pub async fn rollback<E: Engine>(
     // while preparing it is undone by --resume or another ztd-rollback.
     let mut journal = Journal::begin(stack, Operation::Rollback, Some(active), previous, None)?;
     journal.start(stack, JournalStepName::Prepare)?;
-    let work = async {
-        let prepared = async {
-            prepare(engine, compose, stack, &previous_meta, &record).await?;
-            let target = Target {
-                stack,
-                color: previous,
-                active: false,
-                service: None,
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            health::wait(
-                engine,
-                &target,
-                &opts.switch.policy,
-                opts.switch.health_deadline.min(remaining),
-            )
-            .await
-        }
-        .await;
-        if !prepared.as_ref().is_ok_and(|health| health.healthy()) {
-            // Put the previous color back to rest: nothing changed.
-            let detection = detect::detect(engine, stack).await?;
-            for container in &detection.color(previous).containers {
-                retire(engine, &opts.switch, container).await?;
-            }
-            journal.clone().finish(stack)?;
-            let health = prepared?;
-            warn!(
-                "rollback refused: {previous} does not come back healthy: {}",
-                health.summary_line()
-            );
-            return Ok(RollbackOutcome::Refused(Refusal::unhealthy(
-                Some(active),
-                previous,
-                "does not come back healthy",
-                &health,
-                started,
-            )));
-        }
-        journal.mark(stack, &JournalStepName::Prepare, StepState::Done)?;
-        let detection = detect::detect(engine, stack).await?;
-        let plan = Move {
-            operation: Operation::Rollback,
-            from: Some(active),
-            to: previous,
-            to_meta: previous_meta.clone(),
-            from_meta: read_color_meta(stack, active)?,
-            old: detection.color(active).containers.clone(),
-            new: detection.color(previous).containers.clone(),
-            adopting: None,
-        };
-        execute(engine, stack, &opts.switch, plan, started, Some(journal))
-            .await
-            .map(RollbackOutcome::from)
+    let back = Back {
+        active,
+        previous,
+        previous_meta,
+        record,
+        started,
+        deadline,
     };
-    let outcome = tokio::time::timeout_at(deadline, work).await;
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        bring_back(engine, compose, stack, opts, &back, journal),
+    )
+    .await;
     drop(lock);
     match outcome {
         Ok(result) => result,
-        Err(_) => {
-            let journal = journal::read(stack)?;
-            let where_ = journal
-                .as_ref()
-                .and_then(|j| j.unfinished().map(|s| s.name.to_string()))
-                .unwrap_or_else(|| "while preparing the previous color".into());
-            warn!(
-                "ROLLBACK_TIMEOUT ({}s) reached at {where_}; run ztd-switch --resume or ztd-rollback again",
-                opts.timeout.as_secs()
-            );
-            state::record_event(
-                stack,
-                "rollback_timeout",
-                &TimeoutEvent {
-                    from: active,
-                    to: previous,
-                    at_step: &where_,
-                },
-            )?;
-            // Left part-way: exit 6, as for any change left incomplete.
-            Ok(RollbackOutcome::TimedOut(TimedOut {
-                from: active,
-                to: previous,
-                timed_out: true,
-                timeout_s: opts.timeout.as_secs_f64(),
-                stopped_at: where_,
-                journal,
-                duration_ms: millis_since(started),
-            }))
-        }
+        Err(_) => timed_out(stack, opts, &back),
     }
+}
+
+/// The rollback of the last switch: the color to leave, the one to bring back, and the clock.
+#[derive(Debug)]
+struct Back {
+    /// The active color, rolled back from.
+    active: Color,
+    /// The previous color, rolled back to.
+    previous: Color,
+    /// What was rendered for it.
+    previous_meta: DeployMeta,
+    /// The state file as the rollback began.
+    record: state::StateFile,
+    /// When the rollback began.
+    started: Instant,
+    /// `ROLLBACK_TIMEOUT` from then.
+    deadline: tokio::time::Instant,
+}
+
+/// Bring the previous color back (journaled, its `prepare` step started): make it run and wait
+/// until it is healthy, then move to it as a switch does. One that does not come back healthy
+/// is put back to rest and the rollback refused.
+async fn bring_back<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    opts: &RollbackOptions,
+    back: &Back,
+    mut journal: Journal,
+) -> Result<RollbackOutcome> {
+    let (active, previous) = (back.active, back.previous);
+    let prepared = async {
+        prepare(engine, compose, stack, &back.previous_meta, &back.record).await?;
+        let target = Target {
+            stack,
+            color: previous,
+            active: false,
+            service: None,
+        };
+        let remaining = back
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        health::wait(
+            engine,
+            &target,
+            &opts.switch.policy,
+            opts.switch.health_deadline.min(remaining),
+        )
+        .await
+    }
+    .await;
+    if !prepared.as_ref().is_ok_and(|health| health.healthy()) {
+        // Put the previous color back to rest: nothing changed.
+        let detection = detect::detect(engine, stack).await?;
+        for container in &detection.color(previous).containers {
+            retire(engine, &opts.switch, container).await?;
+        }
+        journal.finish(stack)?;
+        let health = prepared?;
+        warn!(
+            "rollback refused: {previous} does not come back healthy: {}",
+            health.summary_line()
+        );
+        return Ok(RollbackOutcome::Refused(Refusal::unhealthy(
+            Some(active),
+            previous,
+            "does not come back healthy",
+            &health,
+            back.started,
+        )));
+    }
+    journal.mark(stack, &JournalStepName::Prepare, StepState::Done)?;
+    let detection = detect::detect(engine, stack).await?;
+    let plan = Move {
+        operation: Operation::Rollback,
+        from: Some(active),
+        to: previous,
+        to_meta: back.previous_meta.clone(),
+        from_meta: read_color_meta(stack, active)?,
+        old: detection.color(active).containers.clone(),
+        new: detection.color(previous).containers.clone(),
+        adopting: None,
+    };
+    execute(
+        engine,
+        stack,
+        &opts.switch,
+        plan,
+        back.started,
+        Some(journal),
+    )
+    .await
+    .map(RollbackOutcome::from)
+}
+
+/// A rollback stopped by `ROLLBACK_TIMEOUT`: say where, in the history too, and leave the
+/// journal for `--resume` or another rollback (exit 6, as for any change left incomplete).
+fn timed_out(stack: &Stack, opts: &RollbackOptions, back: &Back) -> Result<RollbackOutcome> {
+    let journal = journal::read(stack)?;
+    let where_ = journal
+        .as_ref()
+        .and_then(|j| j.unfinished().map(|s| s.name.to_string()))
+        .unwrap_or_else(|| "while preparing the previous color".into());
+    warn!(
+        "ROLLBACK_TIMEOUT ({}s) reached at {where_}; run ztd-switch --resume or ztd-rollback again",
+        opts.timeout.as_secs()
+    );
+    state::record_event(
+        stack,
+        "rollback_timeout",
+        &TimeoutEvent {
+            from: back.active,
+            to: back.previous,
+            at_step: &where_,
+        },
+    )?;
+    Ok(RollbackOutcome::TimedOut(TimedOut {
+        from: back.active,
+        to: back.previous,
+        timed_out: true,
+        timeout_s: opts.timeout.as_secs_f64(),
+        stopped_at: where_,
+        journal,
+        duration_ms: millis_since(back.started),
+    }))
 }
 
 /// Stop a deploy candidate that was never switched to: the stack is as before the deploy.
@@ -927,8 +1073,9 @@ async fn prepare<E: Engine>(
         .filter(|s| !containers.iter().any(|c| c.service == s.name))
         .map(|s| s.name.as_str())
         .collect();
-    let mut file = path.clone();
-    if !missing.is_empty() {
+    let file = if missing.is_empty() {
+        path
+    } else {
         info!(
             "{}: recreating {} from the images recorded at its deploy",
             meta.color,
@@ -939,22 +1086,8 @@ async fn prepare<E: Engine>(
             .get(&meta.color)
             .map(|d| d.images.clone())
             .unwrap_or_default();
-        if let Some(services) = model.get_mut("services").and_then(Value::as_object_mut) {
-            for (name, service) in services.iter_mut() {
-                let id = images.get(name).ok_or_else(|| {
-                    Error::State(format!(
-                        "no image id was recorded for {name} in {}; cannot recreate it",
-                        meta.color
-                    ))
-                })?;
-                service["image"] = Value::from(id.clone());
-                if let Some(fields) = service.as_object_mut() {
-                    fields.remove("build");
-                    fields.insert("pull_policy".into(), Value::from("never"));
-                }
-            }
-        }
-        file = stack.ztd_dir().join(format!("rollback-{}.yml", meta.color));
+        pin_images(&mut model, &images, meta.color)?;
+        let file = stack.ztd_dir().join(format!("rollback-{}.yml", meta.color));
         state::write_atomic(&file, render::rendered_text(&model).as_bytes(), 0o600)?;
         compose
             .run(
@@ -965,7 +1098,8 @@ async fn prepare<E: Engine>(
             )
             .await?;
         attach_shared(engine, stack, meta).await?;
-    }
+        file
+    };
     let proxy = Proxy::new(engine, stack);
     if proxy.status().await?.is_some() {
         proxy.connect(&proxy::networks_for(meta)).await?;
@@ -997,6 +1131,80 @@ async fn prepare<E: Engine>(
     Ok(())
 }
 
+/// Disconnect the containers of other projects (the shared services, the proxy) from a color's
+/// networks: attached, they would keep the networks alive.
+async fn detach_others<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    detection: &Detection,
+    meta: &DeployMeta,
+) -> Result<()> {
+    let mut attached: Vec<String> = detection.shared.iter().map(|c| c.id.clone()).collect();
+    attached.push(stack.proxy_container());
+    for network in meta.networks.values() {
+        for container in &attached {
+            engine.disconnect(network, container).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `docker compose down` a color's project: its containers and networks. Compose finds a
+/// project's containers by label: without the rendered file, a file that only names the project
+/// is enough.
+async fn compose_down(
+    compose: &Compose,
+    stack: &Stack,
+    color: Color,
+    view: &ColorView,
+) -> Result<()> {
+    let path = stack.rendered_compose_path(color);
+    let empty = stack.ztd_dir().join("empty-compose.yml");
+    let file = if path.exists() {
+        path
+    } else if !view.containers.is_empty() {
+        state::write_atomic(
+            &empty,
+            format!("name: {}\nservices: {{}}\n", view.project).as_bytes(),
+            0o644,
+        )?;
+        empty.clone()
+    } else {
+        return Ok(());
+    };
+    let down = compose
+        .run(
+            stack,
+            &view.project,
+            &file,
+            &["down", "--remove-orphans", "--timeout", "10"],
+        )
+        .await;
+    let _ = std::fs::remove_file(&empty);
+    down
+}
+
+/// Point every service of a rendered Compose model at the image id recorded at its deploy
+/// (`images`, by service), never built nor pulled again.
+fn pin_images(model: &mut Value, images: &BTreeMap<String, String>, color: Color) -> Result<()> {
+    let Some(services) = model.get_mut("services").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    for (name, service) in services.iter_mut() {
+        let id = images.get(name).ok_or_else(|| {
+            Error::State(format!(
+                "no image id was recorded for {name} in {color}; cannot recreate it"
+            ))
+        })?;
+        service["image"] = Value::from(id.clone());
+        if let Some(fields) = service.as_object_mut() {
+            fields.remove("build");
+            fields.insert("pull_policy".into(), Value::from("never"));
+        }
+    }
+    Ok(())
+}
+
 /// `ztd-rollback --cleanup COLOR`: remove a color that is not active: its containers, networks
 /// and rendered file. The active color is refused.
 pub async fn cleanup<E: Engine>(
@@ -1023,48 +1231,13 @@ pub async fn cleanup<E: Engine>(
         }));
     }
     let view = detection.color(color);
-    let meta = read_color_meta(stack, color)?;
-    // Containers of other projects attached to the color's networks would keep them alive.
-    if let Some(meta) = &meta {
-        let mut attached: Vec<String> = detection.shared.iter().map(|c| c.id.clone()).collect();
-        attached.push(stack.proxy_container());
-        for network in meta.networks.values() {
-            for container in &attached {
-                engine.disconnect(network, container).await?;
-            }
-        }
+    if let Some(meta) = read_color_meta(stack, color)? {
+        detach_others(engine, stack, &detection, &meta).await?;
     }
-    let path = stack.rendered_compose_path(color);
     let removed: Vec<String> = view.containers.iter().map(|c| c.name.clone()).collect();
-    // Compose finds a project's containers by label: without the rendered file, a file that
-    // only names the project is enough for `down`.
-    let empty = stack.ztd_dir().join("empty-compose.yml");
-    let file = if path.exists() {
-        Some(path.clone())
-    } else if !view.containers.is_empty() {
-        state::write_atomic(
-            &empty,
-            format!("name: {}\nservices: {{}}\n", view.project).as_bytes(),
-            0o644,
-        )?;
-        Some(empty.clone())
-    } else {
-        None
-    };
-    if let Some(file) = file {
-        let down = compose
-            .run(
-                stack,
-                &view.project,
-                &file,
-                &["down", "--remove-orphans", "--timeout", "10"],
-            )
-            .await;
-        let _ = std::fs::remove_file(&empty);
-        down?;
-    }
+    compose_down(compose, stack, color, view).await?;
     for file in [
-        path.clone(),
+        stack.rendered_compose_path(color),
         stack.ztd_dir().join(format!("rollback-{color}.yml")),
     ] {
         match std::fs::remove_file(&file) {
@@ -1143,8 +1316,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_rollback_outcome_keeps_its_fields_and_decodes_back() {
+    /// A rollback outcome, the fields its report has after the envelope, its exit status and
+    /// the target it hands on.
+    type Case = (
+        RollbackOutcome,
+        Vec<&'static str>,
+        ExitStatus,
+        Option<Color>,
+    );
+
+    /// The rollbacks that moved: rolled back, and undone.
+    fn move_cases() -> Vec<Case> {
         let moved = MoveReport {
             from: Some(Color::Blue),
             to: Color::Green,
@@ -1176,7 +1358,7 @@ mod tests {
             undone: Some("bot: failed".into()),
             ..moved.clone()
         };
-        let cases: Vec<(RollbackOutcome, Vec<&str>, ExitStatus, Option<Color>)> = vec![
+        vec![
             (
                 RollbackOutcome::RolledBack(moved),
                 move_fields.clone(),
@@ -1189,6 +1371,12 @@ mod tests {
                 ExitStatus::Negative,
                 Some(Color::Green),
             ),
+        ]
+    }
+
+    /// The rollbacks that did not move.
+    fn other_cases() -> Vec<Case> {
+        vec![
             (
                 RollbackOutcome::Resolved(resolved()),
                 vec![
@@ -1260,8 +1448,12 @@ mod tests {
                 ExitStatus::Incomplete,
                 Some(Color::Green),
             ),
-        ];
-        for (outcome, fields, status, target) in cases {
+        ]
+    }
+
+    #[test]
+    fn every_rollback_outcome_keeps_its_fields_and_decodes_back() {
+        for (outcome, fields, status, target) in move_cases().into_iter().chain(other_cases()) {
             assert_eq!(outcome.status(), status, "{outcome:?}");
             assert_eq!(outcome.target(), target, "{outcome:?}");
             let (line, decoded) = rollback_line(outcome.clone());

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::detect::{self, Detection};
-use crate::engine::{ContainerInfo, Engine, RunState};
+use crate::engine::{ContainerInfo, Engine, ExecOutput, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, HealthPolicy, HealthReport, Target};
 use crate::journal::{Journal, JournalStepName, Operation, StepState};
-use crate::labels::SwitchMode;
+use crate::labels::{ServiceSettings, SwitchMode};
 use crate::proxy::{self, Proxy, ProxySwitch};
 use crate::render::{DeployMeta, Listener, read_color_meta};
 use crate::report::Outcome;
@@ -375,10 +375,15 @@ pub async fn execute<E: Engine>(
     started: Instant,
     journal: Option<Journal>,
 ) -> Result<Moved> {
-    let (operation, from, to) = (plan.operation, plan.from, plan.to);
     let journal = match journal {
         Some(journal) => journal,
-        None => Journal::begin(stack, operation, from, to, plan.adopting.clone())?,
+        None => Journal::begin(
+            stack,
+            plan.operation,
+            plan.from,
+            plan.to,
+            plan.adopting.clone(),
+        )?,
     };
     let mut run = Run {
         engine,
@@ -393,72 +398,18 @@ pub async fn execute<E: Engine>(
         ports_gap_ms: None,
         committed: false,
     };
-    info!(
-        "{} {} -> {to}",
-        if operation == Operation::Switch {
-            "switching"
-        } else {
-            "rolling back"
-        },
-        run.plan
-            .adopting
-            .clone()
-            .or(from.map(|c| c.to_string()))
-            .unwrap_or_else(|| "nothing".into())
-    );
-    let unfinished = |failure: Error| {
-        let message = format!(
-            "{} to {to}: {to} serves and holds every singleton, but {failure}; run ztd-switch --resume to finish",
-            operation.name()
-        );
-        warn!("{message}");
-        Error::Incomplete(message)
-    };
+    run.announce();
     match run.forward().await {
-        Err(failure) if run.committed => Err(unfinished(failure)),
+        Err(failure) if run.committed => Err(run.unfinished(failure)),
         Ok(()) => {
-            run.record().await.map_err(unfinished)?;
+            let recorded = run.record().await;
+            recorded.map_err(|failure| run.unfinished(failure))?;
             let report = run.report(None, started);
             run.journal.clone().finish(stack)?;
-            info!("{to} is active");
+            info!("{} is active", run.plan.to);
             Ok(Moved::Done(report))
         }
-        Err(failure) => {
-            let interrupted = matches!(failure, Error::Interrupted(_));
-            warn!(
-                "{} failed: {failure}; putting everything back",
-                operation.name()
-            );
-            run.journal.begin_undo(stack)?;
-            fault::point("undo:start");
-            if let Err(undo) = run.undo().await {
-                let message = format!(
-                    "{} to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback",
-                    operation.name()
-                );
-                return Err(if interrupted {
-                    Error::Interrupted(message)
-                } else {
-                    Error::Incomplete(message)
-                });
-            }
-            state::record_event(
-                stack,
-                &format!("{operation}_undone"),
-                &UndoneEvent {
-                    from,
-                    to,
-                    reason: failure.message(),
-                },
-            )?;
-            let report = run.report(Some(failure.message().to_string()), started);
-            run.journal.clone().finish(stack)?;
-            Ok(if interrupted {
-                Moved::Interrupted(report)
-            } else {
-                Moved::Undone(report)
-            })
-        }
+        Err(failure) => run.put_back(failure, started).await,
     }
 }
 
@@ -624,6 +575,16 @@ pub(crate) async fn give_back_ports<E: Engine>(
     Ok(())
 }
 
+/// The error of a `ztd.drain` or `ztd.activate` (`command`) in `container` that did not exit 0.
+fn command_failed(service: &str, command: &str, container: &str, out: &ExecOutput) -> Error {
+    Error::Engine(format!(
+        "{service}: {command} in {container} {}: {}",
+        out.exit_code
+            .map_or("timed out".to_string(), |c| format!("exited {c}")),
+        crate::error::one_line(&out.output)
+    ))
+}
+
 fn check_interrupted() -> Result<()> {
     if signals::interrupted() {
         Err(Error::Interrupted("interrupted by a signal".into()))
@@ -654,6 +615,72 @@ fn old_side(
 }
 
 impl<E: Engine> Run<'_, E> {
+    /// Say on stderr what moves where.
+    fn announce(&self) {
+        let plan = &self.plan;
+        info!(
+            "{} {} -> {}",
+            if plan.operation == Operation::Switch {
+                "switching"
+            } else {
+                "rolling back"
+            },
+            plan.adopting
+                .clone()
+                .or(plan.from.map(|c| c.to_string()))
+                .unwrap_or_else(|| "nothing".into()),
+            plan.to
+        );
+    }
+
+    /// The error of a move that failed past the point of no return: `--resume` finishes it.
+    fn unfinished(&self, failure: Error) -> Error {
+        let to = self.plan.to;
+        let message = format!(
+            "{} to {to}: {to} serves and holds every singleton, but {failure}; run ztd-switch --resume to finish",
+            self.plan.operation
+        );
+        warn!("{message}");
+        Error::Incomplete(message)
+    }
+
+    /// After `failure` before the point of no return: mark the undo on disk, undo every step
+    /// done, and record it. An undo that fails too leaves the journal (exit 6, or 130 when a
+    /// signal caused it).
+    async fn put_back(&mut self, failure: Error, started: Instant) -> Result<Moved> {
+        let (operation, from, to) = (self.plan.operation, self.plan.from, self.plan.to);
+        let interrupted = matches!(failure, Error::Interrupted(_));
+        warn!("{operation} failed: {failure}; putting everything back");
+        self.journal.begin_undo(self.stack)?;
+        fault::point("undo:start");
+        if let Err(undo) = self.undo().await {
+            let message = format!(
+                "{operation} to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback"
+            );
+            return Err(if interrupted {
+                Error::Interrupted(message)
+            } else {
+                Error::Incomplete(message)
+            });
+        }
+        state::record_event(
+            self.stack,
+            &format!("{operation}_undone"),
+            &UndoneEvent {
+                from,
+                to,
+                reason: failure.message(),
+            },
+        )?;
+        let report = self.report(Some(failure.message().to_string()), started);
+        self.journal.clone().finish(self.stack)?;
+        Ok(if interrupted {
+            Moved::Interrupted(report)
+        } else {
+            Moved::Undone(report)
+        })
+    }
+
     async fn forward(&mut self) -> Result<()> {
         if !self.plan.to_meta.listeners.is_empty() {
             self.journal.start(self.stack, JournalStepName::Proxy)?;
@@ -795,6 +822,8 @@ impl<E: Engine> Run<'_, E> {
         retire(self.engine, self.opts, container).await
     }
 
+    /// Hand `service` over: drain the old container, stop it, then start (or activate) the
+    /// new one and wait until it is healthy.
     async fn handover(&mut self, service: &str) -> Result<()> {
         let new = self
             .plan
@@ -812,27 +841,10 @@ impl<E: Engine> Run<'_, E> {
             .find(|c| c.service == service && c.state.is_up())
             .cloned();
         let new_settings = new.settings()?;
-        let mut drain_exit_code = None;
-        if let Some(old) = &old {
-            let old_settings = old.settings_or_default();
-            if let Some(drain) = &old_settings.drain {
-                let timeout = old_settings
-                    .drain_timeout
-                    .unwrap_or(self.opts.drain_timeout);
-                info!("{service}: draining {}", old.name);
-                let out = self.engine.exec(&old.id, drain, timeout).await?;
-                drain_exit_code = out.exit_code;
-                if out.exit_code != Some(0) {
-                    return Err(Error::Engine(format!(
-                        "{service}: ztd.drain in {} {}: {}",
-                        old.name,
-                        out.exit_code
-                            .map_or("timed out".to_string(), |c| format!("exited {c}")),
-                        crate::error::one_line(&out.output)
-                    )));
-                }
-            }
-        }
+        let drain_exit_code = match &old {
+            Some(old) => self.drain(service, old).await?,
+            None => None,
+        };
         // Recorded before the old one stops, so that a stop that fails half-way still gets
         // the old one started again by the undo.
         self.done.push(Done::Handover {
@@ -846,25 +858,7 @@ impl<E: Engine> Run<'_, E> {
         let stop_ms = millis_since(stopping);
         fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
-        let current = self.engine.inspect(&new.id).await?;
-        if !current.state.is_up() {
-            self.engine.start(&new.id).await?;
-        }
-        if let Some(activate) = &new_settings.activate {
-            let out = self
-                .engine
-                .exec(&new.id, activate, self.opts.drain_timeout)
-                .await?;
-            if out.exit_code != Some(0) {
-                return Err(Error::Engine(format!(
-                    "{service}: ztd.activate in {} {}: {}",
-                    new.name,
-                    out.exit_code
-                        .map_or("timed out".to_string(), |c| format!("exited {c}")),
-                    crate::error::one_line(&out.output)
-                )));
-            }
-        }
+        self.bring_up(service, &new, &new_settings).await?;
         let gap_ms = millis_since(stopped);
         info!(
             "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
@@ -872,6 +866,62 @@ impl<E: Engine> Run<'_, E> {
             new.name
         );
         let checking = Instant::now();
+        self.wait_healthy(service, &new).await?;
+        restore_restart_policy(self.engine, Some(&self.plan.to_meta), &new).await?;
+        self.handovers.push(HandoverReport {
+            service: service.to_string(),
+            old: old.map(|o| o.name),
+            new: new.name,
+            drain_exit_code,
+            stop_ms,
+            gap_ms,
+            healthy_ms: millis_since(checking),
+            port_gap: self.port_gap(service),
+        });
+        Ok(())
+    }
+
+    /// Run the old container's `ztd.drain`, if it has one; its exit code. Anything but exit 0
+    /// stops the handover.
+    async fn drain(&self, service: &str, old: &ContainerInfo) -> Result<Option<i64>> {
+        let settings = old.settings_or_default();
+        let Some(drain) = &settings.drain else {
+            return Ok(None);
+        };
+        let timeout = settings.drain_timeout.unwrap_or(self.opts.drain_timeout);
+        info!("{service}: draining {}", old.name);
+        let out = self.engine.exec(&old.id, drain, timeout).await?;
+        if out.exit_code != Some(0) {
+            return Err(command_failed(service, "ztd.drain", &old.name, &out));
+        }
+        Ok(out.exit_code)
+    }
+
+    /// Start the new container unless it runs, then run its `ztd.activate`, if it has one.
+    async fn bring_up(
+        &self,
+        service: &str,
+        new: &ContainerInfo,
+        settings: &ServiceSettings,
+    ) -> Result<()> {
+        let current = self.engine.inspect(&new.id).await?;
+        if !current.state.is_up() {
+            self.engine.start(&new.id).await?;
+        }
+        if let Some(activate) = &settings.activate {
+            let out = self
+                .engine
+                .exec(&new.id, activate, self.opts.drain_timeout)
+                .await?;
+            if out.exit_code != Some(0) {
+                return Err(command_failed(service, "ztd.activate", &new.name, &out));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until the handed-over service is healthy in the new color.
+    async fn wait_healthy(&self, service: &str, new: &ContainerInfo) -> Result<()> {
         let target = Target {
             stack: self.stack,
             color: self.plan.to,
@@ -892,26 +942,19 @@ impl<E: Engine> Run<'_, E> {
                 report.summary_line()
             )));
         }
-        restore_restart_policy(self.engine, Some(&self.plan.to_meta), &new).await?;
-        self.handovers.push(HandoverReport {
-            service: service.to_string(),
-            old: old.map(|o| o.name),
-            new: new.name,
-            drain_exit_code,
-            stop_ms,
-            gap_ms,
-            healthy_ms: millis_since(checking),
-            port_gap: self
-                .plan
-                .to_meta
-                .service(service)
-                .filter(|s| !s.direct_ports.is_empty())
-                .map(|s| PortGap {
-                    ports: s.direct_ports.clone(),
-                    note: PortGap::NOTE.into(),
-                }),
-        });
         Ok(())
+    }
+
+    /// The host ports `service` publishes itself, closed during its handover.
+    fn port_gap(&self, service: &str) -> Option<PortGap> {
+        self.plan
+            .to_meta
+            .service(service)
+            .filter(|s| !s.direct_ports.is_empty())
+            .map(|s| PortGap {
+                ports: s.direct_ports.clone(),
+                note: PortGap::NOTE.into(),
+            })
     }
 
     /// Stop what is left of the old side. Every container is tried; the first failure is
