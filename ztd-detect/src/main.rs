@@ -90,7 +90,7 @@ fn describe(stack: &Stack, detection: &Detection) {
     if let (true, Some(journal)) = (detection.interrupted, &detection.journal) {
         let step = journal
             .unfinished()
-            .map_or("after its last step", |s| s.name.as_str());
+            .map_or_else(|| "after its last step".into(), |s| s.name.to_string());
         warn!(
             "a {} to {} was interrupted at {step}: run ztd-switch --resume or ztd-rollback",
             journal.operation, journal.to

@@ -9,7 +9,7 @@ use ztd_core::cli::{self, StackArgs, SwitchArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::{RollbackOptions, cleanup, rollback};
-use ztd_core::report::{Printed, json_line};
+use ztd_core::report::{Printed, Report};
 use ztd_core::signals;
 use ztd_core::stack::Color;
 
@@ -74,17 +74,29 @@ fn main() -> ExitCode {
             .await
             .in_project(&stack)?
             .on(engine.endpoint());
-        let outcome = match cli.cleanup {
-            Some(color) => cleanup(&engine, &compose, &stack, color).await,
-            None => {
-                let options = RollbackOptions {
-                    switch: cli.switch.options(None, false),
-                    timeout: cli.timeout,
-                };
-                rollback(&engine, &compose, &stack, &options).await
-            }
+        if let Some(color) = cli.cleanup {
+            let cleaned = cleanup(&engine, &compose, &stack, color)
+                .await
+                .in_project(&stack)?;
+            return Ok(Printed::json(&Report::new(
+                "ztd-rollback",
+                &stack,
+                cleaned.target(),
+                cleaned,
+            )));
         }
-        .in_project(&stack)?;
-        Ok(Printed::text(json_line(&outcome.json), outcome.status))
+        let options = RollbackOptions {
+            switch: cli.switch.options(None, false),
+            timeout: cli.timeout,
+        };
+        let rolled = rollback(&engine, &compose, &stack, &options)
+            .await
+            .in_project(&stack)?;
+        Ok(Printed::json(&Report::new(
+            "ztd-rollback",
+            &stack,
+            rolled.target(),
+            rolled,
+        )))
     })
 }

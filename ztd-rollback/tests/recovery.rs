@@ -7,8 +7,12 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use ztd_core::recover::{CleanupOutcome, Resolution, Resolved, ResumeOutcome, RollbackOutcome};
+use ztd_core::report::Report;
+use ztd_core::stack::Color;
+use ztd_core::switch::SwitchOutcome;
 use ztd_testkit::{
-    EventLog, LoadLoop, TestStack, ever_overlapped, example_stack, free_port, http_get,
+    EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, example_stack, free_port, http_get,
 };
 
 fn read(stack: &TestStack, file: &str) -> String {
@@ -17,6 +21,34 @@ fn read(stack: &TestStack, file: &str) -> String {
 
 fn state(stack: &TestStack) -> Value {
     serde_json::from_str(&read(stack, ".ztd/state.json")).unwrap()
+}
+
+/// ztd-rollback's report, decoded.
+fn rollback_report(out: &ToolOutput) -> Report<RollbackOutcome> {
+    let report: Report<RollbackOutcome> = out.decode();
+    assert_eq!(report.envelope.tool, "ztd-rollback", "{}", out.stdout);
+    report
+}
+
+/// What `ztd-switch --resume` or `ztd-rollback` (`tool`) did with an interrupted change.
+fn resolved(tool: &str, out: &ToolOutput) -> Resolved {
+    let (resolved, ok) = if tool == "ztd-rollback" {
+        let report = rollback_report(out);
+        match report.body {
+            RollbackOutcome::Resolved(resolved) => (resolved, report.envelope.ok),
+            other => panic!("not resolved: {other:?}"),
+        }
+    } else {
+        let report: Report<ResumeOutcome> = out.decode();
+        assert_eq!(report.envelope.tool, "ztd-switch", "{}", out.stdout);
+        match report.body {
+            ResumeOutcome::Resolved(resolved) => (resolved, report.envelope.ok),
+            other => panic!("not resolved: {other:?}"),
+        }
+    };
+    assert!(ok, "{}", out.stdout);
+    assert!(resolved.resumed, "{}", out.stdout);
+    resolved
 }
 
 fn other(color: &str) -> &'static str {
@@ -77,7 +109,7 @@ fn killed_switch_recovered_by(
     point: &str,
     version: &str,
     recovery: &[&str],
-) -> (String, u64, u64) {
+) -> (Resolution, u64, u64) {
     let before = read(stack, ".current_deployment").trim().to_string();
     let target = other(&before);
     stack
@@ -102,10 +134,11 @@ fn killed_switch_recovered_by(
     );
     let out = stack.run(recovery[0], &recovery[1..]);
     out.expect_code(0);
-    assert_eq!(out.json["resumed"], true, "{}", out.stdout);
-    let active = out.json["active"]
-        .as_str()
+    let resolution = resolved(recovery[0], &out);
+    let active = resolution
+        .active
         .expect("one active color")
+        .as_str()
         .to_string();
     std::thread::sleep(Duration::from_millis(200));
     let report = load.stop();
@@ -113,11 +146,7 @@ fn killed_switch_recovered_by(
     if recovery[0] == "ztd-rollback" {
         assert_eq!(active, before, "a rollback undoes the interrupted switch");
     }
-    (
-        out.json["resolution"].as_str().unwrap_or("").to_string(),
-        report.failed,
-        report.total,
-    )
+    (resolution.resolution, report.failed, report.total)
 }
 
 fn fault_matrix_row(tag: &str, point: &str) {
@@ -129,7 +158,7 @@ fn fault_matrix_row(tag: &str, point: &str) {
     let rolled = killed_switch_recovered_by(&stack, port, &point, "v3", &["ztd-rollback"]);
     let events = events.stop();
     eprintln!(
-        "fault matrix | {point} | resume: {} ({} of {} requests failed) | rollback: {} ({} of {} failed)",
+        "fault matrix | {point} | resume: {:?} ({} of {} requests failed) | rollback: {:?} ({} of {} failed)",
         resumed.0, resumed.1, resumed.2, rolled.0, rolled.1, rolled.2
     );
     assert!(
@@ -199,8 +228,9 @@ fn killed_during_an_undo_recovered_by(tag: &str, recovery: &[&str]) {
     assert_eq!(detect.json["journal"]["undoing"], true, "{}", detect.stdout);
     let out = stack.run(recovery[0], &recovery[1..]);
     out.expect_code(0);
-    assert_eq!(out.json["resolution"], "undone", "{}", out.stdout);
-    assert_eq!(out.json["active"], "green");
+    let resolution = resolved(recovery[0], &out);
+    assert_eq!(resolution.resolution, Resolution::Undone, "{}", out.stdout);
+    assert_eq!(resolution.active, Some(Color::Green));
     let events = events.stop();
     assert_only_active(&stack, port, "green");
     assert!(
@@ -232,17 +262,17 @@ fn a_rollback_after_a_good_switch_flips_back_without_a_failed_request() {
     out.expect_code(0);
     std::thread::sleep(Duration::from_millis(200));
     let report = load.stop();
+    let rolled = rollback_report(&out);
+    assert!(rolled.envelope.ok);
+    let RollbackOutcome::RolledBack(moved) = rolled.body else {
+        panic!("not rolled back: {}", out.stdout)
+    };
     eprintln!(
         "rollback to kept containers: {:.0} ms, {} of {} requests failed",
-        out.json["duration_ms"].as_f64().unwrap(),
-        report.failed,
-        report.total
+        moved.duration_ms, report.failed, report.total
     );
     assert_eq!(report.failed, 0, "{:?}", report.errors);
-    assert_eq!(
-        (out.json["from"].as_str(), out.json["to"].as_str()),
-        (Some("blue"), Some("green"))
-    );
+    assert_eq!((moved.from, moved.to), (Some(Color::Blue), Color::Green));
     assert_only_active(&stack, port, "green");
     let (_, _, body) = http_get(port, "/").unwrap();
     assert!(body.starts_with("hello from v1 (green)"), "{body}");
@@ -291,10 +321,10 @@ fn with_no_previous_deployment_a_rollback_is_refused_and_changes_nothing() {
     let before = stack.snapshot();
     let out = stack.run("ztd-rollback", &[]);
     out.expect_code(1);
-    assert_eq!(
-        out.json["refused"],
-        "no previous deployment to roll back to"
-    );
+    let RollbackOutcome::NothingToRollBack(refusal) = rollback_report(&out).body else {
+        panic!("not refused: {}", out.stdout)
+    };
+    assert_eq!(refusal.refused, "no previous deployment to roll back to");
     assert_eq!(stack.snapshot(), before);
     assert_only_active(&stack, port, "green");
 }
@@ -307,17 +337,24 @@ fn a_rollback_that_reaches_rollback_timeout_stops_and_reports_where_things_stand
         .expect_code(0);
     let out = stack.run_with("ztd-rollback", &[], &[("ROLLBACK_TIMEOUT", "3")], None);
     out.expect_code(6);
-    assert_eq!(out.json["timed_out"], true);
+    let RollbackOutcome::TimedOut(timed_out) = rollback_report(&out).body else {
+        panic!("not timed out: {}", out.stdout)
+    };
+    assert!(timed_out.timed_out);
     assert!(out.elapsed < Duration::from_secs(6), "{:?}", out.elapsed);
     assert_eq!(
-        out.json["stopped_at"],
+        timed_out.stopped_at,
         format!("handover:{}", stack.service("bot"))
     );
     let detect = stack.run("ztd-detect", &[]);
     detect.expect_code(6);
     let resumed = stack.run("ztd-switch", &["--resume"]);
     resumed.expect_code(0);
-    let active = resumed.json["active"].as_str().unwrap().to_string();
+    let active = resolved("ztd-switch", &resumed)
+        .active
+        .expect("one active color")
+        .as_str()
+        .to_string();
     assert_only_active(&stack, port, &active);
 }
 
@@ -328,7 +365,11 @@ fn cleanup_refuses_the_active_color_and_removes_another() {
     let before = stack.snapshot();
     let refused = stack.run("ztd-rollback", &["--cleanup", "blue"]);
     refused.expect_code(1);
-    assert_eq!(refused.json["refused"], "blue is the active color");
+    let report: Report<CleanupOutcome> = refused.decode();
+    let CleanupOutcome::Refused(refusal) = report.body else {
+        panic!("not refused: {}", refused.stdout)
+    };
+    assert_eq!(refusal.refused, "blue is the active color");
     stack
         .run("ztd-rollback", &["--cleanup", "purple"])
         .expect_code(2)
@@ -338,7 +379,12 @@ fn cleanup_refuses_the_active_color_and_removes_another() {
 
     let out = stack.run("ztd-rollback", &["--cleanup", "green"]);
     out.expect_code(0);
-    assert_eq!(out.json["removed"].as_array().unwrap().len(), 3);
+    let report: Report<CleanupOutcome> = out.decode();
+    assert_eq!(report.envelope.tool, "ztd-rollback");
+    let CleanupOutcome::Removed(removed) = report.body else {
+        panic!("not removed: {}", out.stdout)
+    };
+    assert_eq!(removed.removed.len(), 3);
     assert!(!stack.dir.join("docker-compose.green.yml").exists());
     assert!(
         stack.containers().iter().all(|c| !c.contains("-green ")),
@@ -363,8 +409,10 @@ fn a_candidate_that_was_never_switched_to_is_stopped_by_a_rollback() {
         &[("APP_VERSION", "v2"), env[0], env[1], env[2]],
     );
     failed.expect_code(0);
-    assert_eq!(failed.json["tool"], "ztd-rollback");
-    assert_eq!(failed.json["abandoned"], "blue");
+    let RollbackOutcome::Abandoned(abandoned) = rollback_report(&failed).body else {
+        panic!("no candidate abandoned: {}", failed.stdout)
+    };
+    assert_eq!(abandoned.abandoned, Color::Blue);
     assert_eq!(
         stack.inspect(&stack.container("web", "blue"))["State"]["Status"],
         "exited"
@@ -436,9 +484,13 @@ fn ctrl_c_mid_switch_puts_everything_back_and_exits_130() {
     assert_eq!(status.code(), Some(130));
     let mut stdout = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(report["ok"], false);
-    assert!(report["undone"].as_str().unwrap().contains("interrupted"));
+    let report: Report<SwitchOutcome> = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(!report.envelope.ok);
+    // Undone by a signal: exit 130 above; the JSON reads as undone, saying why.
+    let SwitchOutcome::Undone(moved) = report.body else {
+        panic!("not undone: {stdout}")
+    };
+    assert!(moved.undone.unwrap().contains("interrupted"));
     assert_only_active(&stack, port, "green");
     assert!(!stack.dir.join(".ztd/journal.json").exists());
 }

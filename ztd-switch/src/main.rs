@@ -7,7 +7,7 @@ use clap::Parser;
 use ztd_core::cli::{self, Context, StackArgs, SwitchArgs, WithProject};
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::resume;
-use ztd_core::report::{Printed, json_line};
+use ztd_core::report::{Printed, Report};
 use ztd_core::stack::Color;
 use ztd_core::switch::switch;
 use ztd_core::{fault, signals};
@@ -87,13 +87,22 @@ fn main() -> ExitCode {
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let options = cli.switch.options(to, cli.force);
-        let outcome = if cli.resume {
-            resume(&engine, &stack, &options).await
-        } else {
-            fault::pause("switch:before").await;
-            switch(&engine, &stack, &options).await
+        if cli.resume {
+            let resumed = resume(&engine, &stack, &options).await.in_project(&stack)?;
+            return Ok(Printed::json(&Report::new(
+                "ztd-switch",
+                &stack,
+                resumed.target(),
+                resumed,
+            )));
         }
-        .in_project(&stack)?;
-        Ok(Printed::text(json_line(&outcome.json), outcome.status))
+        fault::pause("switch:before").await;
+        let switched = switch(&engine, &stack, &options).await.in_project(&stack)?;
+        Ok(Printed::json(&Report::new(
+            "ztd-switch",
+            &stack,
+            switched.target(),
+            switched,
+        )))
     })
 }

@@ -7,6 +7,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use ztd_core::report::{ErrorReport, Report};
+use ztd_core::stack::Color;
+use ztd_core::switch::{MoveReport, SwitchOutcome};
 use ztd_testkit::{
     EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, example_stack as compose,
     free_port, http_get, sh,
@@ -28,6 +31,26 @@ fn running(stack: &TestStack, name: &str) -> bool {
     stack.container_id(name).is_some()
 }
 
+/// ztd-switch's report, decoded.
+fn switch_report(out: &ToolOutput) -> Report<SwitchOutcome> {
+    let report: Report<SwitchOutcome> = out.decode();
+    assert_eq!(report.envelope.tool, "ztd-switch", "{}", out.stdout);
+    report
+}
+
+/// The move of a ztd-switch that switched (`ok: true`, handing on the color it switched to).
+fn switched(out: &ToolOutput) -> MoveReport {
+    let report = switch_report(out);
+    assert!(report.envelope.ok, "{}", out.stdout);
+    match report.body {
+        SwitchOutcome::Switched(moved) => {
+            assert_eq!(report.envelope.target, Some(moved.to));
+            moved
+        }
+        other => panic!("not switched: {other:?}"),
+    }
+}
+
 #[test]
 fn the_first_deploy_goes_to_green_and_the_second_to_blue() {
     let stack = TestStack::new("d-first");
@@ -35,13 +58,9 @@ fn the_first_deploy_goes_to_green_and_the_second_to_blue() {
     stack.write_compose(&compose(&stack, port));
     let first = deploy(&stack, "v1", &[]);
     first.expect_code(0);
-    let j = &first.json;
-    assert_eq!(
-        (j["tool"].as_str(), j["ok"].as_bool()),
-        (Some("ztd-switch"), Some(true))
-    );
-    assert_eq!(j["from"], Value::Null);
-    assert_eq!(j["to"], "green");
+    let moved = switched(&first);
+    assert_eq!(moved.from, None);
+    assert_eq!(moved.to, Color::Green);
     assert_eq!(read(&stack, ".current_deployment"), "green\n");
     let st = state(&stack);
     assert_eq!(
@@ -99,10 +118,8 @@ fn the_first_deploy_goes_to_green_and_the_second_to_blue() {
 
     let second = deploy(&stack, "v2", &[]);
     second.expect_code(0);
-    assert_eq!(
-        (second.json["from"].as_str(), second.json["to"].as_str()),
-        (Some("green"), Some("blue"))
-    );
+    let moved = switched(&second);
+    assert_eq!((moved.from, moved.to), (Some(Color::Green), Color::Blue));
     assert_eq!(read(&stack, ".current_deployment"), "blue\n");
     let st = state(&stack);
     assert_eq!(
@@ -154,9 +171,10 @@ fn three_deploys_under_load_lose_no_request_and_never_run_the_singleton_twice() 
     for version in ["v2", "v3", "v4"] {
         let out = deploy(&stack, version, &[]);
         out.expect_code(0);
-        let handover = &out.json["handovers"][0];
-        assert_eq!(handover["service"], bot.as_str());
-        gaps.push(handover["gap_ms"].as_f64().unwrap());
+        let moved = switched(&out);
+        let handover = &moved.handovers[0];
+        assert_eq!(handover.service, bot);
+        gaps.push(handover.gap_ms);
         walls.push(out.elapsed.as_secs_f64());
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -226,11 +244,13 @@ fn an_unhealthy_new_version_is_refused_and_the_old_one_keeps_serving() {
     let (before, containers) = (files(&stack), stack.containers());
     let refused = stack.run("ztd-switch", &[]);
     refused.expect_code(1);
+    let report = switch_report(&refused);
+    assert!(!report.envelope.ok);
+    let SwitchOutcome::Refused(refusal) = &report.body else {
+        panic!("not refused: {}", refused.stdout)
+    };
     assert!(
-        refused.json["refused"]
-            .as_str()
-            .unwrap()
-            .contains("blue is not healthy"),
+        refusal.refused.contains("blue is not healthy"),
         "{}",
         refused.stdout
     );
@@ -298,10 +318,12 @@ fn a_singleton_that_fails_after_its_handover_puts_everything_back() {
     ];
     let out = deploy(&stack, "v2", &env);
     out.expect_code(1);
-    assert_eq!(out.json["tool"], "ztd-switch");
-    let undone = out.json["undone"].as_str().expect("undone reason");
+    let SwitchOutcome::Undone(moved) = switch_report(&out).body else {
+        panic!("not undone: {}", out.stdout)
+    };
+    let undone = moved.undone.as_deref().expect("undone reason");
     assert!(undone.contains(&stack.container("bot", "blue")), "{undone}");
-    assert_eq!(out.json["active"], "green");
+    assert_eq!(moved.active, Some(Color::Green));
     std::thread::sleep(Duration::from_millis(300));
     let report = load.stop();
     let events = events.stop();
@@ -361,9 +383,10 @@ fn a_stack_started_with_plain_compose_is_adopted() {
     std::thread::sleep(Duration::from_millis(300));
     let report = load.stop();
     let events = events.stop();
-    assert_eq!(out.json["adopted"], stack.name.as_str());
-    let gap = out.json["ports_gap_ms"]
-        .as_f64()
+    let moved = switched(&out);
+    assert_eq!(moved.adopted.as_deref(), Some(stack.name.as_str()));
+    let gap = moved
+        .ports_gap_ms
         .expect("the port takeover gap is reported");
     eprintln!(
         "adoption: ports gap {gap:.0} ms; {} of {} requests failed during the takeover",
@@ -462,7 +485,9 @@ fn a_second_deploy_while_one_holds_the_lock_exits_7_and_changes_nothing() {
     locked
         .expect_code(7)
         .expect_one_line_error("holds the lock");
-    assert_eq!(locked.json["error"]["kind"], "locked");
+    let error: ErrorReport = locked.decode();
+    assert_eq!((error.tool.as_str(), error.ok), ("ztd-switch", false));
+    assert_eq!(error.error.kind, "locked");
     stack.run("ztd-up", &["blue"]).expect_code(7);
     assert_eq!(stack.snapshot(), before);
     holder.kill().unwrap();
@@ -580,10 +605,10 @@ fn requests_made_the_instant_a_switch_returns_reach_the_color_it_reported() {
         .run_with("ztd-up", &[], &[("APP_VERSION", "v2")], None)
         .expect_code(0);
     stack.run("ztd-health", &["--wait", "blue"]).expect_code(0);
-    let switched = stack.run("ztd-switch", &[]);
+    let out = stack.run("ztd-switch", &[]);
     let served = forty_requests(port);
-    switched.expect_code(0);
-    assert_eq!(switched.json["active"], "blue");
+    out.expect_code(0);
+    assert_eq!(switched(&out).active, Some(Color::Blue));
     assert!(served.iter().all(|c| c == "blue"), "{served:?}");
 
     // Undone: a singleton that fails after its handover; the proxy goes back to blue.
@@ -607,7 +632,10 @@ fn requests_made_the_instant_a_switch_returns_reach_the_color_it_reported() {
     );
     let served = forty_requests(port);
     undone.expect_code(1);
-    assert_eq!(undone.json["active"], "blue", "{}", undone.stdout);
+    let SwitchOutcome::Undone(moved) = switch_report(&undone).body else {
+        panic!("not undone: {}", undone.stdout)
+    };
+    assert_eq!(moved.active, Some(Color::Blue), "{}", undone.stdout);
     assert!(
         undone.stderr.contains("proxy serves blue again"),
         "{}",

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use ztd_testkit::{LoadLoop, TestStack, free_port, http_get, testapp_image};
+use ztd_core::report::Report;
+use ztd_core::stack::Color;
+use ztd_core::switch::{MoveReport, SwitchOutcome};
+use ztd_testkit::{LoadLoop, TestStack, ToolOutput, free_port, http_get, testapp_image};
 
 /// The same service names in every stack: `web` on a host port, `bot` a singleton, `side` beside.
 fn same_names(port: u16) -> String {
@@ -38,6 +41,19 @@ fn same_names(port: u16) -> String {
       ztd.health.tcp: "8080"
 "#
     )
+}
+
+/// The move of a deploy whose ztd-switch switched.
+fn switched(out: &ToolOutput) -> MoveReport {
+    let report: Report<SwitchOutcome> = out.decode();
+    assert_eq!(
+        (report.envelope.tool.as_str(), report.envelope.ok),
+        ("ztd-switch", true)
+    );
+    match report.body {
+        SwitchOutcome::Switched(moved) => moved,
+        other => panic!("not switched: {other:?}"),
+    }
 }
 
 fn body_of(port: u16) -> (u16, Option<String>, String) {
@@ -92,8 +108,9 @@ fn two_stacks_with_the_same_service_names_deploy_and_serve_side_by_side() {
     for stack in [&a, &b] {
         let out = stack.deploy("v2", &[]);
         out.expect_code(0);
-        assert_eq!(out.json["to"], "blue");
-        assert_eq!(out.json["handovers"][0]["service"], "bot");
+        let moved = switched(&out);
+        assert_eq!(moved.to, Color::Blue);
+        assert_eq!(moved.handovers[0].service, "bot");
     }
     std::thread::sleep(Duration::from_millis(300));
     let (report_a, report_b) = (load_a.stop(), load_b.stop());
@@ -119,7 +136,7 @@ fn two_stacks_with_the_same_service_names_deploy_and_serve_side_by_side() {
     drop(a);
     let third = b.deploy("v3", &[]);
     third.expect_code(0);
-    assert_eq!(third.json["to"], "green");
+    assert_eq!(switched(&third).to, Color::Green);
     assert_eq!(
         b.container_of("green", "web"),
         format!("{}-green-web-1", b.name)

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ztd_core::report::Report;
+use ztd_core::switch::SwitchOutcome;
 use ztd_testkit::{EventLog, TestStack, ever_overlapped, free_port, http_get, testapp_image};
 
 fn compose(stack: &TestStack, port: u16) -> String {
@@ -64,11 +66,15 @@ fn an_x_ztd_singleton_keeps_its_port_and_is_handed_over_never_twice() {
     let second = stack.deploy("v2", &[]);
     let events = events.stop();
     second.expect_code(0);
-    let handover = &second.json["handovers"][0];
-    assert_eq!(handover["service"], format!("bot{id}"), "{}", second.stdout);
+    let report: Report<SwitchOutcome> = second.decode();
+    let SwitchOutcome::Switched(moved) = &report.body else {
+        panic!("not switched: {}", second.stdout)
+    };
+    let handover = &moved.handovers[0];
+    assert_eq!(handover.service, format!("bot{id}"), "{}", second.stdout);
     assert_eq!(
-        handover["port_gap"]["ports"],
-        serde_json::json!([port]),
+        handover.port_gap.as_ref().map(|g| g.ports.clone()),
+        Some(vec![port]),
         "{}",
         second.stdout
     );

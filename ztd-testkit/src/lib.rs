@@ -97,6 +97,17 @@ impl ToolOutput {
         }
     }
 
+    /// stdout's JSON decoded into a tool's typed report (`Report<SwitchOutcome>`, say);
+    /// panics, showing the output, when it is not one.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.json.clone()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not that report ({e})\nstdout: {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
     /// Assert the exit code, showing everything when it differs.
     pub fn expect_code(&self, code: i32) -> &ToolOutput {
         assert_eq!(

@@ -96,6 +96,17 @@ pub fn nginx_conf(
          \x20   proxy_set_header X-Forwarded-Proto $scheme;\n\
          \x20   proxy_read_timeout 3600s;\n",
     );
+    http_servers(&mut conf, routes, color_name, generation);
+    conf.push_str("}\n");
+    if stream {
+        stream_block(&mut conf, routes);
+    }
+    conf
+}
+
+/// The `server` blocks of the HTTP listeners: each answers with its config's generation on
+/// `GENERATION_PATH`, names the color in a header, and forwards (or answers 503 without one).
+fn http_servers(conf: &mut String, routes: &[Route], color_name: &str, generation: u64) {
     for route in routes
         .iter()
         .filter(|r| r.listener.protocol == ProxyProtocol::Http)
@@ -118,38 +129,38 @@ pub fn nginx_conf(
         }
         conf.push_str("    }\n");
     }
-    conf.push_str("}\n");
-    if stream {
-        conf.push_str("stream {\n");
-        for route in routes
-            .iter()
-            .filter(|r| r.listener.protocol != ProxyProtocol::Http)
-        {
-            let udp = if route.listener.protocol == ProxyProtocol::Udp {
-                " udp"
-            } else {
-                ""
-            };
-            match &route.upstream {
-                Some(upstream) => {
-                    let _ = writeln!(
-                        conf,
-                        "    server {{ listen {}{udp}; proxy_pass {upstream}; }}",
-                        route.listener.port
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        conf,
-                        "    server {{ listen {}{udp}; return \"\"; }}",
-                        route.listener.port
-                    );
-                }
+}
+
+/// The `stream` block of the TCP and UDP listeners: each forwards, or closes without a color.
+fn stream_block(conf: &mut String, routes: &[Route]) {
+    conf.push_str("stream {\n");
+    for route in routes
+        .iter()
+        .filter(|r| r.listener.protocol != ProxyProtocol::Http)
+    {
+        let udp = if route.listener.protocol == ProxyProtocol::Udp {
+            " udp"
+        } else {
+            ""
+        };
+        match &route.upstream {
+            Some(upstream) => {
+                let _ = writeln!(
+                    conf,
+                    "    server {{ listen {}{udp}; proxy_pass {upstream}; }}",
+                    route.listener.port
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    conf,
+                    "    server {{ listen {}{udp}; return \"\"; }}",
+                    route.listener.port
+                );
             }
         }
-        conf.push_str("}\n");
     }
-    conf
+    conf.push_str("}\n");
 }
 
 /// The proxy's own Compose project (`<name>-ztd`): the container, its ports and its config.

@@ -2,11 +2,112 @@
 //! each step's progress, written before and after every step, so an interrupted change can be
 //! reported truthfully and then resumed or undone.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::stack::{Color, Stack};
 use crate::state;
+
+/// Which change moves the stack from one color to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// ztd-switch: to the new version.
+    Switch,
+    /// ztd-rollback: back to the previous version.
+    Rollback,
+}
+
+impl Operation {
+    /// `switch` or `rollback`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Switch => "switch",
+            Operation::Rollback => "rollback",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A step of a change, as the journal names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JournalStepName {
+    /// `prepare`: a rollback starts the previous color.
+    Prepare,
+    /// `proxy`: the front proxy is pointed at the new color.
+    Proxy,
+    /// `handover:<service>`: a singleton moves to the new color.
+    Handover(String),
+    /// `stop_old`: the rest of the old color stops.
+    StopOld,
+    /// `record`: the state files say the new color is active.
+    Record,
+}
+
+impl JournalStepName {
+    const HANDOVER: &'static str = "handover:";
+
+    /// Whether the step moves the proxy or a singleton (what `--resume` weighs).
+    pub fn moves_traffic(&self) -> bool {
+        matches!(self, JournalStepName::Proxy | JournalStepName::Handover(_))
+    }
+
+    /// Whether the step comes after the proxy and the singletons moved.
+    pub fn past_the_moves(&self) -> bool {
+        matches!(self, JournalStepName::StopOld | JournalStepName::Record)
+    }
+}
+
+impl fmt::Display for JournalStepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalStepName::Prepare => f.write_str("prepare"),
+            JournalStepName::Proxy => f.write_str("proxy"),
+            JournalStepName::Handover(service) => write!(f, "{}{service}", Self::HANDOVER),
+            JournalStepName::StopOld => f.write_str("stop_old"),
+            JournalStepName::Record => f.write_str("record"),
+        }
+    }
+}
+
+impl std::str::FromStr for JournalStepName {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        match text {
+            "prepare" => Ok(JournalStepName::Prepare),
+            "proxy" => Ok(JournalStepName::Proxy),
+            "stop_old" => Ok(JournalStepName::StopOld),
+            "record" => Ok(JournalStepName::Record),
+            _ => match text.strip_prefix(Self::HANDOVER) {
+                Some(service) if !service.is_empty() => {
+                    Ok(JournalStepName::Handover(service.to_string()))
+                }
+                _ => Err(format!("unknown journal step {text:?}")),
+            },
+        }
+    }
+}
+
+impl Serialize for JournalStepName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for JournalStepName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Where a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,8 +124,8 @@ pub enum StepState {
 /// One step of a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalStep {
-    /// `proxy`, `handover:<service>`, `stop_old`, `record`.
-    pub name: String,
+    /// `proxy`, `handover:<service>`, `stop_old`, `record`, `prepare`.
+    pub name: JournalStepName,
     /// Its progress.
     pub state: StepState,
 }
@@ -33,7 +134,7 @@ pub struct JournalStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
     /// `switch` or `rollback`.
-    pub operation: String,
+    pub operation: Operation,
     /// The color that was active (none on a first deploy).
     pub from: Option<Color>,
     /// The color being switched to.
@@ -57,13 +158,13 @@ impl Journal {
     /// A new journal, written at once.
     pub fn begin(
         stack: &Stack,
-        operation: &str,
+        operation: Operation,
         from: Option<Color>,
         to: Color,
         adopting: Option<String>,
     ) -> Result<Journal> {
         let journal = Journal {
-            operation: operation.to_string(),
+            operation,
             from,
             to,
             adopting,
@@ -77,17 +178,17 @@ impl Journal {
     }
 
     /// Record that a step begins.
-    pub fn start(&mut self, stack: &Stack, name: &str) -> Result<()> {
+    pub fn start(&mut self, stack: &Stack, name: JournalStepName) -> Result<()> {
         self.steps.push(JournalStep {
-            name: name.to_string(),
+            name,
             state: StepState::Started,
         });
         self.save(stack)
     }
 
     /// Record that the last step with this name is done (or undone).
-    pub fn mark(&mut self, stack: &Stack, name: &str, state: StepState) -> Result<()> {
-        if let Some(step) = self.steps.iter_mut().rev().find(|s| s.name == name) {
+    pub fn mark(&mut self, stack: &Stack, name: &JournalStepName, state: StepState) -> Result<()> {
+        if let Some(step) = self.steps.iter_mut().rev().find(|s| &s.name == name) {
             step.state = state;
         }
         self.save(stack)
@@ -151,19 +252,27 @@ mod tests {
             dir: dir.clone(),
             name: "t".into(),
         };
-        let mut journal =
-            Journal::begin(&stack, "switch", Some(Color::Blue), Color::Green, None).expect("begin");
-        journal.start(&stack, "proxy").expect("start");
+        let mut journal = Journal::begin(
+            &stack,
+            Operation::Switch,
+            Some(Color::Blue),
+            Color::Green,
+            None,
+        )
+        .expect("begin");
+        journal
+            .start(&stack, JournalStepName::Proxy)
+            .expect("start");
         assert_eq!(
             read(&stack)
                 .expect("read")
                 .expect("some")
                 .unfinished()
-                .map(|s| s.name.as_str()),
-            Some("proxy")
+                .map(|s| s.name.clone()),
+            Some(JournalStepName::Proxy)
         );
         journal
-            .mark(&stack, "proxy", StepState::Done)
+            .mark(&stack, &JournalStepName::Proxy, StepState::Done)
             .expect("mark");
         assert_eq!(
             read(&stack).expect("read").expect("some").unfinished(),
@@ -174,5 +283,48 @@ mod tests {
         journal.finish(&stack).expect("finish");
         assert_eq!(read(&stack).expect("read"), None);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A journal written by an earlier version, as it was on disk, loads and says the same.
+    #[test]
+    fn a_journal_from_an_earlier_version_loads() {
+        let text = r#"{
+  "operation": "rollback",
+  "from": "blue",
+  "to": "green",
+  "adopting": null,
+  "undoing": false,
+  "pid": 4242,
+  "started_at": "2026-11-29T10:00:00.000Z",
+  "steps": [
+    {"name": "prepare", "state": "done"},
+    {"name": "proxy", "state": "done"},
+    {"name": "handover:trading-bot", "state": "undone"},
+    {"name": "stop_old", "state": "done"},
+    {"name": "record", "state": "started"}
+  ]
+}"#;
+        let journal: Journal = serde_json::from_str(text).expect("an old journal loads");
+        assert_eq!(journal.operation, Operation::Rollback);
+        let names: Vec<JournalStepName> = journal.steps.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                JournalStepName::Prepare,
+                JournalStepName::Proxy,
+                JournalStepName::Handover("trading-bot".into()),
+                JournalStepName::StopOld,
+                JournalStepName::Record,
+            ]
+        );
+        let again: serde_json::Value = serde_json::to_value(&journal).expect("encode");
+        let before: serde_json::Value = serde_json::from_str(text).expect("json");
+        assert_eq!(again, before, "written back the same");
+        let old = r#"{"operation":"switch","from":null,"to":"green","pid":1,"started_at":"x","steps":[]}"#;
+        let journal: Journal =
+            serde_json::from_str(old).expect("older still: no adopting, no undoing");
+        assert_eq!(journal.operation, Operation::Switch);
+        assert!(serde_json::from_str::<JournalStepName>("\"handover:\"").is_err());
+        assert!(serde_json::from_str::<JournalStepName>("\"sideways\"").is_err());
     }
 }

@@ -104,6 +104,21 @@ pub fn write_state(stack: &Stack, state: &StateFile) -> Result<()> {
     write_atomic(&stack.state_path(), &text, PRIVATE_FILE)
 }
 
+/// One read-modify-write of `.ztd/state.json`: read it (the default when it is absent), let
+/// `change` edit it, and write it back atomically. Returns what was written. The caller holds the
+/// deploy lock, so no other writer runs between the read and the write.
+pub fn update(stack: &Stack, change: impl FnOnce(&mut StateFile)) -> Result<StateFile> {
+    let mut record = read_state(stack)?.unwrap_or_default();
+    change(&mut record);
+    write_state(stack, &record)?;
+    Ok(record)
+}
+
+/// Now, as the state files write it: RFC 3339, UTC, milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Mode of `.ztd/`: its owner's alone.
 pub const PRIVATE_DIR: u32 = 0o700;
 /// Mode of the files in `.ztd/`.
@@ -121,12 +136,34 @@ const OUTPUT_KEYS: [&str; 8] = [
     "example",
 ];
 
+/// A line of the history: its event name and time, then the event's own fields.
+#[derive(Debug, Serialize)]
+struct Event<'a, T: ?Sized> {
+    event: &'a str,
+    at: String,
+    #[serde(flatten)]
+    fields: &'a T,
+}
+
+/// Append the event `name`, stamped now, with `fields` (a struct or map) after `event` and `at`.
+pub fn record_event<T: Serialize + ?Sized>(stack: &Stack, name: &str, fields: &T) -> Result<()> {
+    append_history(
+        stack,
+        &Event {
+            event: name,
+            at: now(),
+            fields,
+        },
+    )
+}
+
 /// Append one event to `.ztd/history.jsonl` and fsync it. Log lines and the output of drain,
 /// activate and hook commands are left out (exit codes, durations and names stay).
-pub fn append_history(stack: &Stack, event: &Value) -> Result<()> {
+pub fn append_history<T: Serialize + ?Sized>(stack: &Stack, event: &T) -> Result<()> {
     ensure_ztd_dir(stack)?;
     let path = stack.history_path();
-    let mut event = event.clone();
+    let mut event = serde_json::to_value(event)
+        .map_err(|e| Error::State(format!("cannot encode history: {e}")))?;
     scrub(&mut event);
     let mut line = serde_json::to_vec(&event)
         .map_err(|e| Error::State(format!("cannot encode history: {e}")))?;
@@ -457,6 +494,49 @@ mod tests {
     }
 
     #[test]
+    fn update_reads_the_default_when_absent_and_writes_the_change() {
+        let stack = temp_stack("update");
+        let written = update(&stack, |record| record.active = Some(Color::Blue)).expect("update");
+        assert_eq!(written.active, Some(Color::Blue));
+        let written = update(&stack, |record| record.previous = Some(Color::Green)).expect("again");
+        assert_eq!(
+            (written.active, written.previous),
+            (Some(Color::Blue), Some(Color::Green))
+        );
+        assert_eq!(read_state(&stack), Ok(Some(written)));
+        fs::write(stack.state_path(), "not json").expect("write");
+        assert!(matches!(update(&stack, |_| {}), Err(Error::State(_))));
+        assert_eq!(
+            fs::read_to_string(stack.state_path()).expect("read"),
+            "not json",
+            "an unreadable state is left alone"
+        );
+        fs::remove_dir_all(&stack.dir).ok();
+    }
+
+    #[test]
+    fn events_start_with_their_name_and_time() {
+        #[derive(Serialize)]
+        struct Cleanup {
+            color: Color,
+            removed: Vec<String>,
+        }
+        let stack = temp_stack("event");
+        let fields = Cleanup {
+            color: Color::Green,
+            removed: vec!["web-green".into()],
+        };
+        record_event(&stack, "cleanup", &fields).expect("record");
+        let text = fs::read_to_string(stack.history_path()).expect("read");
+        let line: serde_json::Map<String, Value> = serde_json::from_str(text.trim()).expect("json");
+        let keys: Vec<&str> = line.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["event", "at", "color", "removed"]);
+        assert_eq!(line["event"], "cleanup");
+        assert!(line["at"].as_str().is_some_and(|at| at.ends_with('Z')));
+        fs::remove_dir_all(&stack.dir).ok();
+    }
+
+    #[test]
     fn history_appends_one_line_per_event() {
         let stack = temp_stack("hist");
         append_history(&stack, &serde_json::json!({"event": "deploy"})).expect("append");
@@ -497,8 +577,14 @@ mod tests {
         write_state(&stack, &StateFile::default()).expect("state");
         append_history(&stack, &serde_json::json!({"event": "up"})).expect("history");
         let lock = DeployLock::acquire(&stack, "ztd-up").expect("lock");
-        let journal = crate::journal::Journal::begin(&stack, "switch", None, Color::Green, None)
-            .expect("journal");
+        let journal = crate::journal::Journal::begin(
+            &stack,
+            crate::journal::Operation::Switch,
+            None,
+            Color::Green,
+            None,
+        )
+        .expect("journal");
         assert_eq!(mode(&stack.ztd_dir()), 0o700);
         assert_eq!(mode(&stack.state_path()), 0o600);
         assert_eq!(mode(&stack.history_path()), 0o600);

@@ -20,9 +20,10 @@ use crate::journal;
 use crate::proxy;
 use crate::recover::{self, RollbackOptions};
 use crate::render::{self, BuildInfo};
+use crate::report::Outcome;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeploymentRecord, StateFile};
-use crate::switch::{self, SwitchOptions, SwitchOutcome};
+use crate::switch::{self, SwitchOptions};
 
 /// The stack's services: a web app behind the proxy, a singleton bot, a side service.
 fn config() -> serde_json::Value {
@@ -133,11 +134,24 @@ fn fixture(tag: &str) -> Fixture {
     }
     state::write_state(&stack, &record).expect("state");
     state::write_current_deployment(&stack, Color::Blue).expect("current");
-    let conf = proxy::conf_dir(&stack).join("nginx.conf");
-    std::fs::create_dir_all(proxy::conf_dir(&stack)).expect("conf dir");
+    let conf = serving_blue(&stack, &listeners, &mut containers);
+    let engine = FakeEngine::with(containers);
+    engine.with_proxy(&stack.proxy_container(), conf);
+    engine.watch_singleton(&bot(Color::Blue), &bot(Color::Green));
+    Fixture { stack, engine }
+}
+
+/// The proxy's config, serving blue, and its running container; returns the config's path.
+fn serving_blue(
+    stack: &Stack,
+    listeners: &[render::Listener],
+    containers: &mut Vec<crate::engine::ContainerInfo>,
+) -> PathBuf {
+    let conf = proxy::conf_dir(stack).join("nginx.conf");
+    std::fs::create_dir_all(proxy::conf_dir(stack)).expect("conf dir");
     let text = proxy::nginx_conf(
-        &stack,
-        &proxy::routes_to(&listeners, Some(Color::Blue)),
+        stack,
+        &proxy::routes_to(listeners, Some(Color::Blue)),
         Some(Color::Blue),
         1,
     );
@@ -151,10 +165,7 @@ fn fixture(tag: &str) -> Fixture {
     proxy_container.labels.remove("deployment.color");
     proxy_container.color = None;
     containers.push(proxy_container);
-    let engine = FakeEngine::with(containers);
-    engine.with_proxy(&stack.proxy_container(), conf);
-    engine.watch_singleton(&bot(Color::Blue), &bot(Color::Green));
-    Fixture { stack, engine }
+    conf
 }
 
 /// The singleton's container in `color` (rendered as `<service>-<color>`).
@@ -169,22 +180,41 @@ enum Op {
     Rollback,
 }
 
+/// What an operation ended with: its exit status and its report, for messages.
+#[derive(Debug)]
+struct Ended {
+    status: ExitStatus,
+    report: String,
+}
+
+impl Ended {
+    fn of<O: Outcome + std::fmt::Debug>(outcome: O) -> Ended {
+        Ended {
+            status: outcome.status(),
+            report: format!("{outcome:?}"),
+        }
+    }
+}
+
 /// Run an operation; `None` when an injected kill ended it (its future is dropped, as a killed
 /// process's work stops, and its lock is released as the kernel releases a dead holder's).
-async fn run(f: &Fixture, op: Op) -> Option<Result<SwitchOutcome>> {
+async fn run(f: &Fixture, op: Op) -> Option<Result<Ended>> {
     let work = async {
         match op {
-            Op::Switch => switch::switch(&f.engine, &f.stack, &switch_options()).await,
-            Op::Resume => recover::resume(&f.engine, &f.stack, &switch_options()).await,
-            Op::Rollback => {
-                recover::rollback(
-                    &f.engine,
-                    &Compose::failing(),
-                    &f.stack,
-                    &rollback_options(),
-                )
+            Op::Switch => switch::switch(&f.engine, &f.stack, &switch_options())
                 .await
-            }
+                .map(Ended::of),
+            Op::Resume => recover::resume(&f.engine, &f.stack, &switch_options())
+                .await
+                .map(Ended::of),
+            Op::Rollback => recover::rollback(
+                &f.engine,
+                &Compose::failing(),
+                &f.stack,
+                &rollback_options(),
+            )
+            .await
+            .map(Ended::of),
         }
     };
     tokio::select! {
@@ -368,7 +398,7 @@ fn switched() -> Fixture {
         runtime.block_on(switch::switch(&f.engine, &f.stack, &switch_options()))
     })
     .expect("switch");
-    assert_eq!(outcome.status, ExitStatus::Success);
+    assert_eq!(outcome.status(), ExitStatus::Success);
     f
 }
 
@@ -390,7 +420,8 @@ fn interrupted() -> Fixture {
         journal
             .steps
             .iter()
-            .any(|s| s.name == "proxy" && s.state == journal::StepState::Done),
+            .any(|s| s.name == journal::JournalStepName::Proxy
+                && s.state == journal::StepState::Done),
         "{journal:?}"
     );
     f
@@ -405,12 +436,12 @@ async fn clean_runs_end_with_one_active_color() {
 
     let f = deployed_bad();
     let out = run(&f, Op::Switch).await.expect("run").expect("switch");
-    assert_eq!(out.status, ExitStatus::Negative, "{}", out.json);
+    assert_eq!(out.status, ExitStatus::Negative, "{}", out.report);
     assert_eq!(assert_one_active(&f, "undone").await, Color::Blue);
 
     let f = switched();
     let out = run(&f, Op::Rollback).await.expect("run").expect("rollback");
-    assert_eq!(out.status, ExitStatus::Success, "{}", out.json);
+    assert_eq!(out.status, ExitStatus::Success, "{}", out.report);
     assert_eq!(assert_one_active(&f, "rollback").await, Color::Blue);
 }
 

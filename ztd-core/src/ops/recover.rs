@@ -6,38 +6,328 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::compose::Compose;
-use crate::detect::{self, Detection};
+use crate::detect::{self, ColorView, Detection};
 use crate::engine::{ContainerInfo, ContainerQuery, Engine, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, Target};
-use crate::journal::{self, Journal, StepState};
+use crate::journal::{self, Journal, JournalStepName, Operation, StepState};
 use crate::labels::SwitchMode;
 use crate::proxy::{self, Proxy};
 use crate::render::read_color_meta;
 use crate::render::{self, DeployMeta};
+use crate::report::Outcome;
 use crate::report::steps::{StepDetail, Steps};
 use crate::shared::attach_shared;
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
-use crate::switch::{Move, Operation, SwitchOptions, SwitchOutcome, execute, record_move, retire};
+use crate::switch::{
+    Move, MoveReport, Moved, Refusal, SwitchOptions, execute, port_holders, record_move,
+    restore_restart_policy, retire, take_over_ports,
+};
 use crate::units::millis_since;
 use crate::up::start_services;
 use crate::{info, warn};
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// What `ztd-switch --resume` did: its report body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResumeOutcome {
+    /// An interrupted change was finished or undone.
+    Resolved(Resolved),
+    /// No change was interrupted: nothing to do.
+    NothingToResume(NothingToResume),
+}
+
+impl ResumeOutcome {
+    /// The color handed on: the active one.
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            ResumeOutcome::Resolved(resolved) => resolved.active,
+            ResumeOutcome::NothingToResume(nothing) => nothing.active,
+        }
+    }
+}
+
+impl Outcome for ResumeOutcome {
+    /// 0: exactly one color is active (a resume that cannot get there fails with an error).
+    fn status(&self) -> ExitStatus {
+        ExitStatus::Success
+    }
+}
+
+/// An interrupted change brought to an end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Always true.
+    pub resumed: bool,
+    /// The change that was interrupted.
+    pub operation: Operation,
+    /// Finished or undone.
+    pub resolution: Resolution,
+    /// The step it was interrupted at (`after <step>`, or `before its first step`).
+    pub interrupted_at: String,
+    /// The color it moved from.
+    pub from: Option<Color>,
+    /// The color it moved to.
+    pub to: Color,
+    /// The color active now.
+    pub active: Option<Color>,
+    /// What recovery did, timed.
+    pub steps: Steps,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A resume with nothing to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NothingToResume {
+    /// Always false.
+    pub resumed: bool,
+    /// Why nothing was done.
+    pub reason: String,
+    /// The active color.
+    pub active: Option<Color>,
+}
+
+/// What `ztd-rollback` did: its report body.
+///
+/// Decoded from JSON, a rollback that was undone reads as `Undone` whether or not a signal
+/// caused it (the exit status, 130, is what tells `Interrupted` apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, from = "RollbackWire")]
+pub enum RollbackOutcome {
+    /// The previous color is active again.
+    RolledBack(MoveReport),
+    /// The flip back failed and everything was put back.
+    Undone(MoveReport),
+    /// A signal stopped it and everything was put back.
+    Interrupted(MoveReport),
+    /// An interrupted switch or rollback was undone (or, with nothing to go back to, finished).
+    Resolved(Resolved),
+    /// A deploy candidate never switched to was stopped.
+    Abandoned(Abandoned),
+    /// The previous color does not come back healthy: nothing changed.
+    Refused(Refusal),
+    /// There is nothing to roll back to: nothing changed.
+    NothingToRollBack(NothingToRollBack),
+    /// `ROLLBACK_TIMEOUT` was reached: left part-way, journaled.
+    TimedOut(TimedOut),
+}
+
+/// The shapes of a rollback report on the wire, told apart by their fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RollbackWire {
+    TimedOut(TimedOut),
+    Moved(MoveReport),
+    Resolved(Resolved),
+    Abandoned(Abandoned),
+    Refused(Refusal),
+    NothingToRollBack(NothingToRollBack),
+}
+
+impl From<RollbackWire> for RollbackOutcome {
+    fn from(wire: RollbackWire) -> Self {
+        match wire {
+            RollbackWire::TimedOut(t) => RollbackOutcome::TimedOut(t),
+            RollbackWire::Moved(report) => Moved::read(report).into(),
+            RollbackWire::Resolved(r) => RollbackOutcome::Resolved(r),
+            RollbackWire::Abandoned(a) => RollbackOutcome::Abandoned(a),
+            RollbackWire::Refused(r) => RollbackOutcome::Refused(r),
+            RollbackWire::NothingToRollBack(n) => RollbackOutcome::NothingToRollBack(n),
+        }
+    }
+}
+
+impl From<Moved> for RollbackOutcome {
+    fn from(moved: Moved) -> Self {
+        match moved {
+            Moved::Done(report) => RollbackOutcome::RolledBack(report),
+            Moved::Undone(report) => RollbackOutcome::Undone(report),
+            Moved::Interrupted(report) => RollbackOutcome::Interrupted(report),
+        }
+    }
+}
+
+impl RollbackOutcome {
+    /// The color handed on: the one rolled back to (also when undone or timed out), else the
+    /// active one.
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            RollbackOutcome::RolledBack(report)
+            | RollbackOutcome::Undone(report)
+            | RollbackOutcome::Interrupted(report) => Some(report.to),
+            RollbackOutcome::TimedOut(timed_out) => Some(timed_out.to),
+            RollbackOutcome::Resolved(resolved) => resolved.active,
+            RollbackOutcome::Abandoned(abandoned) => abandoned.active,
+            RollbackOutcome::Refused(refusal) => refusal.active,
+            RollbackOutcome::NothingToRollBack(nothing) => nothing.active,
+        }
+    }
+}
+
+impl Outcome for RollbackOutcome {
+    /// 0 rolled back (or resolved, or a candidate stopped), 1 refused or undone, 6 timed out,
+    /// 130 put back after a signal.
+    fn status(&self) -> ExitStatus {
+        match self {
+            RollbackOutcome::RolledBack(_)
+            | RollbackOutcome::Resolved(_)
+            | RollbackOutcome::Abandoned(_) => ExitStatus::Success,
+            RollbackOutcome::Undone(_)
+            | RollbackOutcome::Refused(_)
+            | RollbackOutcome::NothingToRollBack(_) => ExitStatus::Negative,
+            RollbackOutcome::TimedOut(_) => ExitStatus::Incomplete,
+            RollbackOutcome::Interrupted(_) => ExitStatus::Interrupted,
+        }
+    }
+}
+
+/// A deploy candidate that was never switched to, stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Abandoned {
+    /// The candidate's color.
+    pub abandoned: Color,
+    /// The containers stopped (kept for inspection).
+    pub stopped: Vec<String>,
+    /// The color still active.
+    pub active: Option<Color>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A rollback refused without looking further: no previous color, or it was cleaned up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NothingToRollBack {
+    /// The color still active.
+    pub active: Option<Color>,
+    /// Why, in one line.
+    pub refused: String,
+}
+
+/// A rollback stopped by its deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimedOut {
+    /// The color it was rolling back from.
+    pub from: Color,
+    /// The color it was rolling back to.
+    pub to: Color,
+    /// Always true.
+    pub timed_out: bool,
+    /// The deadline, in seconds.
+    pub timeout_s: f64,
+    /// The step it stopped at.
+    pub stopped_at: String,
+    /// The journal left for `--resume` or another rollback.
+    pub journal: Option<Journal>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// What `ztd-rollback --cleanup` did: its report body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CleanupOutcome {
+    /// The color's containers, networks and rendered file are gone.
+    Removed(Removed),
+    /// The color is the active one: nothing changed.
+    Refused(CleanupRefusal),
+}
+
+impl CleanupOutcome {
+    /// The color handed on: the active one.
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            CleanupOutcome::Removed(removed) => removed.active,
+            CleanupOutcome::Refused(refusal) => refusal.active,
+        }
+    }
+}
+
+impl Outcome for CleanupOutcome {
+    /// 0 removed, 1 refused.
+    fn status(&self) -> ExitStatus {
+        match self {
+            CleanupOutcome::Removed(_) => ExitStatus::Success,
+            CleanupOutcome::Refused(_) => ExitStatus::Negative,
+        }
+    }
+}
+
+/// A color removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removed {
+    /// The color.
+    pub cleanup: Color,
+    /// Its containers, by name.
+    pub removed: Vec<String>,
+    /// The active color.
+    pub active: Option<Color>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A cleanup refused: the color is the active one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupRefusal {
+    /// The color.
+    pub cleanup: Color,
+    /// The active color.
+    pub active: Option<Color>,
+    /// Why, in one line.
+    pub refused: String,
 }
 
 /// How an interrupted change was resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolution {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
     /// Carried through to its target.
     Finished,
     /// Put back to the color it started from.
     Undone,
+}
+
+/// What a resumed move adds to its history line.
+#[derive(Debug, serde::Serialize)]
+struct ResumedDetail {
+    resumed: bool,
+}
+
+/// The history line of a resumed change.
+#[derive(Debug, serde::Serialize)]
+struct ResumeEvent<'a> {
+    operation: Operation,
+    from: Option<Color>,
+    to: Color,
+    interrupted_at: &'a str,
+    resolution: Resolution,
+}
+
+/// The history line of a rollback that reached its deadline.
+#[derive(Debug, serde::Serialize)]
+struct TimeoutEvent<'a> {
+    from: Color,
+    to: Color,
+    at_step: &'a str,
+}
+
+/// The history line of a rollback that stopped a candidate never switched to.
+#[derive(Debug, serde::Serialize)]
+struct AbandonEvent {
+    abandoned: Color,
+    active: Option<Color>,
+}
+
+/// The history line of a cleanup.
+#[derive(Debug, serde::Serialize)]
+struct CleanupEvent<'a> {
+    color: Color,
+    removed: &'a [String],
 }
 
 /// Whether finishing an interrupted change is quicker than undoing it: finish once at least
@@ -51,10 +341,7 @@ fn should_finish(journal: &Journal, to_meta: &DeployMeta) -> bool {
     if journal.from.is_none() {
         return true;
     }
-    let past = journal
-        .steps
-        .iter()
-        .any(|s| s.name == "stop_old" || s.name == "record");
+    let past = journal.steps.iter().any(|s| s.name.past_the_moves());
     let total = usize::from(!to_meta.listeners.is_empty())
         + to_meta
             .services
@@ -64,9 +351,7 @@ fn should_finish(journal: &Journal, to_meta: &DeployMeta) -> bool {
     let done = journal
         .steps
         .iter()
-        .filter(|s| {
-            s.state == StepState::Done && (s.name == "proxy" || s.name.starts_with("handover:"))
-        })
+        .filter(|s| s.state == StepState::Done && s.name.moves_traffic())
         .count();
     past || total == 0 || (done > 0 && done * 2 >= total)
 }
@@ -77,22 +362,16 @@ pub async fn resume<E: Engine>(
     engine: &E,
     stack: &Stack,
     opts: &SwitchOptions,
-) -> Result<SwitchOutcome> {
+) -> Result<ResumeOutcome> {
     let started = Instant::now();
     let _lock = DeployLock::acquire(stack, "ztd-switch --resume")?;
     let Some(journal) = journal::read(stack)? else {
         let detection = detect::detect(engine, stack).await?;
-        return Ok(SwitchOutcome::report(
-            "ztd-switch",
-            stack,
-            ExitStatus::Success,
-            json!({
-                "resumed": false,
-                "reason": "no switch or rollback was interrupted",
-                "active": detection.active,
-                "target": detection.active,
-            }),
-        ));
+        return Ok(ResumeOutcome::NothingToResume(NothingToResume {
+            resumed: false,
+            reason: "no switch or rollback was interrupted".into(),
+            active: detection.active,
+        }));
     };
     let to_meta = read_color_meta(stack, journal.to)?.ok_or_else(|| {
         Error::State(format!(
@@ -105,20 +384,8 @@ pub async fn resume<E: Engine>(
     } else {
         Resolution::Undone
     };
-    let value = resolve(
-        engine,
-        stack,
-        opts,
-        &journal,
-        resolution,
-        "ztd-switch",
-        started,
-    )
-    .await?;
-    Ok(SwitchOutcome {
-        json: value,
-        status: ExitStatus::Success,
-    })
+    let resolved = resolve(engine, stack, opts, &journal, resolution, started).await?;
+    Ok(ResumeOutcome::Resolved(resolved))
 }
 
 /// Bring a journaled change to `resolution` and record it. The lock must be held.
@@ -128,16 +395,10 @@ async fn resolve<E: Engine>(
     opts: &SwitchOptions,
     journal: &Journal,
     resolution: Resolution,
-    tool: &str,
     started: Instant,
-) -> Result<Value> {
-    let interrupted_at = journal
-        .unfinished()
-        .map(|s| s.name.clone())
-        .or_else(|| journal.steps.last().map(|s| format!("after {}", s.name)))
-        .unwrap_or_else(|| "before its first step".into());
+) -> Result<Resolved> {
+    let interrupted_at = interrupted_at(journal);
     let mut journal = journal.clone();
-    let mut resolution = resolution;
     info!(
         "the {} {} -> {} was interrupted at {interrupted_at}: {}",
         journal.operation,
@@ -150,18 +411,58 @@ async fn resolve<E: Engine>(
         }
     );
     let mut steps = Steps::default();
-    let operation = if journal.operation == "rollback" {
-        Operation::Rollback
-    } else {
-        Operation::Switch
+    let (resolution, detection) =
+        settle(engine, stack, opts, &mut journal, resolution, &mut steps).await?;
+    record_resolution(stack, &journal, resolution, &detection, &interrupted_at)?;
+    journal.clone().finish(stack)?;
+    let active = match resolution {
+        Resolution::Finished => Some(journal.to),
+        Resolution::Undone => journal.from,
     };
-    let mut detection;
+    info!(
+        "{} is active",
+        active.map_or("nothing".into(), |c| c.to_string())
+    );
+    Ok(Resolved {
+        resumed: true,
+        operation: journal.operation,
+        resolution,
+        interrupted_at,
+        from: journal.from,
+        to: journal.to,
+        active,
+        steps,
+        duration_ms: millis_since(started),
+    })
+}
+
+/// Where a journaled change stopped: its unfinished step, `after <step>`, or `before its first
+/// step`.
+fn interrupted_at(journal: &Journal) -> String {
+    journal
+        .unfinished()
+        .map(|s| s.name.to_string())
+        .or_else(|| journal.steps.last().map(|s| format!("after {}", s.name)))
+        .unwrap_or_else(|| "before its first step".into())
+}
+
+/// Converge on `resolution`; a change being finished whose singleton does not come up healthy
+/// is undone instead (marked on disk first, like any undo). Returns the resolution reached and
+/// the detection it acted on.
+async fn settle<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    journal: &mut Journal,
+    mut resolution: Resolution,
+    steps: &mut Steps,
+) -> Result<(Resolution, Detection)> {
     loop {
         let (keep, other) = match resolution {
             Resolution::Finished => (Some(journal.to), journal.from),
             Resolution::Undone => (journal.from, Some(journal.to)),
         };
-        detection = detect::detect(engine, stack).await?;
+        let detection = detect::detect(engine, stack).await?;
         let other_side: Vec<ContainerInfo> = match other {
             Some(color) => detection.color(color).containers.clone(),
             None => detection.legacy.clone(),
@@ -169,23 +470,15 @@ async fn resolve<E: Engine>(
         // Finishing stops the other side (kept for rollback). Undoing a switch leaves its
         // target running as the deploy candidate, as before the switch; undoing a rollback
         // stops the color it was bringing back, as it was before.
-        let retire_other = resolution == Resolution::Finished || operation == Operation::Rollback;
-        let unhealthy = converge(
-            engine,
-            stack,
-            opts,
-            &detection,
-            keep,
-            &other_side,
-            retire_other,
-            &mut steps,
-        )
-        .await?;
+        let retire_other =
+            resolution == Resolution::Finished || journal.operation == Operation::Rollback;
+        let unhealthy = Converge::new(engine, stack, opts, &detection, keep, &other_side)?
+            .run(retire_other, steps)
+            .await?;
         if resolution == Resolution::Undone || unhealthy.is_empty() || journal.from.is_none() {
-            break;
+            return Ok((resolution, detection));
         }
-        // The change would have been undone had it not been interrupted: undo it now, marked
-        // on disk first like any undo.
+        // The change would have been undone had it not been interrupted: undo it now.
         warn!(
             "{} is not healthy in {}: undoing the {} instead",
             unhealthy.join(", "),
@@ -195,200 +488,247 @@ async fn resolve<E: Engine>(
         journal.begin_undo(stack)?;
         resolution = Resolution::Undone;
     }
-    let keep = match resolution {
-        Resolution::Finished => Some(journal.to),
-        Resolution::Undone => journal.from,
-    };
-    if let (Resolution::Undone, Some(from)) = (resolution, journal.from) {
-        // The records may already name the target if the change was killed while writing them.
-        state::write_current_deployment(stack, from)?;
-        let mut record = state::read_state(stack)?.unwrap_or_default();
-        record.active = Some(from);
-        record.candidate = (operation == Operation::Switch).then_some(journal.to);
-        state::write_state(stack, &record)?;
-    }
-    if resolution == Resolution::Finished {
-        let images: BTreeMap<String, String> = detection
-            .color(journal.to)
-            .containers
-            .iter()
-            .map(|c| (c.service.clone(), c.image_id.clone()))
-            .collect();
-        record_move(
-            stack,
-            operation,
-            journal.from,
-            journal.to,
-            images,
-            json!({"resumed": true}),
-        )?;
-    }
-    state::append_history(
-        stack,
-        &json!({
-            "event": "resume",
-            "at": now(),
-            "operation": journal.operation,
-            "from": journal.from,
-            "to": journal.to,
-            "interrupted_at": interrupted_at,
-            "resolution": if resolution == Resolution::Finished { "finished" } else { "undone" },
-        }),
-    )?;
-    journal.clone().finish(stack)?;
-    let active = keep;
-    info!(
-        "{} is active",
-        active.map_or("nothing".into(), |c| c.to_string())
-    );
-    Ok(crate::output::object(
-        tool,
-        stack,
-        true,
-        json!({
-            "resumed": true,
-            "operation": journal.operation,
-            "resolution": if resolution == Resolution::Finished { "finished" } else { "undone" },
-            "interrupted_at": interrupted_at,
-            "from": journal.from,
-            "to": journal.to,
-            "active": active,
-            "target": active,
-            "steps": steps,
-            "duration_ms": millis_since(started),
-        }),
-    ))
 }
 
-/// Make `keep` the only active color whatever state a killed change left: its services run, the
-/// proxy points at it, every singleton runs only there (the other side's stopped first), and,
-/// when `retire_other`, the rest of the other side is stopped (kept). Every action checks the
-/// current state first, so it can run again after being killed itself. Returns the singletons
-/// that did not come up healthy in `keep`.
-#[allow(clippy::too_many_arguments)]
-async fn converge<E: Engine>(
-    engine: &E,
+/// Record how a journaled change ended: the state files name the color now active (a finished
+/// move is recorded as the move itself would have), and a `resume` line in the history.
+fn record_resolution(
     stack: &Stack,
-    opts: &SwitchOptions,
+    journal: &Journal,
+    resolution: Resolution,
     detection: &Detection,
-    keep: Option<Color>,
-    other_side: &[ContainerInfo],
-    retire_other: bool,
-    steps: &mut Steps,
-) -> Result<Vec<String>> {
-    let mut unhealthy = Vec::new();
-    let keep_meta = match keep {
-        Some(color) => read_color_meta(stack, color)?,
-        None => None,
-    };
-    let keep_containers: Vec<ContainerInfo> = keep
-        .map(|c| detection.color(c).containers.clone())
-        .unwrap_or_default();
-    let handover_services: Vec<String> = keep_meta
-        .iter()
-        .flat_map(|m| m.services.iter())
-        .filter(|s| s.mode == SwitchMode::Handover)
-        .map(|s| s.name.clone())
-        .collect();
-    let is_handover = |c: &ContainerInfo| {
-        handover_services.contains(&c.service)
-            || c.settings_or_default().switch == SwitchMode::Handover
-    };
-
-    // 1. The kept color's other services run.
-    let started = Instant::now();
-    let idle: Vec<&ContainerInfo> = keep_containers
-        .iter()
-        .filter(|c| !is_handover(c) && !c.state.is_up())
-        .collect();
-    for result in join_all(
-        idle.iter()
-            .map(|c| start_kept(engine, c, keep_meta.as_ref())),
-    )
-    .await
-    {
-        result?;
+    interrupted_at: &str,
+) -> Result<()> {
+    let operation = journal.operation;
+    match (resolution, journal.from) {
+        (Resolution::Undone, Some(from)) => {
+            // The records may already name the target if the change was killed while writing
+            // them.
+            state::write_current_deployment(stack, from)?;
+            state::update(stack, |record| {
+                record.active = Some(from);
+                record.candidate = (operation == Operation::Switch).then_some(journal.to);
+            })?;
+        }
+        (Resolution::Undone, None) => {}
+        (Resolution::Finished, _) => {
+            let images: BTreeMap<String, String> = detection
+                .color(journal.to)
+                .containers
+                .iter()
+                .map(|c| (c.service.clone(), c.image_id.clone()))
+                .collect();
+            record_move(
+                stack,
+                operation,
+                journal.from,
+                journal.to,
+                images,
+                &ResumedDetail { resumed: true },
+            )?;
+        }
     }
-    steps.record(
-        "services",
-        started,
-        true,
-        StepDetail {
-            started: Some(idle.len()),
-            ..StepDetail::default()
+    state::record_event(
+        stack,
+        "resume",
+        &ResumeEvent {
+            operation,
+            from: journal.from,
+            to: journal.to,
+            interrupted_at,
+            resolution,
         },
-    );
+    )
+}
 
-    // 2. The proxy points at it.
-    let listeners = keep_meta
-        .as_ref()
-        .map(|m| m.listeners.clone())
-        .unwrap_or_default();
-    let proxy = Proxy::new(engine, stack);
-    if let Some(status) = proxy.status().await? {
+/// Making one color the only active one whatever state a killed change left: its services run,
+/// the proxy points at it, every singleton runs only there (the other side's stopped first),
+/// and, when asked, the rest of the other side is stopped (kept). Every action checks the
+/// current state first, so it can run again after being killed itself.
+struct Converge<'a, E: Engine> {
+    engine: &'a E,
+    stack: &'a Stack,
+    opts: &'a SwitchOptions,
+    /// The color to keep active, if any.
+    keep: Option<Color>,
+    /// What was rendered for it.
+    keep_meta: Option<DeployMeta>,
+    /// Its containers.
+    keep_containers: Vec<ContainerInfo>,
+    /// Its singletons.
+    handover_services: Vec<String>,
+    /// The containers of the other side: the other color, or the stack being adopted.
+    other_side: &'a [ContainerInfo],
+}
+
+impl<'a, E: Engine> Converge<'a, E> {
+    fn new(
+        engine: &'a E,
+        stack: &'a Stack,
+        opts: &'a SwitchOptions,
+        detection: &Detection,
+        keep: Option<Color>,
+        other_side: &'a [ContainerInfo],
+    ) -> Result<Self> {
+        let keep_meta = match keep {
+            Some(color) => read_color_meta(stack, color)?,
+            None => None,
+        };
+        let keep_containers = keep
+            .map(|c| detection.color(c).containers.clone())
+            .unwrap_or_default();
+        let handover_services = keep_meta
+            .iter()
+            .flat_map(|m| m.services.iter())
+            .filter(|s| s.mode == SwitchMode::Handover)
+            .map(|s| s.name.clone())
+            .collect();
+        Ok(Converge {
+            engine,
+            stack,
+            opts,
+            keep,
+            keep_meta,
+            keep_containers,
+            handover_services,
+            other_side,
+        })
+    }
+
+    /// Converge, timing each step in `steps`; when `retire_other`, the rest of the other side
+    /// is stopped too. Returns the singletons that did not come up healthy in the kept color.
+    async fn run(&self, retire_other: bool, steps: &mut Steps) -> Result<Vec<String>> {
+        self.start_services(steps).await?;
+        self.point_proxy(steps).await?;
+        self.retire_other_singletons(steps).await?;
+        let unhealthy = self.run_kept_singletons(steps).await?;
+        if retire_other {
+            self.stop_other_side(steps).await?;
+        }
+        Ok(unhealthy)
+    }
+
+    fn is_handover(&self, container: &ContainerInfo) -> bool {
+        self.handover_services.contains(&container.service)
+            || container.settings_or_default().switch == SwitchMode::Handover
+    }
+
+    /// Step 1: the kept color's other services run.
+    async fn start_services(&self, steps: &mut Steps) -> Result<()> {
         let started = Instant::now();
-        if let Some(meta) = &keep_meta {
+        let idle: Vec<&ContainerInfo> = self
+            .keep_containers
+            .iter()
+            .filter(|c| !self.is_handover(c) && !c.state.is_up())
+            .collect();
+        let starts = idle
+            .iter()
+            .map(|c| start_kept(self.engine, c, self.keep_meta.as_ref()));
+        for result in join_all(starts).await {
+            result?;
+        }
+        steps.record(
+            "services",
+            started,
+            true,
+            StepDetail {
+                started: Some(idle.len()),
+                ..StepDetail::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Step 2: the proxy, if there is one, points at the kept color (taking the ports over from an
+    /// adopted stack if it has not yet).
+    async fn point_proxy(&self, steps: &mut Steps) -> Result<()> {
+        let proxy = Proxy::new(self.engine, self.stack);
+        let Some(status) = proxy.status().await? else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        if let Some(meta) = &self.keep_meta {
             proxy.connect(&proxy::networks_for(meta)).await?;
         }
-        let listeners = if listeners.is_empty() {
+        let listeners = match &self.keep_meta {
+            Some(meta) if !meta.listeners.is_empty() => meta.listeners.clone(),
             // Nothing to serve: keep the ports the proxy has, answering that nothing is active.
-            read_color_meta(stack, keep.map_or(Color::Green, Color::other))?
+            _ => read_color_meta(self.stack, self.keep.map_or(Color::Green, Color::other))?
                 .map(|m| m.listeners)
-                .unwrap_or_default()
-        } else {
-            listeners
+                .unwrap_or_default(),
         };
-        let routes = proxy::routes_to(&listeners, keep);
         if status != RunState::Running {
-            let conf = proxy::nginx_conf(stack, &routes, keep, 0);
-            state::write_atomic(
-                &proxy::conf_dir(stack).join("nginx.conf"),
-                conf.as_bytes(),
-                0o644,
-            )?;
-            let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
-            let holders: Vec<&ContainerInfo> = other_side
-                .iter()
-                .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
-                .collect();
-            for holder in holders {
-                retire(engine, opts, holder).await?;
-            }
-            proxy.start(&listeners).await?;
+            let holders = port_holders(&listeners, self.other_side);
+            take_over_ports(
+                self.engine,
+                self.stack,
+                self.opts,
+                &listeners,
+                self.keep,
+                &holders,
+            )
+            .await?;
         }
+        let routes = proxy::routes_to(&listeners, self.keep);
         proxy
-            .point_to(&routes, keep, &BTreeMap::new(), opts.drain_timeout)
+            .point_to(
+                &routes,
+                self.keep,
+                &BTreeMap::new(),
+                self.opts.drain_timeout,
+            )
             .await?;
         steps.record(
             "proxy",
             started,
             true,
             StepDetail {
-                color: keep,
+                color: self.keep,
                 ..StepDetail::default()
             },
         );
+        Ok(())
     }
 
-    // 3. Each singleton: the other side's stops first, then the kept one runs.
-    for container in other_side.iter().filter(|c| is_handover(c)) {
-        let started = Instant::now();
-        let current = fresh(engine, container).await?;
-        if let Some(current) = current {
-            retire(engine, opts, &current).await?;
+    /// Step 3a: each singleton of the other side stops first.
+    async fn retire_other_singletons(&self, steps: &mut Steps) -> Result<()> {
+        for container in self.other_side.iter().filter(|c| self.is_handover(c)) {
+            let started = Instant::now();
+            if let Some(current) = fresh(self.engine, container).await? {
+                retire(self.engine, self.opts, &current).await?;
+            }
+            steps.record(
+                &format!("retire:{}", container.name),
+                started,
+                true,
+                StepDetail::default(),
+            );
         }
-        steps.record(
-            &format!("retire:{}", container.name),
-            started,
-            true,
-            StepDetail::default(),
-        );
+        Ok(())
     }
-    for service in &handover_services {
-        let Some(container) = keep_containers.iter().find(|c| &c.service == service) else {
-            continue;
-        };
-        let started = Instant::now();
+
+    /// Step 3b: then each singleton of the kept color runs. Returns those that are not healthy.
+    async fn run_kept_singletons(&self, steps: &mut Steps) -> Result<Vec<String>> {
+        let mut unhealthy = Vec::new();
+        for service in &self.handover_services {
+            let Some(container) = self.keep_containers.iter().find(|c| &c.service == service)
+            else {
+                continue;
+            };
+            let started = Instant::now();
+            if !self.run_kept_singleton(service, container).await? {
+                unhealthy.push(service.clone());
+            }
+            let step = JournalStepName::Handover(service.clone());
+            steps.record(&step.to_string(), started, true, StepDetail::default());
+        }
+        Ok(unhealthy)
+    }
+
+    /// Start (or activate) one kept singleton, wait for it, and give it its restart policy.
+    /// Returns whether it is healthy.
+    async fn run_kept_singleton(&self, service: &str, container: &ContainerInfo) -> Result<bool> {
+        let (engine, opts) = (self.engine, self.opts);
         let current = fresh(engine, container)
             .await?
             .unwrap_or_else(|| container.clone());
@@ -408,50 +748,41 @@ async fn converge<E: Engine>(
                 );
             }
         }
-        if let (Some(color), Some(meta)) = (keep, &keep_meta) {
-            let target = Target {
-                stack,
-                color,
-                active: true,
-                service: Some(service),
-            };
-            let report = health::wait(engine, &target, &opts.policy, opts.health_deadline).await?;
-            if !report.healthy() {
-                warn!(
-                    "{service}: {} is not healthy: {}",
-                    current.name,
-                    report.summary_line()
-                );
-                unhealthy.push(service.clone());
-            }
-            let restart = meta
-                .service(service)
-                .and_then(|s| s.restart.clone())
-                .unwrap_or_else(|| "no".into());
-            engine.set_restart_policy(&current.id, &restart).await?;
+        let (Some(color), Some(meta)) = (self.keep, &self.keep_meta) else {
+            return Ok(true);
+        };
+        let target = Target {
+            stack: self.stack,
+            color,
+            active: true,
+            service: Some(service),
+        };
+        let report = health::wait(engine, &target, &opts.policy, opts.health_deadline).await?;
+        if !report.healthy() {
+            warn!(
+                "{service}: {} is not healthy: {}",
+                current.name,
+                report.summary_line()
+            );
         }
-        steps.record(
-            &format!("handover:{service}"),
-            started,
-            true,
-            StepDetail::default(),
-        );
+        restore_restart_policy(engine, Some(meta), &current).await?;
+        Ok(report.healthy())
     }
 
-    // 4. The rest of the other side stops (kept for rollback).
-    if retire_other {
+    /// Step 4: the rest of the other side stops (kept for rollback).
+    async fn stop_other_side(&self, steps: &mut Steps) -> Result<()> {
         let started = Instant::now();
         let mut retired = 0;
-        for container in other_side {
-            if let Some(current) = fresh(engine, container).await?
+        for container in self.other_side {
+            if let Some(current) = fresh(self.engine, container).await?
                 && current.state.is_up()
             {
-                retire(engine, opts, &current).await?;
+                retire(self.engine, self.opts, &current).await?;
                 retired += 1;
             }
         }
         steps.record(
-            "stop_old",
+            &JournalStepName::StopOld.to_string(),
             started,
             true,
             StepDetail {
@@ -459,8 +790,8 @@ async fn converge<E: Engine>(
                 ..StepDetail::default()
             },
         );
+        Ok(())
     }
-    Ok(unhealthy)
 }
 
 /// The container as it is now, or `None` if it was removed.
@@ -478,11 +809,7 @@ async fn start_kept<E: Engine>(
     container: &ContainerInfo,
     meta: Option<&DeployMeta>,
 ) -> Result<()> {
-    let restart = meta
-        .and_then(|m| m.service(&container.service))
-        .and_then(|s| s.restart.clone())
-        .unwrap_or_else(|| "no".into());
-    engine.set_restart_policy(&container.id, &restart).await?;
+    restore_restart_policy(engine, meta, container).await?;
     engine.start(&container.id).await
 }
 
@@ -502,7 +829,7 @@ pub async fn rollback<E: Engine>(
     compose: &Compose,
     stack: &Stack,
     opts: &RollbackOptions,
-) -> Result<SwitchOutcome> {
+) -> Result<RollbackOutcome> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     // Lock first, then look: nothing acts on a detection made before the lock was held.
@@ -514,20 +841,8 @@ pub async fn rollback<E: Engine>(
         } else {
             Resolution::Finished
         };
-        let value = resolve(
-            engine,
-            stack,
-            &opts.switch,
-            journal,
-            resolution,
-            "ztd-rollback",
-            started,
-        )
-        .await?;
-        return Ok(SwitchOutcome {
-            json: value,
-            status: ExitStatus::Success,
-        });
+        let resolved = resolve(engine, stack, &opts.switch, journal, resolution, started).await?;
+        return Ok(RollbackOutcome::Resolved(resolved));
     }
     if let Some(conflict) = &detection.conflict {
         return Err(Error::State(format!("cannot roll back: {conflict}")));
@@ -541,16 +856,10 @@ pub async fn rollback<E: Engine>(
     }
     let refuse = |reason: String| {
         warn!("{reason}");
-        Ok(SwitchOutcome::report(
-            "ztd-rollback",
-            stack,
-            ExitStatus::Negative,
-            json!({
-                "active": detection.active,
-                "target": detection.active,
-                "refused": reason,
-            }),
-        ))
+        Ok(RollbackOutcome::NothingToRollBack(NothingToRollBack {
+            active: detection.active,
+            refused: reason,
+        }))
     };
     let (Some(active), Some(previous)) = (detection.active, record.previous) else {
         return refuse("no previous deployment to roll back to".into());
@@ -562,104 +871,151 @@ pub async fn rollback<E: Engine>(
     };
     // Journaled before the first container of the previous color starts: a rollback killed
     // while preparing it is undone by --resume or another ztd-rollback.
-    let mut journal = Journal::begin(stack, "rollback", Some(active), previous, None)?;
-    journal.start(stack, "prepare")?;
-    let work = async {
-        let prepared = async {
-            prepare(engine, compose, stack, &previous_meta, &record).await?;
-            let target = Target {
-                stack,
-                color: previous,
-                active: false,
-                service: None,
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            health::wait(
-                engine,
-                &target,
-                &opts.switch.policy,
-                opts.switch.health_deadline.min(remaining),
-            )
-            .await
-        }
-        .await;
-        if !prepared.as_ref().is_ok_and(|health| health.healthy()) {
-            // Put the previous color back to rest: nothing changed.
-            let detection = detect::detect(engine, stack).await?;
-            for container in &detection.color(previous).containers {
-                retire(engine, &opts.switch, container).await?;
-            }
-            journal.clone().finish(stack)?;
-            let health = prepared?;
-            warn!(
-                "rollback refused: {previous} does not come back healthy: {}",
-                health.summary_line()
-            );
-            return Ok(SwitchOutcome::report(
-                "ztd-rollback",
-                stack,
-                ExitStatus::Negative,
-                json!({
-                    "from": active,
-                    "to": previous,
-                    "active": active,
-                    "target": active,
-                    "refused": format!("{previous} does not come back healthy: {}", health.summary_line()),
-                    "health": health.to_json(),
-                    "duration_ms": millis_since(started),
-                }),
-            ));
-        }
-        journal.mark(stack, "prepare", StepState::Done)?;
-        let detection = detect::detect(engine, stack).await?;
-        let plan = Move {
-            operation: Operation::Rollback,
-            from: Some(active),
-            to: previous,
-            to_meta: previous_meta.clone(),
-            from_meta: read_color_meta(stack, active)?,
-            old: detection.color(active).containers.clone(),
-            new: detection.color(previous).containers.clone(),
-            adopting: None,
-        };
-        execute(engine, stack, &opts.switch, plan, started, Some(journal)).await
+    let mut journal = Journal::begin(stack, Operation::Rollback, Some(active), previous, None)?;
+    journal.start(stack, JournalStepName::Prepare)?;
+    let back = Back {
+        active,
+        previous,
+        previous_meta,
+        record,
+        started,
+        deadline,
     };
-    let outcome = tokio::time::timeout_at(deadline, work).await;
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        bring_back(engine, compose, stack, opts, &back, journal),
+    )
+    .await;
     drop(lock);
     match outcome {
         Ok(result) => result,
-        Err(_) => {
-            let journal = journal::read(stack)?;
-            let where_ = journal
-                .as_ref()
-                .and_then(|j| j.unfinished().map(|s| s.name.clone()))
-                .unwrap_or_else(|| "while preparing the previous color".into());
-            warn!(
-                "ROLLBACK_TIMEOUT ({}s) reached at {where_}; run ztd-switch --resume or ztd-rollback again",
-                opts.timeout.as_secs()
-            );
-            state::append_history(
-                stack,
-                &json!({"event": "rollback_timeout", "at": now(), "from": active, "to": previous, "at_step": where_}),
-            )?;
-            // Left part-way: exit 6, as for any change left incomplete.
-            Ok(SwitchOutcome::report(
-                "ztd-rollback",
-                stack,
-                ExitStatus::Incomplete,
-                json!({
-                    "from": active,
-                    "to": previous,
-                    "target": previous,
-                    "timed_out": true,
-                    "timeout_s": opts.timeout.as_secs_f64(),
-                    "stopped_at": where_,
-                    "journal": journal,
-                    "duration_ms": millis_since(started),
-                }),
-            ))
-        }
+        Err(_) => timed_out(stack, opts, &back),
     }
+}
+
+/// The rollback of the last switch: the color to leave, the one to bring back, and the clock.
+#[derive(Debug)]
+struct Back {
+    /// The active color, rolled back from.
+    active: Color,
+    /// The previous color, rolled back to.
+    previous: Color,
+    /// What was rendered for it.
+    previous_meta: DeployMeta,
+    /// The state file as the rollback began.
+    record: state::StateFile,
+    /// When the rollback began.
+    started: Instant,
+    /// `ROLLBACK_TIMEOUT` from then.
+    deadline: tokio::time::Instant,
+}
+
+/// Bring the previous color back (journaled, its `prepare` step started): make it run and wait
+/// until it is healthy, then move to it as a switch does. One that does not come back healthy
+/// is put back to rest and the rollback refused.
+async fn bring_back<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    opts: &RollbackOptions,
+    back: &Back,
+    mut journal: Journal,
+) -> Result<RollbackOutcome> {
+    let (active, previous) = (back.active, back.previous);
+    let prepared = async {
+        prepare(engine, compose, stack, &back.previous_meta, &back.record).await?;
+        let target = Target {
+            stack,
+            color: previous,
+            active: false,
+            service: None,
+        };
+        let remaining = back
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        health::wait(
+            engine,
+            &target,
+            &opts.switch.policy,
+            opts.switch.health_deadline.min(remaining),
+        )
+        .await
+    }
+    .await;
+    if !prepared.as_ref().is_ok_and(|health| health.healthy()) {
+        // Put the previous color back to rest: nothing changed.
+        let detection = detect::detect(engine, stack).await?;
+        for container in &detection.color(previous).containers {
+            retire(engine, &opts.switch, container).await?;
+        }
+        journal.finish(stack)?;
+        let health = prepared?;
+        warn!(
+            "rollback refused: {previous} does not come back healthy: {}",
+            health.summary_line()
+        );
+        return Ok(RollbackOutcome::Refused(Refusal::unhealthy(
+            Some(active),
+            previous,
+            "does not come back healthy",
+            &health,
+            back.started,
+        )));
+    }
+    journal.mark(stack, &JournalStepName::Prepare, StepState::Done)?;
+    let detection = detect::detect(engine, stack).await?;
+    let plan = Move {
+        operation: Operation::Rollback,
+        from: Some(active),
+        to: previous,
+        to_meta: back.previous_meta.clone(),
+        from_meta: read_color_meta(stack, active)?,
+        old: detection.color(active).containers.clone(),
+        new: detection.color(previous).containers.clone(),
+        adopting: None,
+    };
+    execute(
+        engine,
+        stack,
+        &opts.switch,
+        plan,
+        back.started,
+        Some(journal),
+    )
+    .await
+    .map(RollbackOutcome::from)
+}
+
+/// A rollback stopped by `ROLLBACK_TIMEOUT`: say where, in the history too, and leave the
+/// journal for `--resume` or another rollback (exit 6, as for any change left incomplete).
+fn timed_out(stack: &Stack, opts: &RollbackOptions, back: &Back) -> Result<RollbackOutcome> {
+    let journal = journal::read(stack)?;
+    let where_ = journal
+        .as_ref()
+        .and_then(|j| j.unfinished().map(|s| s.name.to_string()))
+        .unwrap_or_else(|| "while preparing the previous color".into());
+    warn!(
+        "ROLLBACK_TIMEOUT ({}s) reached at {where_}; run ztd-switch --resume or ztd-rollback again",
+        opts.timeout.as_secs()
+    );
+    state::record_event(
+        stack,
+        "rollback_timeout",
+        &TimeoutEvent {
+            from: back.active,
+            to: back.previous,
+            at_step: &where_,
+        },
+    )?;
+    Ok(RollbackOutcome::TimedOut(TimedOut {
+        from: back.active,
+        to: back.previous,
+        timed_out: true,
+        timeout_s: opts.timeout.as_secs_f64(),
+        stopped_at: where_,
+        journal,
+        duration_ms: millis_since(back.started),
+    }))
 }
 
 /// Stop a deploy candidate that was never switched to: the stack is as before the deploy.
@@ -670,7 +1026,7 @@ async fn abandon_candidate<E: Engine>(
     detection: &Detection,
     candidate: Color,
     started: Instant,
-) -> Result<SwitchOutcome> {
+) -> Result<RollbackOutcome> {
     info!("{candidate} was deployed but never switched to: stopping it (kept for inspection)");
     let mut stopped = Vec::new();
     for container in &detection.color(candidate).containers {
@@ -679,25 +1035,21 @@ async fn abandon_candidate<E: Engine>(
             stopped.push(container.name.clone());
         }
     }
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.candidate = None;
-    state::write_state(stack, &record)?;
-    state::append_history(
+    state::update(stack, |record| record.candidate = None)?;
+    state::record_event(
         stack,
-        &json!({"event": "rollback", "at": now(), "abandoned": candidate, "active": detection.active}),
+        "rollback",
+        &AbandonEvent {
+            abandoned: candidate,
+            active: detection.active,
+        },
     )?;
-    Ok(SwitchOutcome::report(
-        "ztd-rollback",
-        stack,
-        ExitStatus::Success,
-        json!({
-            "abandoned": candidate,
-            "stopped": stopped,
-            "active": detection.active,
-            "target": detection.active,
-            "duration_ms": millis_since(started),
-        }),
-    ))
+    Ok(RollbackOutcome::Abandoned(Abandoned {
+        abandoned: candidate,
+        stopped,
+        active: detection.active,
+        duration_ms: millis_since(started),
+    }))
 }
 
 /// Make the previous color runnable again: its kept containers, or, where they were removed,
@@ -721,8 +1073,9 @@ async fn prepare<E: Engine>(
         .filter(|s| !containers.iter().any(|c| c.service == s.name))
         .map(|s| s.name.as_str())
         .collect();
-    let mut file = path.clone();
-    if !missing.is_empty() {
+    let file = if missing.is_empty() {
+        path
+    } else {
         info!(
             "{}: recreating {} from the images recorded at its deploy",
             meta.color,
@@ -733,22 +1086,8 @@ async fn prepare<E: Engine>(
             .get(&meta.color)
             .map(|d| d.images.clone())
             .unwrap_or_default();
-        if let Some(services) = model.get_mut("services").and_then(Value::as_object_mut) {
-            for (name, service) in services.iter_mut() {
-                let id = images.get(name).ok_or_else(|| {
-                    Error::State(format!(
-                        "no image id was recorded for {name} in {}; cannot recreate it",
-                        meta.color
-                    ))
-                })?;
-                service["image"] = Value::from(id.clone());
-                if let Some(fields) = service.as_object_mut() {
-                    fields.remove("build");
-                    fields.insert("pull_policy".into(), Value::from("never"));
-                }
-            }
-        }
-        file = stack.ztd_dir().join(format!("rollback-{}.yml", meta.color));
+        pin_images(&mut model, &images, meta.color)?;
+        let file = stack.ztd_dir().join(format!("rollback-{}.yml", meta.color));
         state::write_atomic(&file, render::rendered_text(&model).as_bytes(), 0o600)?;
         compose
             .run(
@@ -759,7 +1098,8 @@ async fn prepare<E: Engine>(
             )
             .await?;
         attach_shared(engine, stack, meta).await?;
-    }
+        file
+    };
     let proxy = Proxy::new(engine, stack);
     if proxy.status().await?.is_some() {
         proxy.connect(&proxy::networks_for(meta)).await?;
@@ -771,9 +1111,7 @@ async fn prepare<E: Engine>(
         .filter(|s| s.mode != SwitchMode::Handover)
     {
         if let Some(container) = containers.iter().find(|c| c.service == service.name) {
-            engine
-                .set_restart_policy(&container.id, service.restart.as_deref().unwrap_or("no"))
-                .await?;
+            restore_restart_policy(engine, Some(meta), container).await?;
         }
     }
     let starting: Vec<&str> = meta
@@ -793,6 +1131,80 @@ async fn prepare<E: Engine>(
     Ok(())
 }
 
+/// Disconnect the containers of other projects (the shared services, the proxy) from a color's
+/// networks: attached, they would keep the networks alive.
+async fn detach_others<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    detection: &Detection,
+    meta: &DeployMeta,
+) -> Result<()> {
+    let mut attached: Vec<String> = detection.shared.iter().map(|c| c.id.clone()).collect();
+    attached.push(stack.proxy_container());
+    for network in meta.networks.values() {
+        for container in &attached {
+            engine.disconnect(network, container).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `docker compose down` a color's project: its containers and networks. Compose finds a
+/// project's containers by label: without the rendered file, a file that only names the project
+/// is enough.
+async fn compose_down(
+    compose: &Compose,
+    stack: &Stack,
+    color: Color,
+    view: &ColorView,
+) -> Result<()> {
+    let path = stack.rendered_compose_path(color);
+    let empty = stack.ztd_dir().join("empty-compose.yml");
+    let file = if path.exists() {
+        path
+    } else if !view.containers.is_empty() {
+        state::write_atomic(
+            &empty,
+            format!("name: {}\nservices: {{}}\n", view.project).as_bytes(),
+            0o644,
+        )?;
+        empty.clone()
+    } else {
+        return Ok(());
+    };
+    let down = compose
+        .run(
+            stack,
+            &view.project,
+            &file,
+            &["down", "--remove-orphans", "--timeout", "10"],
+        )
+        .await;
+    let _ = std::fs::remove_file(&empty);
+    down
+}
+
+/// Point every service of a rendered Compose model at the image id recorded at its deploy
+/// (`images`, by service), never built nor pulled again.
+fn pin_images(model: &mut Value, images: &BTreeMap<String, String>, color: Color) -> Result<()> {
+    let Some(services) = model.get_mut("services").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    for (name, service) in services.iter_mut() {
+        let id = images.get(name).ok_or_else(|| {
+            Error::State(format!(
+                "no image id was recorded for {name} in {color}; cannot recreate it"
+            ))
+        })?;
+        service["image"] = Value::from(id.clone());
+        if let Some(fields) = service.as_object_mut() {
+            fields.remove("build");
+            fields.insert("pull_policy".into(), Value::from("never"));
+        }
+    }
+    Ok(())
+}
+
 /// `ztd-rollback --cleanup COLOR`: remove a color that is not active: its containers, networks
 /// and rendered file. The active color is refused.
 pub async fn cleanup<E: Engine>(
@@ -800,7 +1212,7 @@ pub async fn cleanup<E: Engine>(
     compose: &Compose,
     stack: &Stack,
     color: Color,
-) -> Result<SwitchOutcome> {
+) -> Result<CleanupOutcome> {
     let started = Instant::now();
     // Lock first, then look: the color that became active meanwhile is never removed.
     let _lock = DeployLock::acquire(stack, "ztd-rollback --cleanup")?;
@@ -812,61 +1224,20 @@ pub async fn cleanup<E: Engine>(
     }
     if detection.active == Some(color) {
         warn!("refusing to clean up {color}: it is the active color");
-        return Ok(SwitchOutcome::report(
-            "ztd-rollback",
-            stack,
-            ExitStatus::Negative,
-            json!({
-                "cleanup": color,
-                "active": detection.active,
-                "target": detection.active,
-                "refused": format!("{color} is the active color"),
-            }),
-        ));
+        return Ok(CleanupOutcome::Refused(CleanupRefusal {
+            cleanup: color,
+            active: detection.active,
+            refused: format!("{color} is the active color"),
+        }));
     }
     let view = detection.color(color);
-    let meta = read_color_meta(stack, color)?;
-    // Containers of other projects attached to the color's networks would keep them alive.
-    if let Some(meta) = &meta {
-        let mut attached: Vec<String> = detection.shared.iter().map(|c| c.id.clone()).collect();
-        attached.push(stack.proxy_container());
-        for network in meta.networks.values() {
-            for container in &attached {
-                engine.disconnect(network, container).await?;
-            }
-        }
+    if let Some(meta) = read_color_meta(stack, color)? {
+        detach_others(engine, stack, &detection, &meta).await?;
     }
-    let path = stack.rendered_compose_path(color);
     let removed: Vec<String> = view.containers.iter().map(|c| c.name.clone()).collect();
-    // Compose finds a project's containers by label: without the rendered file, a file that
-    // only names the project is enough for `down`.
-    let empty = stack.ztd_dir().join("empty-compose.yml");
-    let file = if path.exists() {
-        Some(path.clone())
-    } else if !view.containers.is_empty() {
-        state::write_atomic(
-            &empty,
-            format!("name: {}\nservices: {{}}\n", view.project).as_bytes(),
-            0o644,
-        )?;
-        Some(empty.clone())
-    } else {
-        None
-    };
-    if let Some(file) = file {
-        let down = compose
-            .run(
-                stack,
-                &view.project,
-                &file,
-                &["down", "--remove-orphans", "--timeout", "10"],
-            )
-            .await;
-        let _ = std::fs::remove_file(&empty);
-        down?;
-    }
+    compose_down(compose, stack, color, view).await?;
     for file in [
-        path.clone(),
+        stack.rendered_compose_path(color),
         stack.ztd_dir().join(format!("rollback-{color}.yml")),
     ] {
         match std::fs::remove_file(&file) {
@@ -875,30 +1246,298 @@ pub async fn cleanup<E: Engine>(
             Err(e) => return Err(Error::State(format!("{}: {e}", file.display()))),
         }
     }
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.deployments.remove(&color);
-    if record.previous == Some(color) {
-        record.previous = None;
-    }
-    if record.candidate == Some(color) {
-        record.candidate = None;
-    }
-    state::write_state(stack, &record)?;
-    state::append_history(
+    state::update(stack, |record| {
+        record.deployments.remove(&color);
+        if record.previous == Some(color) {
+            record.previous = None;
+        }
+        if record.candidate == Some(color) {
+            record.candidate = None;
+        }
+    })?;
+    state::record_event(
         stack,
-        &json!({"event": "cleanup", "at": now(), "color": color, "removed": removed}),
+        "cleanup",
+        &CleanupEvent {
+            color,
+            removed: &removed,
+        },
     )?;
     info!("{color} removed ({} containers)", removed.len());
-    Ok(SwitchOutcome::report(
-        "ztd-rollback",
-        stack,
-        ExitStatus::Success,
-        json!({
-            "cleanup": color,
-            "removed": removed,
-            "active": detection.active,
-            "target": detection.active,
-            "duration_ms": millis_since(started),
-        }),
-    ))
+    Ok(CleanupOutcome::Removed(Removed {
+        cleanup: color,
+        removed,
+        active: detection.active,
+        duration_ms: millis_since(started),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::report::{Report, json_line};
+
+    fn stack() -> Stack {
+        Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        }
+    }
+
+    fn keys(line: &str) -> Vec<String> {
+        let object: Map<String, Value> = serde_json::from_str(line).expect("object");
+        object.keys().cloned().collect()
+    }
+
+    const ENVELOPE: [&str; 5] = ["tool", "project", "project_dir", "ok", "target"];
+
+    /// The rollback report of `outcome`: its line, and the outcome decoded back from it.
+    fn rollback_line(outcome: RollbackOutcome) -> (String, RollbackOutcome) {
+        let report = Report::new("ztd-rollback", &stack(), outcome.target(), outcome);
+        let line = json_line(&report);
+        let decoded: Report<RollbackOutcome> = serde_json::from_str(&line).expect("decode");
+        assert_eq!(decoded.envelope, report.envelope);
+        (line, decoded.body)
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            resumed: true,
+            operation: Operation::Switch,
+            resolution: Resolution::Undone,
+            interrupted_at: "handover:bot".into(),
+            from: Some(Color::Green),
+            to: Color::Blue,
+            active: Some(Color::Green),
+            steps: Steps::default(),
+            duration_ms: 900.0,
+        }
+    }
+
+    /// A rollback outcome, the fields its report has after the envelope, its exit status and
+    /// the target it hands on.
+    type Case = (
+        RollbackOutcome,
+        Vec<&'static str>,
+        ExitStatus,
+        Option<Color>,
+    );
+
+    /// The rollbacks that moved: rolled back, and undone.
+    fn move_cases() -> Vec<Case> {
+        let moved = MoveReport {
+            from: Some(Color::Blue),
+            to: Color::Green,
+            active: Some(Color::Green),
+            adopted: None,
+            undone: None,
+            version: "green-20261126-031141".into(),
+            steps: Steps::default(),
+            proxy: None,
+            ports_gap_ms: None,
+            handovers: Vec::new(),
+            duration_ms: 1500.0,
+        };
+        let move_fields = vec![
+            "from",
+            "to",
+            "active",
+            "adopted",
+            "undone",
+            "version",
+            "steps",
+            "proxy",
+            "ports_gap_ms",
+            "handovers",
+            "duration_ms",
+        ];
+        let undone = MoveReport {
+            active: Some(Color::Blue),
+            undone: Some("bot: failed".into()),
+            ..moved.clone()
+        };
+        vec![
+            (
+                RollbackOutcome::RolledBack(moved),
+                move_fields.clone(),
+                ExitStatus::Success,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Undone(undone),
+                move_fields,
+                ExitStatus::Negative,
+                Some(Color::Green),
+            ),
+        ]
+    }
+
+    /// The rollbacks that did not move.
+    fn other_cases() -> Vec<Case> {
+        vec![
+            (
+                RollbackOutcome::Resolved(resolved()),
+                vec![
+                    "resumed",
+                    "operation",
+                    "resolution",
+                    "interrupted_at",
+                    "from",
+                    "to",
+                    "active",
+                    "steps",
+                    "duration_ms",
+                ],
+                ExitStatus::Success,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Abandoned(Abandoned {
+                    abandoned: Color::Blue,
+                    stopped: vec!["web-blue".into()],
+                    active: Some(Color::Green),
+                    duration_ms: 10.0,
+                }),
+                vec!["abandoned", "stopped", "active", "duration_ms"],
+                ExitStatus::Success,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::NothingToRollBack(NothingToRollBack {
+                    active: Some(Color::Green),
+                    refused: "no previous deployment to roll back to".into(),
+                }),
+                vec!["active", "refused"],
+                ExitStatus::Negative,
+                Some(Color::Green),
+            ),
+            (
+                RollbackOutcome::Refused(Refusal {
+                    from: Some(Color::Blue),
+                    to: Color::Green,
+                    active: Some(Color::Blue),
+                    refused: "green does not come back healthy: green: no containers".into(),
+                    health: serde_json::json!({"color": "green"}),
+                    duration_ms: 5.0,
+                }),
+                vec!["from", "to", "active", "refused", "health", "duration_ms"],
+                ExitStatus::Negative,
+                Some(Color::Blue),
+            ),
+            (
+                RollbackOutcome::TimedOut(TimedOut {
+                    from: Color::Blue,
+                    to: Color::Green,
+                    timed_out: true,
+                    timeout_s: 3.0,
+                    stopped_at: "handover:bot".into(),
+                    journal: None,
+                    duration_ms: 3001.0,
+                }),
+                vec![
+                    "from",
+                    "to",
+                    "timed_out",
+                    "timeout_s",
+                    "stopped_at",
+                    "journal",
+                    "duration_ms",
+                ],
+                ExitStatus::Incomplete,
+                Some(Color::Green),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_rollback_outcome_keeps_its_fields_and_decodes_back() {
+        for (outcome, fields, status, target) in move_cases().into_iter().chain(other_cases()) {
+            assert_eq!(outcome.status(), status, "{outcome:?}");
+            assert_eq!(outcome.target(), target, "{outcome:?}");
+            let (line, decoded) = rollback_line(outcome.clone());
+            let mut expected: Vec<&str> = ENVELOPE.to_vec();
+            expected.extend(fields);
+            assert_eq!(keys(&line), expected, "{line}");
+            assert_eq!(decoded, outcome, "{line}");
+        }
+    }
+
+    #[test]
+    fn resume_and_cleanup_reports_keep_their_fields_and_decode_back() {
+        let nothing = ResumeOutcome::NothingToResume(NothingToResume {
+            resumed: false,
+            reason: "no switch or rollback was interrupted".into(),
+            active: Some(Color::Blue),
+        });
+        for (outcome, fields) in [
+            (
+                ResumeOutcome::Resolved(resolved()),
+                vec![
+                    "resumed",
+                    "operation",
+                    "resolution",
+                    "interrupted_at",
+                    "from",
+                    "to",
+                    "active",
+                    "steps",
+                    "duration_ms",
+                ],
+            ),
+            (nothing, vec!["resumed", "reason", "active"]),
+        ] {
+            let report = Report::new("ztd-switch", &stack(), outcome.target(), outcome);
+            let line = json_line(&report);
+            let mut expected: Vec<&str> = ENVELOPE.to_vec();
+            expected.extend(fields);
+            assert_eq!(keys(&line), expected, "{line}");
+            assert!(line.contains("\"ok\":true"), "{line}");
+            let decoded: Report<ResumeOutcome> = serde_json::from_str(&line).expect("decode");
+            assert_eq!(decoded, report);
+        }
+        let line = json_line(&Report::new(
+            "ztd-switch",
+            &stack(),
+            Some(Color::Green),
+            ResumeOutcome::Resolved(resolved()),
+        ));
+        assert!(
+            line.contains("\"operation\":\"switch\",\"resolution\":\"undone\""),
+            "{line}"
+        );
+
+        for (outcome, fields, status) in [
+            (
+                CleanupOutcome::Removed(Removed {
+                    cleanup: Color::Green,
+                    removed: vec!["web-green".into()],
+                    active: Some(Color::Blue),
+                    duration_ms: 800.0,
+                }),
+                vec!["cleanup", "removed", "active", "duration_ms"],
+                ExitStatus::Success,
+            ),
+            (
+                CleanupOutcome::Refused(CleanupRefusal {
+                    cleanup: Color::Blue,
+                    active: Some(Color::Blue),
+                    refused: "blue is the active color".into(),
+                }),
+                vec!["cleanup", "active", "refused"],
+                ExitStatus::Negative,
+            ),
+        ] {
+            let report = Report::new("ztd-rollback", &stack(), outcome.target(), outcome);
+            assert_eq!(report.status(), status);
+            let line = json_line(&report);
+            let mut expected: Vec<&str> = ENVELOPE.to_vec();
+            expected.extend(fields);
+            assert_eq!(keys(&line), expected, "{line}");
+            assert!(line.contains("\"target\":\"blue\""), "{line}");
+            let decoded: Report<CleanupOutcome> = serde_json::from_str(&line).expect("decode");
+            assert_eq!(decoded, report);
+        }
+    }
 }

@@ -7,17 +7,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::detect::{self, Detection};
-use crate::engine::{ContainerInfo, Engine, RunState};
+use crate::engine::{ContainerInfo, Engine, ExecOutput, RunState};
 use crate::error::{Error, ExitStatus, Result};
-use crate::health::{self, HealthPolicy, Target};
-use crate::journal::{Journal, StepState};
-use crate::labels::SwitchMode;
+use crate::health::{self, HealthPolicy, HealthReport, Target};
+use crate::journal::{Journal, JournalStepName, Operation, StepState};
+use crate::labels::{ServiceSettings, SwitchMode};
 use crate::proxy::{self, Proxy, ProxySwitch};
-use crate::render::DeployMeta;
-use crate::render::read_color_meta;
+use crate::render::{DeployMeta, Listener, read_color_meta};
+use crate::report::Outcome;
 use crate::report::steps::{StepDetail, Steps};
 use crate::stack::{Color, Stack};
 use crate::state::{self, DeployLock};
@@ -41,13 +42,160 @@ pub struct SwitchOptions {
     pub health_deadline: Duration,
 }
 
-/// The result of a switch: its JSON and its exit status.
-#[derive(Debug)]
-pub struct SwitchOutcome {
-    /// The report.
-    pub json: Value,
-    /// 0 switched, 1 refused or undone.
-    pub status: ExitStatus,
+/// What a switch did: ztd-switch's report body.
+///
+/// Decoded from JSON, a move that was undone reads as `Undone` whether or not a signal caused it
+/// (the exit status, 130, is what tells `Interrupted` apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, from = "SwitchWire")]
+pub enum SwitchOutcome {
+    /// The target is active.
+    Switched(MoveReport),
+    /// A step failed and everything was put back.
+    Undone(MoveReport),
+    /// A signal stopped it and everything was put back.
+    Interrupted(MoveReport),
+    /// The target is not healthy: nothing changed.
+    Refused(Refusal),
+}
+
+/// The shapes of a switch report on the wire, told apart by their fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SwitchWire {
+    Moved(MoveReport),
+    Refused(Refusal),
+}
+
+impl From<SwitchWire> for SwitchOutcome {
+    fn from(wire: SwitchWire) -> Self {
+        match wire {
+            SwitchWire::Moved(report) => Moved::read(report).into(),
+            SwitchWire::Refused(refusal) => SwitchOutcome::Refused(refusal),
+        }
+    }
+}
+
+impl From<Moved> for SwitchOutcome {
+    fn from(moved: Moved) -> Self {
+        match moved {
+            Moved::Done(report) => SwitchOutcome::Switched(report),
+            Moved::Undone(report) => SwitchOutcome::Undone(report),
+            Moved::Interrupted(report) => SwitchOutcome::Interrupted(report),
+        }
+    }
+}
+
+impl SwitchOutcome {
+    /// The color handed on: the one switched to (also when refused or undone).
+    pub fn target(&self) -> Option<Color> {
+        match self {
+            SwitchOutcome::Switched(report)
+            | SwitchOutcome::Undone(report)
+            | SwitchOutcome::Interrupted(report) => Some(report.to),
+            SwitchOutcome::Refused(refusal) => Some(refusal.to),
+        }
+    }
+}
+
+impl Outcome for SwitchOutcome {
+    /// 0 switched, 1 refused or undone, 130 put back after a signal.
+    fn status(&self) -> ExitStatus {
+        match self {
+            SwitchOutcome::Switched(_) => ExitStatus::Success,
+            SwitchOutcome::Undone(_) | SwitchOutcome::Refused(_) => ExitStatus::Negative,
+            SwitchOutcome::Interrupted(_) => ExitStatus::Interrupted,
+        }
+    }
+}
+
+/// How a move (a switch, or the flip of a rollback) ended, with its report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moved {
+    /// The target is active.
+    Done(MoveReport),
+    /// A step failed and everything was put back.
+    Undone(MoveReport),
+    /// A signal stopped it and everything was put back.
+    Interrupted(MoveReport),
+}
+
+impl Moved {
+    /// A report read back: undone when it says why, else done.
+    pub fn read(report: MoveReport) -> Moved {
+        if report.undone.is_some() {
+            Moved::Undone(report)
+        } else {
+            Moved::Done(report)
+        }
+    }
+}
+
+/// The report of a move, done or undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveReport {
+    /// The color that was active, if any.
+    pub from: Option<Color>,
+    /// The color moved to.
+    pub to: Color,
+    /// The color active now: `to`, or `from` when undone.
+    pub active: Option<Color>,
+    /// The plain-Compose project adopted, if any.
+    pub adopted: Option<String>,
+    /// Why the move was undone, if it was.
+    pub undone: Option<String>,
+    /// The version deployed in `to`.
+    pub version: String,
+    /// Each step, timed.
+    pub steps: Steps,
+    /// What the proxy's flip did, if the proxy moved.
+    pub proxy: Option<ProxySwitch>,
+    /// How long the host ports were closed while the proxy took them over (an adoption).
+    pub ports_gap_ms: Option<f64>,
+    /// Each singleton handed over.
+    pub handovers: Vec<HandoverReport>,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+/// A move refused because its target is not healthy: nothing changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The active color.
+    pub from: Option<Color>,
+    /// The color that was to become active.
+    pub to: Color,
+    /// The color still active.
+    pub active: Option<Color>,
+    /// Why, in one line.
+    pub refused: String,
+    /// The target's health report, as ztd-health prints it.
+    pub health: Value,
+    /// The whole run.
+    pub duration_ms: f64,
+}
+
+impl Refusal {
+    /// The refusal of `to`, which `is_not` healthy (`is not healthy`, `does not come back
+    /// healthy`) as `health` says, with `from` still active.
+    pub fn unhealthy(
+        from: Option<Color>,
+        to: Color,
+        is_not: &str,
+        health: &HealthReport,
+        started: Instant,
+    ) -> Refusal {
+        Refusal {
+            from,
+            to,
+            active: from,
+            refused: format!("{to} {is_not}: {}", health.summary_line()),
+            // ztd-health's own object, as it prints it (kept as JSON until its report is typed
+            // in a form a refusal can embed).
+            health: serde_json::to_value(health.to_json()).unwrap_or_default(),
+            duration_ms: millis_since(started),
+        }
+    }
 }
 
 /// A step that was carried out and can be reverted.
@@ -65,26 +213,39 @@ enum Done {
 }
 
 /// One handover's report.
-#[derive(Debug, Clone, serde::Serialize)]
-struct HandoverReport {
-    service: String,
-    old: Option<String>,
-    new: String,
-    drain_exit_code: Option<i64>,
-    stop_ms: f64,
-    gap_ms: f64,
-    healthy_ms: f64,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverReport {
+    /// The service handed over.
+    pub service: String,
+    /// The container it was taken from, if one ran.
+    pub old: Option<String>,
+    /// The container that holds it now.
+    pub new: String,
+    /// The exit code of `ztd.drain` in the old container, if it has one.
+    pub drain_exit_code: Option<i64>,
+    /// Stopping the old container.
+    pub stop_ms: f64,
+    /// From the old one stopped to the new one running.
+    pub gap_ms: f64,
+    /// Until the new one was healthy.
+    pub healthy_ms: f64,
     /// Host ports the service publishes itself: closed from the old one's stop until the new
     /// one's start (a handover service is never behind the front proxy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port_gap: Option<PortGap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_gap: Option<PortGap>,
 }
 
 /// The note on a handover whose service publishes host ports.
-#[derive(Debug, Clone, serde::Serialize)]
-struct PortGap {
-    ports: Vec<u16>,
-    note: &'static str,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortGap {
+    /// The ports.
+    pub ports: Vec<u16>,
+    /// What happened to them.
+    pub note: String,
+}
+
+impl PortGap {
+    const NOTE: &'static str = "closed while the service was handed over (its container publishes them, not the front proxy)";
 }
 
 struct Run<'a, E: Engine> {
@@ -154,20 +315,13 @@ pub async fn switch<E: Engine>(
     if !health.healthy() && !opts.force {
         warn!("switch refused: {}", health.summary_line());
         drop(lock);
-        return Ok(SwitchOutcome::report(
-            "ztd-switch",
-            stack,
-            ExitStatus::Negative,
-            json!({
-                "from": from,
-                "to": to,
-                "target": to,
-                "active": from,
-                "refused": format!("{to} is not healthy: {}", health.summary_line()),
-                "health": health.to_json(),
-                "duration_ms": millis_since(started),
-            }),
-        ));
+        return Ok(SwitchOutcome::Refused(Refusal::unhealthy(
+            from,
+            to,
+            "is not healthy",
+            &health,
+            started,
+        )));
     }
     if !health.healthy() {
         warn!("{to} is not healthy; switching anyway (--force)");
@@ -185,45 +339,9 @@ pub async fn switch<E: Engine>(
         adopting,
     };
     check_interrupted()?;
-    let outcome = execute(engine, stack, opts, plan, started, None).await;
+    let moved = execute(engine, stack, opts, plan, started, None).await;
     drop(lock);
-    outcome
-}
-
-/// Which change moves the stack from one color to the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// ztd-switch: to the new version.
-    Switch,
-    /// ztd-rollback: back to the previous version.
-    Rollback,
-}
-
-impl Operation {
-    /// `switch` or `rollback`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::Switch => "switch",
-            Operation::Rollback => "rollback",
-        }
-    }
-
-    fn tool(self) -> &'static str {
-        match self {
-            Operation::Switch => "ztd-switch",
-            Operation::Rollback => "ztd-rollback",
-        }
-    }
-}
-
-impl SwitchOutcome {
-    /// An outcome whose report is `tool`'s object with these fields (`ok` when it succeeded).
-    pub fn report(tool: &str, stack: &Stack, status: ExitStatus, fields: Value) -> SwitchOutcome {
-        SwitchOutcome {
-            json: crate::output::object(tool, stack, status == ExitStatus::Success, fields),
-            status,
-        }
-    }
+    moved.map(SwitchOutcome::from)
 }
 
 /// A planned move from one color (or an adopted stack) to another.
@@ -256,11 +374,16 @@ pub async fn execute<E: Engine>(
     plan: Move,
     started: Instant,
     journal: Option<Journal>,
-) -> Result<SwitchOutcome> {
-    let (operation, from, to) = (plan.operation, plan.from, plan.to);
+) -> Result<Moved> {
     let journal = match journal {
         Some(journal) => journal,
-        None => Journal::begin(stack, operation.name(), from, to, plan.adopting.clone())?,
+        None => Journal::begin(
+            stack,
+            plan.operation,
+            plan.from,
+            plan.to,
+            plan.adopting.clone(),
+        )?,
     };
     let mut run = Run {
         engine,
@@ -275,98 +398,70 @@ pub async fn execute<E: Engine>(
         ports_gap_ms: None,
         committed: false,
     };
-    info!(
-        "{} {} -> {to}",
-        if operation == Operation::Switch {
-            "switching"
-        } else {
-            "rolling back"
-        },
-        run.plan
-            .adopting
-            .clone()
-            .or(from.map(|c| c.to_string()))
-            .unwrap_or_else(|| "nothing".into())
-    );
-    let unfinished = |failure: Error| {
-        let message = format!(
-            "{} to {to}: {to} serves and holds every singleton, but {failure}; run ztd-switch --resume to finish",
-            operation.name()
-        );
-        warn!("{message}");
-        Error::Incomplete(message)
-    };
+    run.announce();
     match run.forward().await {
-        Err(failure) if run.committed => Err(unfinished(failure)),
+        Err(failure) if run.committed => Err(run.unfinished(failure)),
         Ok(()) => {
-            run.record().await.map_err(unfinished)?;
-            let json = run.report(true, None, started);
+            let recorded = run.record().await;
+            recorded.map_err(|failure| run.unfinished(failure))?;
+            let report = run.report(None, started);
             run.journal.clone().finish(stack)?;
-            info!("{to} is active");
-            Ok(SwitchOutcome {
-                json,
-                status: ExitStatus::Success,
-            })
+            info!("{} is active", run.plan.to);
+            Ok(Moved::Done(report))
         }
-        Err(failure) => {
-            let interrupted = matches!(failure, Error::Interrupted(_));
-            warn!(
-                "{} failed: {failure}; putting everything back",
-                operation.name()
-            );
-            run.journal.begin_undo(stack)?;
-            fault::point("undo:start");
-            if let Err(undo) = run.undo().await {
-                let message = format!(
-                    "{} to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback",
-                    operation.name()
-                );
-                return Err(if interrupted {
-                    Error::Interrupted(message)
-                } else {
-                    Error::Incomplete(message)
-                });
-            }
-            state::append_history(
-                stack,
-                &json!({"event": format!("{}_undone", operation.name()), "at": now(), "from": from, "to": to, "reason": failure.message()}),
-            )?;
-            let json = run.report(false, Some(failure.message().to_string()), started);
-            run.journal.clone().finish(stack)?;
-            Ok(SwitchOutcome {
-                json,
-                status: if interrupted {
-                    ExitStatus::Interrupted
-                } else {
-                    ExitStatus::Negative
-                },
-            })
-        }
+        Err(failure) => run.put_back(failure, started).await,
     }
 }
 
+/// The history line of a change that failed and was put back.
+#[derive(Debug, serde::Serialize)]
+struct UndoneEvent<'a> {
+    from: Option<Color>,
+    to: Color,
+    reason: &'a str,
+}
+
+/// The history line of a move: where from and to, then what the caller adds (`details`).
+#[derive(Debug, serde::Serialize)]
+struct MoveEvent<'a, D: ?Sized> {
+    from: Option<Color>,
+    to: Color,
+    #[serde(flatten)]
+    details: &'a D,
+}
+
+/// What a switch adds to its history line.
+#[derive(Debug, serde::Serialize)]
+struct SwitchDetails<'a> {
+    adopted: &'a Option<String>,
+    version: &'a str,
+    handovers: &'a [HandoverReport],
+    ports_gap_ms: Option<f64>,
+}
+
 /// Record that `to` is now active: `.current_deployment`, `.ztd/state.json` (with `from` kept
-/// as the previous color), `.rollback_state` after a rollback, and a line of history.
-pub fn record_move(
+/// as the previous color), `.rollback_state` after a rollback, and a line of history with
+/// `details` after `from` and `to`.
+pub fn record_move<D: serde::Serialize + ?Sized>(
     stack: &Stack,
     operation: Operation,
     from: Option<Color>,
     to: Color,
     images: BTreeMap<String, String>,
-    details: Value,
+    details: &D,
 ) -> Result<()> {
     state::write_current_deployment(stack, to)?;
     fault::point("record:written");
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.active = Some(to);
-    record.previous = from;
-    record.candidate = None;
-    record.switched_at = Some(now());
-    let deployment = record.deployments.entry(to).or_default();
-    if deployment.images.is_empty() {
-        deployment.images = images;
-    }
-    state::write_state(stack, &record)?;
+    state::update(stack, |record| {
+        record.active = Some(to);
+        record.previous = from;
+        record.candidate = None;
+        record.switched_at = Some(state::now());
+        let deployment = record.deployments.entry(to).or_default();
+        if deployment.images.is_empty() {
+            deployment.images = images;
+        }
+    })?;
     if operation == Operation::Rollback
         && let Some(from) = from
     {
@@ -374,11 +469,7 @@ pub fn record_move(
         // a no-op rather than an undo of this rollback.
         state::write_rollback_state(stack, to, from)?;
     }
-    let mut event = json!({"event": operation.name(), "at": now(), "from": from, "to": to});
-    if let (Some(event), Value::Object(details)) = (event.as_object_mut(), details) {
-        event.extend(details);
-    }
-    state::append_history(stack, &event)
+    state::record_event(stack, operation.name(), &MoveEvent { from, to, details })
 }
 
 /// Stop a container for good: restart policy `no` first (so nothing brings it back, not even a
@@ -405,6 +496,93 @@ pub(crate) async fn retire<E: Engine>(
         Ok(_) | Err(Error::NotFound(_)) => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+/// Give a container the restart policy its deploy asked for in `meta` (`no` when it asked for
+/// none, or when the deploy is unknown).
+pub(crate) async fn restore_restart_policy<E: Engine>(
+    engine: &E,
+    meta: Option<&DeployMeta>,
+    container: &ContainerInfo,
+) -> Result<()> {
+    let restart = meta
+        .and_then(|m| m.service(&container.service))
+        .and_then(|s| s.restart.as_deref())
+        .unwrap_or("no");
+    engine.set_restart_policy(&container.id, restart).await
+}
+
+/// The containers of `old` that publish one of the listeners' host ports: what holds the ports
+/// the proxy takes over when a plain-Compose stack is adopted.
+pub(crate) fn port_holders(listeners: &[Listener], old: &[ContainerInfo]) -> Vec<ContainerInfo> {
+    let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+    old.iter()
+        .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
+        .cloned()
+        .collect()
+}
+
+/// The proxy, created but not started while `holders` (found by `port_holders`) hold the host
+/// ports, takes them over: its config is written to serve `color`, every holder is stopped for
+/// good (one that fails is named and the rest go on: the proxy's start is what must succeed),
+/// and it starts. Returns how long the ports were closed, in milliseconds.
+pub(crate) async fn take_over_ports<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    listeners: &[Listener],
+    color: Option<Color>,
+    holders: &[ContainerInfo],
+) -> Result<f64> {
+    let conf = proxy::nginx_conf(stack, &proxy::routes_to(listeners, color), color, 0);
+    state::write_atomic(
+        &proxy::conf_dir(stack).join("nginx.conf"),
+        conf.as_bytes(),
+        0o644,
+    )?;
+    let results = join_all(holders.iter().map(|c| retire(engine, opts, c))).await;
+    for (holder, result) in holders.iter().zip(results) {
+        if let Err(err) = result {
+            warn!("could not stop {}: {err}", holder.name);
+        }
+    }
+    let released = Instant::now();
+    Proxy::new(engine, stack).start(listeners).await?;
+    let gap_ms = millis_since(released);
+    let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+    info!("the proxy took over ports {ports:?} after {gap_ms:.0} ms");
+    Ok(gap_ms)
+}
+
+/// Undo `take_over_ports`: the proxy stops, and the holders get their restart policies back
+/// and start again.
+pub(crate) async fn give_back_ports<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    holders: &[ContainerInfo],
+) -> Result<()> {
+    engine
+        .stop(&stack.proxy_container(), opts.stop_timeout)
+        .await?;
+    for holder in holders {
+        engine
+            .set_restart_policy(&holder.id, &holder.restart_policy)
+            .await?;
+        engine.start(&holder.id).await?;
+    }
+    info!("the adopted stack holds its ports again");
+    Ok(())
+}
+
+/// The error of a `ztd.drain` or `ztd.activate` (`command`) in `container` that did not exit 0.
+fn command_failed(service: &str, command: &str, container: &str, out: &ExecOutput) -> Error {
+    Error::Engine(format!(
+        "{service}: {command} in {container} {}: {}",
+        out.exit_code
+            .map_or("timed out".to_string(), |c| format!("exited {c}")),
+        crate::error::one_line(&out.output)
+    ))
 }
 
 fn check_interrupted() -> Result<()> {
@@ -436,19 +614,81 @@ fn old_side(
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl<E: Engine> Run<'_, E> {
+    /// Say on stderr what moves where.
+    fn announce(&self) {
+        let plan = &self.plan;
+        info!(
+            "{} {} -> {}",
+            if plan.operation == Operation::Switch {
+                "switching"
+            } else {
+                "rolling back"
+            },
+            plan.adopting
+                .clone()
+                .or(plan.from.map(|c| c.to_string()))
+                .unwrap_or_else(|| "nothing".into()),
+            plan.to
+        );
+    }
+
+    /// The error of a move that failed past the point of no return: `--resume` finishes it.
+    fn unfinished(&self, failure: Error) -> Error {
+        let to = self.plan.to;
+        let message = format!(
+            "{} to {to}: {to} serves and holds every singleton, but {failure}; run ztd-switch --resume to finish",
+            self.plan.operation
+        );
+        warn!("{message}");
+        Error::Incomplete(message)
+    }
+
+    /// After `failure` before the point of no return: mark the undo on disk, undo every step
+    /// done, and record it. An undo that fails too leaves the journal (exit 6, or 130 when a
+    /// signal caused it).
+    async fn put_back(&mut self, failure: Error, started: Instant) -> Result<Moved> {
+        let (operation, from, to) = (self.plan.operation, self.plan.from, self.plan.to);
+        let interrupted = matches!(failure, Error::Interrupted(_));
+        warn!("{operation} failed: {failure}; putting everything back");
+        self.journal.begin_undo(self.stack)?;
+        fault::point("undo:start");
+        if let Err(undo) = self.undo().await {
+            let message = format!(
+                "{operation} to {to} failed ({failure}) and undoing it failed too ({undo}); run ztd-switch --resume or ztd-rollback"
+            );
+            return Err(if interrupted {
+                Error::Interrupted(message)
+            } else {
+                Error::Incomplete(message)
+            });
+        }
+        state::record_event(
+            self.stack,
+            &format!("{operation}_undone"),
+            &UndoneEvent {
+                from,
+                to,
+                reason: failure.message(),
+            },
+        )?;
+        let report = self.report(Some(failure.message().to_string()), started);
+        self.journal.clone().finish(self.stack)?;
+        Ok(if interrupted {
+            Moved::Interrupted(report)
+        } else {
+            Moved::Undone(report)
+        })
+    }
+
     async fn forward(&mut self) -> Result<()> {
         if !self.plan.to_meta.listeners.is_empty() {
-            self.journal.start(self.stack, "proxy")?;
+            self.journal.start(self.stack, JournalStepName::Proxy)?;
             fault::point("proxy:start");
             let started = Instant::now();
             let result = self.switch_proxy().await;
             self.steps.record(
-                "proxy",
+                &JournalStepName::Proxy.to_string(),
                 started,
                 result.is_ok(),
                 StepDetail {
@@ -458,7 +698,8 @@ impl<E: Engine> Run<'_, E> {
                 },
             );
             result?;
-            self.journal.mark(self.stack, "proxy", StepState::Done)?;
+            self.journal
+                .mark(self.stack, &JournalStepName::Proxy, StepState::Done)?;
             fault::point("proxy:done");
             check_interrupted()?;
         }
@@ -471,29 +712,38 @@ impl<E: Engine> Run<'_, E> {
             .map(|s| s.name.clone())
             .collect();
         for service in handover_services {
-            let step = format!("handover:{service}");
-            self.journal.start(self.stack, &step)?;
+            let step = JournalStepName::Handover(service.clone());
+            self.journal.start(self.stack, step.clone())?;
             fault::point(&format!("{step}:start"));
             let started = Instant::now();
             let result = self.handover(&service).await;
-            self.steps
-                .record(&step, started, result.is_ok(), StepDetail::default());
+            self.steps.record(
+                &step.to_string(),
+                started,
+                result.is_ok(),
+                StepDetail::default(),
+            );
             result?;
             self.journal.mark(self.stack, &step, StepState::Done)?;
             fault::point(&format!("{step}:done"));
             check_interrupted()?;
         }
-        self.journal.start(self.stack, "stop_old")?;
+        self.journal.start(self.stack, JournalStepName::StopOld)?;
         // From here on the new color serves and holds every singleton: a failure finishes
         // forward (--resume), it is not undone.
         self.committed = true;
         fault::point("stop_old:start");
         let started = Instant::now();
         let stopped = self.stop_old().await;
-        self.steps
-            .record("stop_old", started, stopped.is_ok(), StepDetail::default());
+        self.steps.record(
+            &JournalStepName::StopOld.to_string(),
+            started,
+            stopped.is_ok(),
+            StepDetail::default(),
+        );
         stopped?;
-        self.journal.mark(self.stack, "stop_old", StepState::Done)?;
+        self.journal
+            .mark(self.stack, &JournalStepName::StopOld, StepState::Done)?;
         fault::point("stop_old:done");
         Ok(())
     }
@@ -532,31 +782,20 @@ impl<E: Engine> Run<'_, E> {
             Some(RunState::Running) => {}
             Some(_) => {
                 // Created but not started: the ports still belong to the stack being adopted.
-                let conf = proxy::nginx_conf(self.stack, &routes, Some(self.plan.to), 0);
-                state::write_atomic(
-                    &proxy::conf_dir(self.stack).join("nginx.conf"),
-                    conf.as_bytes(),
-                    0o644,
-                )?;
-                let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
-                let holders: Vec<ContainerInfo> = self
-                    .plan
-                    .old
-                    .iter()
-                    .filter(|c| c.published_ports.iter().any(|p| ports.contains(p)))
-                    .cloned()
-                    .collect();
+                let holders = port_holders(&listeners, &self.plan.old);
                 self.done.push(Done::Adopted {
                     holders: holders.clone(),
                 });
-                join_all(holders.iter().map(|c| self.retire(c))).await;
-                let released = Instant::now();
-                proxy.start(&listeners).await?;
-                self.ports_gap_ms = Some(millis_since(released));
-                info!(
-                    "the proxy took over ports {ports:?} after {:.0} ms",
-                    self.ports_gap_ms.unwrap_or_default()
-                );
+                let gap_ms = take_over_ports(
+                    self.engine,
+                    self.stack,
+                    self.opts,
+                    &listeners,
+                    Some(self.plan.to),
+                    &holders,
+                )
+                .await?;
+                self.ports_gap_ms = Some(gap_ms);
             }
         }
         if !matches!(self.done.last(), Some(Done::Adopted { .. })) {
@@ -583,6 +822,8 @@ impl<E: Engine> Run<'_, E> {
         retire(self.engine, self.opts, container).await
     }
 
+    /// Hand `service` over: drain the old container, stop it, then start (or activate) the
+    /// new one and wait until it is healthy.
     async fn handover(&mut self, service: &str) -> Result<()> {
         let new = self
             .plan
@@ -600,27 +841,10 @@ impl<E: Engine> Run<'_, E> {
             .find(|c| c.service == service && c.state.is_up())
             .cloned();
         let new_settings = new.settings()?;
-        let mut drain_exit_code = None;
-        if let Some(old) = &old {
-            let old_settings = old.settings_or_default();
-            if let Some(drain) = &old_settings.drain {
-                let timeout = old_settings
-                    .drain_timeout
-                    .unwrap_or(self.opts.drain_timeout);
-                info!("{service}: draining {}", old.name);
-                let out = self.engine.exec(&old.id, drain, timeout).await?;
-                drain_exit_code = out.exit_code;
-                if out.exit_code != Some(0) {
-                    return Err(Error::Engine(format!(
-                        "{service}: ztd.drain in {} {}: {}",
-                        old.name,
-                        out.exit_code
-                            .map_or("timed out".to_string(), |c| format!("exited {c}")),
-                        crate::error::one_line(&out.output)
-                    )));
-                }
-            }
-        }
+        let drain_exit_code = match &old {
+            Some(old) => self.drain(service, old).await?,
+            None => None,
+        };
         // Recorded before the old one stops, so that a stop that fails half-way still gets
         // the old one started again by the undo.
         self.done.push(Done::Handover {
@@ -634,25 +858,7 @@ impl<E: Engine> Run<'_, E> {
         let stop_ms = millis_since(stopping);
         fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
-        let current = self.engine.inspect(&new.id).await?;
-        if !current.state.is_up() {
-            self.engine.start(&new.id).await?;
-        }
-        if let Some(activate) = &new_settings.activate {
-            let out = self
-                .engine
-                .exec(&new.id, activate, self.opts.drain_timeout)
-                .await?;
-            if out.exit_code != Some(0) {
-                return Err(Error::Engine(format!(
-                    "{service}: ztd.activate in {} {}: {}",
-                    new.name,
-                    out.exit_code
-                        .map_or("timed out".to_string(), |c| format!("exited {c}")),
-                    crate::error::one_line(&out.output)
-                )));
-            }
-        }
+        self.bring_up(service, &new, &new_settings).await?;
         let gap_ms = millis_since(stopped);
         info!(
             "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
@@ -660,6 +866,62 @@ impl<E: Engine> Run<'_, E> {
             new.name
         );
         let checking = Instant::now();
+        self.wait_healthy(service, &new).await?;
+        restore_restart_policy(self.engine, Some(&self.plan.to_meta), &new).await?;
+        self.handovers.push(HandoverReport {
+            service: service.to_string(),
+            old: old.map(|o| o.name),
+            new: new.name,
+            drain_exit_code,
+            stop_ms,
+            gap_ms,
+            healthy_ms: millis_since(checking),
+            port_gap: self.port_gap(service),
+        });
+        Ok(())
+    }
+
+    /// Run the old container's `ztd.drain`, if it has one; its exit code. Anything but exit 0
+    /// stops the handover.
+    async fn drain(&self, service: &str, old: &ContainerInfo) -> Result<Option<i64>> {
+        let settings = old.settings_or_default();
+        let Some(drain) = &settings.drain else {
+            return Ok(None);
+        };
+        let timeout = settings.drain_timeout.unwrap_or(self.opts.drain_timeout);
+        info!("{service}: draining {}", old.name);
+        let out = self.engine.exec(&old.id, drain, timeout).await?;
+        if out.exit_code != Some(0) {
+            return Err(command_failed(service, "ztd.drain", &old.name, &out));
+        }
+        Ok(out.exit_code)
+    }
+
+    /// Start the new container unless it runs, then run its `ztd.activate`, if it has one.
+    async fn bring_up(
+        &self,
+        service: &str,
+        new: &ContainerInfo,
+        settings: &ServiceSettings,
+    ) -> Result<()> {
+        let current = self.engine.inspect(&new.id).await?;
+        if !current.state.is_up() {
+            self.engine.start(&new.id).await?;
+        }
+        if let Some(activate) = &settings.activate {
+            let out = self
+                .engine
+                .exec(&new.id, activate, self.opts.drain_timeout)
+                .await?;
+            if out.exit_code != Some(0) {
+                return Err(command_failed(service, "ztd.activate", &new.name, &out));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until the handed-over service is healthy in the new color.
+    async fn wait_healthy(&self, service: &str, new: &ContainerInfo) -> Result<()> {
         let target = Target {
             stack: self.stack,
             color: self.plan.to,
@@ -680,32 +942,19 @@ impl<E: Engine> Run<'_, E> {
                 report.summary_line()
             )));
         }
-        let restart = self
-            .plan
+        Ok(())
+    }
+
+    /// The host ports `service` publishes itself, closed during its handover.
+    fn port_gap(&self, service: &str) -> Option<PortGap> {
+        self.plan
             .to_meta
             .service(service)
-            .and_then(|s| s.restart.clone())
-            .unwrap_or_else(|| "no".into());
-        self.engine.set_restart_policy(&new.id, &restart).await?;
-        self.handovers.push(HandoverReport {
-            service: service.to_string(),
-            old: old.map(|o| o.name),
-            new: new.name,
-            drain_exit_code,
-            stop_ms,
-            gap_ms,
-            healthy_ms: millis_since(checking),
-            port_gap: self
-                .plan
-                .to_meta
-                .service(service)
-                .filter(|s| !s.direct_ports.is_empty())
-                .map(|s| PortGap {
-                    ports: s.direct_ports.clone(),
-                    note: "closed while the service was handed over (its container publishes them, not the front proxy)",
-                }),
-        });
-        Ok(())
+            .filter(|s| !s.direct_ports.is_empty())
+            .map(|s| PortGap {
+                ports: s.direct_ports.clone(),
+                note: PortGap::NOTE.into(),
+            })
     }
 
     /// Stop what is left of the old side. Every container is tried; the first failure is
@@ -730,7 +979,7 @@ impl<E: Engine> Run<'_, E> {
     }
 
     async fn record(&mut self) -> Result<()> {
-        self.journal.start(self.stack, "record")?;
+        self.journal.start(self.stack, JournalStepName::Record)?;
         fault::point("record:start");
         let images: BTreeMap<String, String> = self
             .plan
@@ -744,14 +993,15 @@ impl<E: Engine> Run<'_, E> {
             self.plan.from,
             self.plan.to,
             images,
-            json!({
-                "adopted": self.plan.adopting,
-                "version": self.plan.to_meta.build.version,
-                "handovers": self.handovers,
-                "ports_gap_ms": self.ports_gap_ms,
-            }),
+            &SwitchDetails {
+                adopted: &self.plan.adopting,
+                version: &self.plan.to_meta.build.version,
+                handovers: &self.handovers,
+                ports_gap_ms: self.ports_gap_ms,
+            },
         )?;
-        self.journal.mark(self.stack, "record", StepState::Done)?;
+        self.journal
+            .mark(self.stack, &JournalStepName::Record, StepState::Done)?;
         fault::point("record:done");
         Ok(())
     }
@@ -794,15 +1044,7 @@ impl<E: Engine> Run<'_, E> {
                     );
                 }
                 Done::Adopted { holders } => {
-                    let proxy = self.stack.proxy_container();
-                    self.engine.stop(&proxy, self.opts.stop_timeout).await?;
-                    for holder in holders {
-                        self.engine
-                            .set_restart_policy(&holder.id, &holder.restart_policy)
-                            .await?;
-                        self.engine.start(&holder.id).await?;
-                    }
-                    info!("the adopted stack holds its ports again");
+                    give_back_ports(self.engine, self.stack, self.opts, &holders).await?;
                 }
             }
         }
@@ -824,25 +1066,183 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    fn report(&self, ok: bool, undone: Option<String>, started: Instant) -> Value {
-        crate::output::object(
-            self.plan.operation.tool(),
-            self.stack,
-            ok,
-            json!({
-                "from": self.plan.from,
-                "to": self.plan.to,
-                "target": self.plan.to,
-                "active": if ok { Some(self.plan.to) } else { self.plan.from },
-                "adopted": self.plan.adopting,
-                "undone": undone,
-                "version": self.plan.to_meta.build.version,
-                "steps": self.steps,
-                "proxy": self.proxy,
-                "ports_gap_ms": self.ports_gap_ms,
-                "handovers": self.handovers,
-                "duration_ms": millis_since(started),
+    fn report(&self, undone: Option<String>, started: Instant) -> MoveReport {
+        MoveReport {
+            from: self.plan.from,
+            to: self.plan.to,
+            active: if undone.is_none() {
+                Some(self.plan.to)
+            } else {
+                self.plan.from
+            },
+            adopted: self.plan.adopting.clone(),
+            undone,
+            version: self.plan.to_meta.build.version.clone(),
+            steps: self.steps.clone(),
+            proxy: self.proxy.clone(),
+            ports_gap_ms: self.ports_gap_ms,
+            handovers: self.handovers.clone(),
+            duration_ms: millis_since(started),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::report::{Report, json_line};
+
+    fn stack() -> Stack {
+        Stack {
+            dir: "/srv/shop".into(),
+            name: "shop".into(),
+        }
+    }
+
+    fn moved(undone: Option<&str>) -> MoveReport {
+        MoveReport {
+            from: Some(Color::Green),
+            to: Color::Blue,
+            active: Some(if undone.is_some() {
+                Color::Green
+            } else {
+                Color::Blue
             }),
-        )
+            adopted: None,
+            undone: undone.map(str::to_string),
+            version: "blue-20261126-034801".into(),
+            steps: Steps::default(),
+            proxy: Some(ProxySwitch {
+                generation: 1,
+                reload_ms: 73.5,
+                confirm_ms: 21.3,
+                drain_ms: 12.0,
+            }),
+            ports_gap_ms: None,
+            handovers: vec![HandoverReport {
+                service: "bot".into(),
+                old: Some("bot-green".into()),
+                new: "bot-blue".into(),
+                drain_exit_code: Some(0),
+                stop_ms: 111.3,
+                gap_ms: 240.9,
+                healthy_ms: 1067.9,
+                port_gap: Some(PortGap {
+                    ports: vec![8443],
+                    note: PortGap::NOTE.into(),
+                }),
+            }],
+            duration_ms: 1802.4,
+        }
+    }
+
+    fn keys(line: &str) -> Vec<String> {
+        let object: Map<String, Value> = serde_json::from_str(line).expect("object");
+        object.keys().cloned().collect()
+    }
+
+    fn round_trip(outcome: SwitchOutcome) -> (String, Report<SwitchOutcome>) {
+        let report = Report::new("ztd-switch", &stack(), outcome.target(), outcome);
+        let line = json_line(&report);
+        let decoded: Report<SwitchOutcome> = serde_json::from_str(&line).expect("decode");
+        (line, decoded)
+    }
+
+    #[test]
+    fn a_switch_report_has_its_fields_in_order_and_decodes_back() {
+        let (line, decoded) = round_trip(SwitchOutcome::Switched(moved(None)));
+        assert_eq!(
+            keys(&line),
+            [
+                "tool",
+                "project",
+                "project_dir",
+                "ok",
+                "target",
+                "from",
+                "to",
+                "active",
+                "adopted",
+                "undone",
+                "version",
+                "steps",
+                "proxy",
+                "ports_gap_ms",
+                "handovers",
+                "duration_ms"
+            ]
+        );
+        assert!(line.contains("\"ok\":true,\"target\":\"blue\","), "{line}");
+        assert_eq!(decoded.body, SwitchOutcome::Switched(moved(None)));
+        assert_eq!(decoded.status(), ExitStatus::Success);
+        let value: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(
+            value["handovers"][0]["port_gap"],
+            json!({"ports": [8443], "note": PortGap::NOTE})
+        );
+    }
+
+    #[test]
+    fn undone_and_interrupted_switches_say_why_and_answer_1_and_130() {
+        let (line, decoded) = round_trip(SwitchOutcome::Undone(moved(Some("bot: failed"))));
+        assert!(line.contains("\"ok\":false,\"target\":\"blue\","), "{line}");
+        assert!(line.contains("\"active\":\"green\""), "{line}");
+        assert_eq!(
+            decoded.body,
+            SwitchOutcome::Undone(moved(Some("bot: failed")))
+        );
+        assert_eq!(decoded.status(), ExitStatus::Negative);
+        let interrupted = SwitchOutcome::Interrupted(moved(Some("interrupted by a signal")));
+        assert_eq!(interrupted.status(), ExitStatus::Interrupted);
+        let (_, decoded) = round_trip(interrupted);
+        assert_eq!(
+            decoded.status(),
+            ExitStatus::Negative,
+            "JSON cannot say 130"
+        );
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_fields_and_the_embedded_health_report() {
+        let refusal = Refusal {
+            from: None,
+            to: Color::Green,
+            active: None,
+            refused: "green is not healthy: green: 1/3 containers unhealthy".into(),
+            health: json!({"color": "green", "target": "green", "healthy": false}),
+            duration_ms: 12.5,
+        };
+        let (line, decoded) = round_trip(SwitchOutcome::Refused(refusal.clone()));
+        assert_eq!(
+            keys(&line),
+            [
+                "tool",
+                "project",
+                "project_dir",
+                "ok",
+                "target",
+                "from",
+                "to",
+                "active",
+                "refused",
+                "health",
+                "duration_ms"
+            ]
+        );
+        assert!(line.contains("\"from\":null"), "{line}");
+        assert_eq!(decoded.body, SwitchOutcome::Refused(refusal));
+        assert_eq!(decoded.status(), ExitStatus::Negative);
+    }
+
+    #[test]
+    fn journal_step_names_are_the_report_step_names() {
+        assert_eq!(JournalStepName::Proxy.to_string(), "proxy");
+        assert_eq!(
+            JournalStepName::Handover("bot".into()).to_string(),
+            "handover:bot"
+        );
+        assert_eq!(JournalStepName::StopOld.to_string(), "stop_old");
     }
 }

@@ -366,22 +366,22 @@ fn record_candidate(
     build: &BuildInfo,
 ) -> Result<()> {
     state::write_rollback_state(stack, detection.active.unwrap_or(target.other()), target)?;
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    record.candidate = Some(target);
-    record.project = Some(stack.name.clone());
-    if record.previous == Some(target) {
-        // The color kept for rollback is being replaced by the new version.
-        record.previous = None;
-    }
-    record.deployments.insert(
-        target,
-        DeploymentRecord {
-            version: Some(build.version.clone()),
-            deployed_at: Some(build.build_date.clone()),
-            images: BTreeMap::new(),
-        },
-    );
-    state::write_state(stack, &record)?;
+    state::update(stack, |record| {
+        record.candidate = Some(target);
+        record.project = Some(stack.name.clone());
+        if record.previous == Some(target) {
+            // The color kept for rollback is being replaced by the new version.
+            record.previous = None;
+        }
+        record.deployments.insert(
+            target,
+            DeploymentRecord {
+                version: Some(build.version.clone()),
+                deployed_at: Some(build.build_date.clone()),
+                images: BTreeMap::new(),
+            },
+        );
+    })?;
     let event = UpEvent {
         event: "up",
         at: &build.build_date,
@@ -389,8 +389,6 @@ fn record_candidate(
         version: &build.version,
         active: detection.active,
     };
-    let event = serde_json::to_value(&event)
-        .map_err(|e| Error::State(format!("cannot encode history: {e}")))?;
     state::append_history(stack, &event)
 }
 
@@ -400,11 +398,12 @@ fn record_images(stack: &Stack, target: Color, containers: &[ContainerInfo]) -> 
         .iter()
         .map(|c| (c.service.clone(), c.image_id.clone()))
         .collect();
-    let mut record = state::read_state(stack)?.unwrap_or_default();
-    if let Some(deployment) = record.deployments.get_mut(&target) {
-        deployment.images = images;
-    }
-    state::write_state(stack, &record)
+    state::update(stack, |record| {
+        if let Some(deployment) = record.deployments.get_mut(&target) {
+            deployment.images = images;
+        }
+    })?;
+    Ok(())
 }
 
 /// Each planned service with its container as the engine lists it.

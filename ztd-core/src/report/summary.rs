@@ -5,8 +5,10 @@
 use crate::detect::{ColorStatus, Detection};
 use crate::health::{ContainerStatus, HealthBody};
 use crate::monitor::{Findings, WindowBody, WindowReport};
+use crate::recover::{CleanupOutcome, Resolution, Resolved, ResumeOutcome, RollbackOutcome};
 use crate::report::{Human, Report, Upstream};
 use crate::stack::Color;
+use crate::switch::{MoveReport, SwitchOutcome};
 use crate::up::UpBody;
 use crate::validate::ValidationBody;
 
@@ -174,6 +176,129 @@ impl Human for WindowReport {
                 }
             },
             WindowReport::PassedOn(passed) => findings_line(&passed.monitor.findings),
+        }
+    }
+}
+
+/// `switched shop from green to blue in 1.8 s; trading-bot handed over (gap 240 ms)`.
+fn move_line(verb: &str, project: &str, moved: &MoveReport) -> String {
+    let from = moved
+        .from
+        .map_or_else(|| "nothing".to_string(), |c| c.to_string());
+    let mut text = format!(
+        "{verb} {project} from {from} to {} ({}) in {:.1} s\n",
+        moved.to,
+        moved.version,
+        moved.duration_ms / 1000.0
+    );
+    for handover in &moved.handovers {
+        text.push_str(&format!(
+            "  {} handed over: {} stopped, {} running {:.0} ms later\n",
+            handover.service,
+            handover.old.as_deref().unwrap_or("nothing"),
+            handover.new,
+            handover.gap_ms
+        ));
+    }
+    if let Some(adopted) = &moved.adopted {
+        text.push_str(&format!("  adopted the plain Compose project {adopted}\n"));
+    }
+    text
+}
+
+/// An undone move: why, and where things stand.
+fn undone_line(project: &str, moved: &MoveReport, interrupted: bool) -> String {
+    let active = moved
+        .active
+        .map_or_else(|| "nothing".to_string(), |c| c.to_string());
+    let why = moved.undone.as_deref().unwrap_or("it failed");
+    let what = if interrupted { "interrupted" } else { "undone" };
+    format!("{project}: the move to {} was {what} ({why}); {active} is active as before\n", moved.to)
+}
+
+impl Human for Report<SwitchOutcome> {
+    fn human(&self) -> String {
+        let project = &self.envelope.project;
+        match &self.body {
+            SwitchOutcome::Switched(moved) => move_line("switched", project, moved),
+            SwitchOutcome::Undone(moved) => undone_line(project, moved, false),
+            SwitchOutcome::Interrupted(moved) => undone_line(project, moved, true),
+            SwitchOutcome::Refused(refusal) => format!(
+                "{project}: refused, nothing changed: {}\n",
+                refusal.refused
+            ),
+        }
+    }
+}
+
+impl Human for Report<ResumeOutcome> {
+    fn human(&self) -> String {
+        let project = &self.envelope.project;
+        match &self.body {
+            ResumeOutcome::Resolved(resolved) => resolved_line(project, resolved),
+            ResumeOutcome::NothingToResume(nothing) => {
+                format!("{project}: nothing to resume ({})\n", nothing.reason)
+            }
+        }
+    }
+}
+
+/// An interrupted change, finished or undone.
+fn resolved_line(project: &str, resolved: &Resolved) -> String {
+    let how = match resolved.resolution {
+        Resolution::Finished => "finished",
+        Resolution::Undone => "undone",
+    };
+    let active = resolved
+        .active
+        .map_or_else(|| "nothing".to_string(), |c| c.to_string());
+    format!(
+        "{project}: the {} interrupted at {} was {how}; {active} is active\n",
+        resolved.operation.name(),
+        resolved.interrupted_at
+    )
+}
+
+impl Human for Report<RollbackOutcome> {
+    fn human(&self) -> String {
+        let project = &self.envelope.project;
+        match &self.body {
+            RollbackOutcome::RolledBack(moved) => move_line("rolled back", project, moved),
+            RollbackOutcome::Undone(moved) => undone_line(project, moved, false),
+            RollbackOutcome::Interrupted(moved) => undone_line(project, moved, true),
+            RollbackOutcome::Resolved(resolved) => resolved_line(project, resolved),
+            RollbackOutcome::Abandoned(abandoned) => format!(
+                "{project}: abandoned the candidate {} (stopped, kept for inspection)\n",
+                abandoned.abandoned
+            ),
+            RollbackOutcome::Refused(refusal) => format!(
+                "{project}: refused, nothing changed: {}\n",
+                refusal.refused
+            ),
+            RollbackOutcome::NothingToRollBack(nothing) => {
+                format!("{project}: nothing to roll back: {}\n", nothing.refused)
+            }
+            RollbackOutcome::TimedOut(timed_out) => format!(
+                "{project}: the rollback from {} to {} passed its {} s deadline at {}; finish it \
+                 with ztd-switch --resume or ztd-rollback\n",
+                timed_out.from, timed_out.to, timed_out.timeout_s, timed_out.stopped_at
+            ),
+        }
+    }
+}
+
+impl Human for Report<CleanupOutcome> {
+    fn human(&self) -> String {
+        let project = &self.envelope.project;
+        match &self.body {
+            CleanupOutcome::Removed(removed) => format!(
+                "{project}: removed {} ({} containers)\n",
+                removed.cleanup,
+                removed.removed.len()
+            ),
+            CleanupOutcome::Refused(refusal) => {
+                format!("{project}: refused, nothing changed: {}\n", refusal.refused)
+            }
         }
     }
 }
