@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, future::join_all};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::detect;
@@ -281,12 +280,6 @@ impl HealthReport {
             .count()
     }
 
-    /// TRANSITIONAL (until ztd-switch and ztd-rollback embed the typed report): the report as
-    /// they embed it when they refuse, `target` beside `color`.
-    pub fn to_json(&self) -> Embedded<'_> {
-        Embedded(self)
-    }
-
     /// One line for humans and monitoring systems.
     pub fn summary_line(&self) -> String {
         let total = self.containers.len();
@@ -321,30 +314,6 @@ impl HealthReport {
                 warned.join("; ")
             )
         }
-    }
-}
-
-/// A [`HealthReport`] as ztd-switch and ztd-rollback embed it: `color`, `target`, then the rest.
-#[derive(Debug, Clone, Copy)]
-pub struct Embedded<'a>(&'a HealthReport);
-
-impl Serialize for Embedded<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut map = serializer.serialize_map(Some(9))?;
-        map.serialize_entry("color", &r.color)?;
-        map.serialize_entry("target", &r.color)?;
-        map.serialize_entry("healthy", &r.healthy)?;
-        map.serialize_entry("status", &r.status)?;
-        map.serialize_entry("problem", &r.problem)?;
-        map.serialize_entry("summary", &r.summary)?;
-        map.serialize_entry("duration_ms", &r.duration_ms)?;
-        map.serialize_entry("rounds", &r.rounds)?;
-        map.serialize_entry("containers", &r.containers)?;
-        map.end()
     }
 }
 
@@ -1109,13 +1078,6 @@ mod tests {
         let decoded: Report<HealthBody> = serde_json::from_str(&printed).expect("decode");
         assert_eq!(decoded.body, none);
         assert_eq!(decoded.body.status(), ExitStatus::Negative);
-
-        // As ztd-switch and ztd-rollback embed it: color, then target, then the rest.
-        let embedded = json_line(&report.to_json());
-        assert!(
-            embedded.starts_with("{\"color\":\"green\",\"target\":\"green\",\"healthy\":false,"),
-            "{embedded}"
-        );
     }
 
     #[test]

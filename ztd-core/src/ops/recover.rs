@@ -1419,7 +1419,11 @@ mod tests {
                     to: Color::Green,
                     active: Some(Color::Blue),
                     refused: "green does not come back healthy: green: no containers".into(),
-                    health: serde_json::json!({"color": "green"}),
+                    health: crate::health::HealthReport::new(
+                        Color::Green,
+                        Vec::new(),
+                        Some("no containers".into()),
+                    ),
                     duration_ms: 5.0,
                 }),
                 vec!["from", "to", "active", "refused", "health", "duration_ms"],

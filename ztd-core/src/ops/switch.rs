@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::detect::{self, Detection};
 use crate::engine::{ContainerInfo, Engine, ExecOutput, RunState};
@@ -169,8 +168,8 @@ pub struct Refusal {
     pub active: Option<Color>,
     /// Why, in one line.
     pub refused: String,
-    /// The target's health report, as ztd-health prints it.
-    pub health: Value,
+    /// The target's health report.
+    pub health: HealthReport,
     /// The whole run.
     pub duration_ms: f64,
 }
@@ -190,9 +189,7 @@ impl Refusal {
             to,
             active: from,
             refused: format!("{to} {is_not}: {}", health.summary_line()),
-            // ztd-health's own object, as it prints it (kept as JSON until its report is typed
-            // in a form a refusal can embed).
-            health: serde_json::to_value(health.to_json()).unwrap_or_default(),
+            health: health.clone(),
             duration_ms: millis_since(started),
         }
     }
@@ -1089,7 +1086,7 @@ impl<E: Engine> Run<'_, E> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Map, json};
+    use serde_json::{Map, Value, json};
 
     use super::*;
     use crate::report::{Report, json_line};
@@ -1211,7 +1208,7 @@ mod tests {
             to: Color::Green,
             active: None,
             refused: "green is not healthy: green: 1/3 containers unhealthy".into(),
-            health: json!({"color": "green", "target": "green", "healthy": false}),
+            health: HealthReport::new(Color::Green, Vec::new(), Some("no containers".into())),
             duration_ms: 12.5,
         };
         let (line, decoded) = round_trip(SwitchOutcome::Refused(refusal.clone()));

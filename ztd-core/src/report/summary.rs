@@ -213,7 +213,10 @@ fn undone_line(project: &str, moved: &MoveReport, interrupted: bool) -> String {
         .map_or_else(|| "nothing".to_string(), |c| c.to_string());
     let why = moved.undone.as_deref().unwrap_or("it failed");
     let what = if interrupted { "interrupted" } else { "undone" };
-    format!("{project}: the move to {} was {what} ({why}); {active} is active as before\n", moved.to)
+    format!(
+        "{project}: the move to {} was {what} ({why}); {active} is active as before\n",
+        moved.to
+    )
 }
 
 impl Human for Report<SwitchOutcome> {
@@ -223,10 +226,9 @@ impl Human for Report<SwitchOutcome> {
             SwitchOutcome::Switched(moved) => move_line("switched", project, moved),
             SwitchOutcome::Undone(moved) => undone_line(project, moved, false),
             SwitchOutcome::Interrupted(moved) => undone_line(project, moved, true),
-            SwitchOutcome::Refused(refusal) => format!(
-                "{project}: refused, nothing changed: {}\n",
-                refusal.refused
-            ),
+            SwitchOutcome::Refused(refusal) => {
+                format!("{project}: refused, nothing changed: {}\n", refusal.refused)
+            }
         }
     }
 }
@@ -271,10 +273,9 @@ impl Human for Report<RollbackOutcome> {
                 "{project}: abandoned the candidate {} (stopped, kept for inspection)\n",
                 abandoned.abandoned
             ),
-            RollbackOutcome::Refused(refusal) => format!(
-                "{project}: refused, nothing changed: {}\n",
-                refusal.refused
-            ),
+            RollbackOutcome::Refused(refusal) => {
+                format!("{project}: refused, nothing changed: {}\n", refusal.refused)
+            }
             RollbackOutcome::NothingToRollBack(nothing) => {
                 format!("{project}: nothing to roll back: {}\n", nothing.refused)
             }
