@@ -432,17 +432,6 @@ pub async fn context(
     })
 }
 
-/// TRANSITIONAL (removed once every tool returns a typed report): a hand-built object whose
-/// status follows its `ok` field.
-pub fn printed_from_ok(json: &serde_json::Value) -> Printed {
-    let status = if json.get("ok") == Some(&serde_json::Value::Bool(true)) {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Negative
-    };
-    Printed::text(json_line(json), status)
-}
-
 /// Why the command line did not yield arguments.
 #[derive(Debug)]
 pub enum ParseStop {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::compose::Compose;
 use crate::engine::{Engine, ProcessInfo, RunState};
@@ -163,8 +163,50 @@ fn stream_block(conf: &mut String, routes: &[Route]) {
     conf.push_str("}\n");
 }
 
+/// The proxy's own Compose project (`<name>-ztd`), as written to its compose file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyProject {
+    /// `<name>-ztd`.
+    pub name: String,
+    /// The one service, `proxy`.
+    pub services: BTreeMap<&'static str, ProxyService>,
+    /// The proxy's own network (see [`proxy_network`]).
+    pub networks: BTreeMap<&'static str, NamedNetwork>,
+}
+
+/// The proxy's container: nginx, the published ports, the config mounted read-only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyService {
+    image: String,
+    container_name: String,
+    restart: &'static str,
+    stop_signal: &'static str,
+    stop_grace_period: &'static str,
+    command: Vec<String>,
+    /// `[host_ip:]port:port[/udp]` for each listener.
+    pub ports: Vec<String>,
+    volumes: Vec<String>,
+    labels: ProxyLabels,
+}
+
+/// The proxy container's labels, in the order the compose file has always had them (a changed
+/// file recreates the proxy).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct ProxyLabels {
+    #[serde(rename = "ztd.role")]
+    role: &'static str,
+    #[serde(rename = "deployment.service")]
+    service: &'static str,
+}
+
+/// A Compose network with a fixed name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NamedNetwork {
+    name: String,
+}
+
 /// The proxy's own Compose project (`<name>-ztd`): the container, its ports and its config.
-pub fn proxy_model(stack: &Stack, listeners: &[Listener]) -> Value {
+pub fn proxy_model(stack: &Stack, listeners: &[Listener]) -> ProxyProject {
     let ports: Vec<String> = listeners
         .iter()
         .map(|l| {
@@ -181,28 +223,39 @@ pub fn proxy_model(stack: &Stack, listeners: &[Listener]) -> Value {
             format!("{host}{}:{}{udp}", l.port, l.port)
         })
         .collect();
-    json!({
-        "name": format!("{}-ztd", stack.name),
-        "services": {
-            "proxy": {
-                "image": image(),
-                "container_name": stack.proxy_container(),
-                "restart": "unless-stopped",
-                "stop_signal": "SIGQUIT",
-                "stop_grace_period": "30s",
-                "command": ["/usr/sbin/nginx", "-e", "stderr", "-g", "daemon off;", "-c", format!("{CONF_MOUNT}/nginx.conf")],
-                "ports": ports,
-                "volumes": [format!("{}:{CONF_MOUNT}:ro", conf_dir(stack).display())],
-                "labels": {"ztd.role": "proxy", "deployment.service": "ztd-proxy"},
-            }
+    let service = ProxyService {
+        image: image(),
+        container_name: stack.proxy_container(),
+        restart: "unless-stopped",
+        stop_signal: "SIGQUIT",
+        stop_grace_period: "30s",
+        command: ["/usr/sbin/nginx", "-e", "stderr", "-g", "daemon off;", "-c"]
+            .into_iter()
+            .map(String::from)
+            .chain([format!("{CONF_MOUNT}/nginx.conf")])
+            .collect(),
+        ports,
+        volumes: vec![format!("{}:{CONF_MOUNT}:ro", conf_dir(stack).display())],
+        labels: ProxyLabels {
+            role: "proxy",
+            service: "ztd-proxy",
         },
-        // The engine publishes a container's ports through its gateway endpoint, which it picks
-        // among the container's networks by name. Joining a color's network that sorts before
-        // the proxy's own would move the gateway and refuse connections for a moment, so the
-        // proxy's network gets a name that sorts before any other ("0-" is the lowest start
-        // Docker allows).
-        "networks": {"default": {"name": proxy_network(stack)}},
-    })
+    };
+    ProxyProject {
+        name: format!("{}-ztd", stack.name),
+        services: BTreeMap::from([("proxy", service)]),
+        // The engine publishes a container's ports through its gateway endpoint, which it
+        // picks among the container's networks by name. Joining a color's network that sorts
+        // before the proxy's own would move the gateway and refuse connections for a moment,
+        // so the proxy's network gets a name that sorts before any other ("0-" is the lowest
+        // start Docker allows).
+        networks: BTreeMap::from([(
+            "default",
+            NamedNetwork {
+                name: proxy_network(stack),
+            },
+        )]),
+    }
 }
 
 /// The proxy's own network.
@@ -645,11 +698,61 @@ mod tests {
 
     #[test]
     fn the_proxy_project_publishes_every_listener() {
-        let model = proxy_model(&stack(), &listeners());
+        let model = serde_json::to_value(proxy_model(&stack(), &listeners())).expect("json");
         assert_eq!(model["name"], "shop-ztd");
         let proxy = &model["services"]["proxy"];
         assert_eq!(proxy["container_name"], "shop-ztd-proxy");
-        assert_eq!(proxy["ports"], json!(["80:80", "127.0.0.1:5432:5432"]));
+        assert_eq!(
+            proxy["ports"],
+            serde_json::json!(["80:80", "127.0.0.1:5432:5432"])
+        );
         assert_eq!(proxy["restart"], "unless-stopped");
+        assert_eq!(proxy["stop_signal"], "SIGQUIT");
+        assert_eq!(model["networks"]["default"]["name"], "0-ztd-proxy-shop");
+        // Byte for byte the file earlier versions wrote: a changed file recreates the proxy.
+        let text =
+            serde_json::to_string_pretty(&proxy_model(&stack(), &listeners())).expect("json");
+        assert_eq!(
+            text,
+            EARLIER_PROXY_FILE.replace("{conf}", &conf_dir(&stack()).display().to_string())
+        );
     }
+
+    const EARLIER_PROXY_FILE: &str = r#"{
+  "name": "shop-ztd",
+  "services": {
+    "proxy": {
+      "image": "ztd-nginx:latest",
+      "container_name": "shop-ztd-proxy",
+      "restart": "unless-stopped",
+      "stop_signal": "SIGQUIT",
+      "stop_grace_period": "30s",
+      "command": [
+        "/usr/sbin/nginx",
+        "-e",
+        "stderr",
+        "-g",
+        "daemon off;",
+        "-c",
+        "/etc/ztd-proxy/nginx.conf"
+      ],
+      "ports": [
+        "80:80",
+        "127.0.0.1:5432:5432"
+      ],
+      "volumes": [
+        "{conf}:/etc/ztd-proxy:ro"
+      ],
+      "labels": {
+        "ztd.role": "proxy",
+        "deployment.service": "ztd-proxy"
+      }
+    }
+  },
+  "networks": {
+    "default": {
+      "name": "0-ztd-proxy-shop"
+    }
+  }
+}"#;
 }

@@ -5,8 +5,6 @@ use std::io::{ErrorKind, IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Value, json};
-
 use crate::error::Error;
 
 /// Severity of a progress message.
@@ -212,35 +210,6 @@ pub fn print_error_line(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
-/// The object every tool prints: `tool`, `project`, `project_dir` and `ok` first, then `fields`.
-pub fn object(tool: &str, stack: &crate::stack::Stack, ok: bool, fields: Value) -> Value {
-    let mut object = json!({
-        "tool": tool,
-        "project": stack.name,
-        "project_dir": stack.dir,
-        "ok": ok,
-    });
-    if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
-        object.extend(fields);
-    }
-    object
-}
-
-/// The JSON object a tool prints when it stops on an error: `ok: false` plus the error, so a
-/// downstream tool in a pipeline passes it on instead of acting.
-pub fn error_object(tool: &str, project: Option<&str>, err: &Error) -> Value {
-    json!({
-        "tool": tool,
-        "project": project,
-        "ok": false,
-        "error": {
-            "kind": err.kind(),
-            "exit_code": err.exit_status().code(),
-            "message": err.message(),
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,13 +221,5 @@ mod tests {
         assert_eq!(Level::parse("Debug"), Some(Level::Debug));
         assert_eq!(Level::parse("loud"), None);
         assert!(Level::Debug < Level::Error);
-    }
-
-    #[test]
-    fn error_objects_carry_kind_and_code() {
-        let v = error_object("ztd-health", Some("shop"), &Error::State("bad".into()));
-        assert_eq!(v["ok"], false);
-        assert_eq!(v["error"]["exit_code"], 5);
-        assert_eq!(v["error"]["kind"], "state");
     }
 }
