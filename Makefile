@@ -94,7 +94,7 @@ monitor: build
 
 ## switch: make the deployed standby of PROJECT_DIR active (COLOR= to name it)
 switch: build
-	cd $(PROJECT_DIR) && ztd-switch $(if $(COLOR),--to $(COLOR)) </dev/null
+	cd $(PROJECT_DIR) && ztd-switch $(COLOR) </dev/null
 
 ## demo: deploy the bundled example twice under load, on a machine with only a Docker engine
 demo: setup build images

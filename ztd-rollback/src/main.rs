@@ -28,14 +28,16 @@ that was being undone when it was interrupted is always undone, never finished.
 Writes .current_deployment, .rollback_state (advanced) and a line in .ztd/history.jsonl.
 
 --cleanup COLOR removes that color's containers, networks and rendered file. The active color
-is refused (exit 1, nothing changed); an unknown color is a usage error (exit 2).
+is refused (exit 2, nothing changed, as every tool refuses a color it cannot act on); an
+unknown color is a usage error (exit 2 too).
 
 Ctrl-C, SIGTERM or SIGHUP finishes the current step, puts everything back, releases the lock
 and exits 130.
 
 Exit codes:
-  0  rolled back (or cleaned up)  1  refused (no previous color, active color)
-  2  bad usage                    3  Docker engine unreachable
+  0  rolled back (or cleaned up)  1  refused (no previous color to go back to)
+  2  bad usage, or --cleanup names the active color
+                                  3  Docker engine unreachable
   4  the engine failed a request  5  state conflict
   6  left incomplete (or timed out): resume   7  another deploy holds the lock
   130 interrupted

@@ -13,6 +13,7 @@ use ztd_core::stack::Color;
 use ztd_core::switch::SwitchOutcome;
 use ztd_testkit::{
     EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, example_stack, free_port, http_get,
+    require_engine,
 };
 
 fn read(stack: &TestStack, file: &str) -> String {
@@ -150,6 +151,7 @@ fn killed_switch_recovered_by(
 }
 
 fn fault_matrix_row(tag: &str, point: &str) {
+    require_engine!();
     let (stack, port) = deployed(tag);
     let point = point.replace("{bot}", &stack.service("bot"));
     let events = EventLog::start(&format!("deployment.service={}", stack.service("bot")));
@@ -200,6 +202,7 @@ fault_matrix! {
 /// A switch whose singleton fails after its handover, killed right after it marked the undo on
 /// disk; `recovery` must finish the undo, never the failed switch.
 fn killed_during_an_undo_recovered_by(tag: &str, recovery: &[&str]) {
+    require_engine!();
     let (stack, port) = deployed(tag);
     stack
         .run_with(
@@ -255,6 +258,7 @@ fn a_switch_killed_during_its_undo_is_undone_by_rollback() {
 
 #[test]
 fn a_rollback_after_a_good_switch_flips_back_without_a_failed_request() {
+    require_engine!();
     let (stack, port) = deployed("rb-good");
     stack.deploy("v2", &[]).expect_code(0);
     let load = LoadLoop::start(port, "/");
@@ -298,6 +302,7 @@ fn a_rollback_after_a_good_switch_flips_back_without_a_failed_request() {
 
 #[test]
 fn a_rollback_recreates_removed_containers_from_their_recorded_images() {
+    require_engine!();
     let (stack, port) = deployed("rb-removed");
     stack.deploy("v2", &[]).expect_code(0);
     let recorded = state(&stack)["deployments"]["green"]["images"].clone();
@@ -317,6 +322,7 @@ fn a_rollback_recreates_removed_containers_from_their_recorded_images() {
 
 #[test]
 fn with_no_previous_deployment_a_rollback_is_refused_and_changes_nothing() {
+    require_engine!();
     let (stack, port) = deployed("rb-none");
     let before = stack.snapshot();
     let out = stack.run("ztd-rollback", &[]);
@@ -331,6 +337,7 @@ fn with_no_previous_deployment_a_rollback_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_rollback_that_reaches_rollback_timeout_stops_and_reports_where_things_stand() {
+    require_engine!();
     let (stack, port) = deployed("rb-timeout");
     stack
         .deploy("v2", &[("BOT_DRAIN", "/ztd-testapp sleep 8s")])
@@ -360,11 +367,12 @@ fn a_rollback_that_reaches_rollback_timeout_stops_and_reports_where_things_stand
 
 #[test]
 fn cleanup_refuses_the_active_color_and_removes_another() {
+    require_engine!();
     let (stack, port) = deployed("rb-cleanup");
     stack.deploy("v2", &[]).expect_code(0);
     let before = stack.snapshot();
     let refused = stack.run("ztd-rollback", &["--cleanup", "blue"]);
-    refused.expect_code(1);
+    refused.expect_code(2);
     let report: Report<CleanupOutcome> = refused.decode();
     let CleanupOutcome::Refused(refusal) = report.body else {
         panic!("not refused: {}", refused.stdout)
@@ -398,6 +406,7 @@ fn cleanup_refuses_the_active_color_and_removes_another() {
 
 #[test]
 fn a_candidate_that_was_never_switched_to_is_stopped_by_a_rollback() {
+    require_engine!();
     let (stack, port) = deployed("rb-candidate");
     let env = [
         ("WEB_HEALTH_FAIL", "1"),
@@ -423,6 +432,7 @@ fn a_candidate_that_was_never_switched_to_is_stopped_by_a_rollback() {
 
 #[test]
 fn a_rollback_while_a_switch_runs_exits_7_and_nothing_is_corrupt() {
+    require_engine!();
     let (stack, port) = deployed("rb-race");
     stack
         .run_with(
@@ -455,6 +465,7 @@ fn a_rollback_while_a_switch_runs_exits_7_and_nothing_is_corrupt() {
 
 #[test]
 fn ctrl_c_mid_switch_puts_everything_back_and_exits_130() {
+    require_engine!();
     let (stack, port) = deployed("rb-sigint");
     stack
         .run_with(
@@ -501,6 +512,7 @@ fn nix_kill(pid: u32, signal: &str) {
 
 #[test]
 fn make_deploy_falls_back_to_ztd_rollback_when_a_stage_fails() {
+    require_engine!();
     let (stack, port) = deployed("rb-make");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -50,7 +50,7 @@ Exit codes:
 
 Examples:
   ztd-switch                 # to the candidate started by ztd-up
-  ztd-switch --to blue
+  ztd-switch blue             # --to blue works too
   ztd-detect | ztd-up | ztd-health --wait | ztd-switch";
 
 /// Make the deployed standby color the active one.
@@ -59,14 +59,17 @@ Examples:
 struct Cli {
     /// The color to switch to [default: the upstream tool's target on stdin, else the deploy
     /// candidate, else the standby]
-    #[arg(long, value_parser = cli::color_arg)]
+    #[arg(value_parser = cli::color_arg)]
+    color: Option<Color>,
+    /// The same as COLOR (the flag earlier versions took)
+    #[arg(long, value_name = "COLOR", value_parser = cli::color_arg, conflicts_with = "color")]
     to: Option<Color>,
     /// Switch even when the target is not healthy
     #[arg(long)]
     force: bool,
     /// Finish or undo a switch that was interrupted (whichever is quicker), so exactly one
     /// color is active with the proxy pointing at it
-    #[arg(long, conflicts_with_all = ["to", "force"])]
+    #[arg(long, conflicts_with_all = ["color", "to", "force"])]
     resume: bool,
     #[command(flatten)]
     switch: SwitchArgs,
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
     };
     cli::run("ztd-switch", || async move {
         signals::install();
-        let (stack, to) = match cli::context(&cli.stack, cli.to, !cli.resume, true).await? {
+        let named = cli.color.or(cli.to);
+        let (stack, to) = match cli::context(&cli.stack, named, !cli.resume, true).await? {
             Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
             Context::Act { stack, color, .. } => (stack, color),
         };

@@ -12,7 +12,7 @@ use ztd_core::stack::Color;
 use ztd_core::switch::{MoveReport, SwitchOutcome};
 use ztd_testkit::{
     EventLog, LoadLoop, TestStack, ToolOutput, ever_overlapped, example_stack as compose,
-    free_port, http_get, sh,
+    free_port, http_get, require_engine, sh,
 };
 
 fn deploy(stack: &TestStack, version: &str, env: &[(&str, &str)]) -> ToolOutput {
@@ -53,6 +53,7 @@ fn switched(out: &ToolOutput) -> MoveReport {
 
 #[test]
 fn the_first_deploy_goes_to_green_and_the_second_to_blue() {
+    require_engine!();
     let stack = TestStack::new("d-first");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -159,6 +160,7 @@ fn the_first_deploy_goes_to_green_and_the_second_to_blue() {
 
 #[test]
 fn three_deploys_under_load_lose_no_request_and_never_run_the_singleton_twice() {
+    require_engine!();
     let stack = TestStack::new("d-load");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -211,6 +213,7 @@ fn three_deploys_under_load_lose_no_request_and_never_run_the_singleton_twice() 
 
 #[test]
 fn an_unhealthy_new_version_is_refused_and_the_old_one_keeps_serving() {
+    require_engine!();
     let stack = TestStack::new("d-refuse");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -274,6 +277,7 @@ fn an_unhealthy_new_version_is_refused_and_the_old_one_keeps_serving() {
 
 #[test]
 fn a_tcp_port_is_forwarded_through_the_stream_module() {
+    require_engine!();
     let stack = TestStack::new("d-tcp");
     let port = free_port();
     let yaml = compose(&stack, port).replace(
@@ -305,6 +309,7 @@ fn a_tcp_port_is_forwarded_through_the_stream_module() {
 
 #[test]
 fn a_singleton_that_fails_after_its_handover_puts_everything_back() {
+    require_engine!();
     let stack = TestStack::new("d-undo");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -354,6 +359,7 @@ fn a_singleton_that_fails_after_its_handover_puts_everything_back() {
 
 #[test]
 fn a_stack_started_with_plain_compose_is_adopted() {
+    require_engine!();
     let stack = TestStack::new("d-adopt");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -412,6 +418,7 @@ fn a_stack_started_with_plain_compose_is_adopted() {
 
 #[test]
 fn dry_run_prints_the_plan_with_secrets_redacted_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("d-dry");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -454,6 +461,7 @@ fn dry_run_prints_the_plan_with_secrets_redacted_and_changes_nothing() {
 
 #[test]
 fn a_second_deploy_while_one_holds_the_lock_exits_7_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("d-lock");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -507,6 +515,7 @@ fn a_second_deploy_while_one_holds_the_lock_exits_7_and_changes_nothing() {
 
 #[test]
 fn bad_input_gets_its_code_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("d-bad");
     let port = free_port();
     let before = stack.snapshot();
@@ -527,16 +536,25 @@ fn bad_input_gets_its_code_and_changes_nothing() {
         .run("ztd-up", &["green"])
         .expect_code(2)
         .expect_one_line_error("green is the active color");
+    // The same refusal, the same exit code, in every tool that takes a color.
+    stack
+        .run("ztd-switch", &["green"])
+        .expect_code(2)
+        .expect_one_line_error("already the active color");
     stack
         .run("ztd-switch", &["--to", "green"])
         .expect_code(2)
         .expect_one_line_error("already the active color");
+    stack
+        .run("ztd-rollback", &["--cleanup", "green"])
+        .expect_code(2);
+    stack.run("ztd-switch", &["teal"]).expect_code(2);
     stack.run("ztd-switch", &["--to", "teal"]).expect_code(2);
     stack
         .run("ztd-switch", &["--drain-timeout", "forever"])
         .expect_code(2);
     stack
-        .run("ztd-switch", &["--to", "blue"])
+        .run("ztd-switch", &["blue"])
         .expect_code(5)
         .expect_one_line_error("nothing is deployed in blue");
     assert_eq!(stack.snapshot(), before);
@@ -595,6 +613,7 @@ fn forty_requests(port: u16) -> Vec<String> {
 
 #[test]
 fn requests_made_the_instant_a_switch_returns_reach_the_color_it_reported() {
+    require_engine!();
     let stack = TestStack::new("d-instant");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));

@@ -9,7 +9,9 @@ use std::time::Duration;
 use ztd_core::report::Report;
 use ztd_core::stack::Color;
 use ztd_core::switch::{MoveReport, SwitchOutcome};
-use ztd_testkit::{LoadLoop, TestStack, ToolOutput, free_port, http_get, testapp_image};
+use ztd_testkit::{
+    LoadLoop, TestStack, ToolOutput, free_port, http_get, require_engine, testapp_image,
+};
 
 /// The same service names in every stack: `web` on a host port, `bot` a singleton, `side` beside.
 fn same_names(port: u16) -> String {
@@ -62,6 +64,7 @@ fn body_of(port: u16) -> (u16, Option<String>, String) {
 
 #[test]
 fn two_stacks_with_the_same_service_names_deploy_and_serve_side_by_side() {
+    require_engine!();
     let (a, b) = (TestStack::new("n-a"), TestStack::new("n-b"));
     let (pa, pb) = (free_port(), free_port());
     a.write_compose(&same_names(pa));

@@ -8,7 +8,9 @@
 
 use ztd_core::report::Report;
 use ztd_core::switch::SwitchOutcome;
-use ztd_testkit::{EventLog, TestStack, ever_overlapped, free_port, http_get, testapp_image};
+use ztd_testkit::{
+    EventLog, TestStack, ever_overlapped, free_port, http_get, require_engine, testapp_image,
+};
 
 fn compose(stack: &TestStack, port: u16) -> String {
     let id = &stack.id;
@@ -38,6 +40,7 @@ x-ztd:
 
 #[test]
 fn an_x_ztd_singleton_keeps_its_port_and_is_handed_over_never_twice() {
+    require_engine!();
     let stack = TestStack::new("x-ztd");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));
@@ -95,6 +98,7 @@ fn an_x_ztd_singleton_keeps_its_port_and_is_handed_over_never_twice() {
 
 #[test]
 fn a_bad_x_ztd_block_or_ztd_handover_is_one_line_and_changes_nothing() {
+    require_engine!();
     let stack = TestStack::new("x-ztd-bad");
     let port = free_port();
     stack.write_compose(&compose(&stack, port));

@@ -249,11 +249,12 @@ impl CleanupOutcome {
 }
 
 impl Outcome for CleanupOutcome {
-    /// 0 removed, 1 refused.
+    /// 0 removed; 2 when the color named is the active one, as every tool answers a color it
+    /// cannot act on (ztd-up and ztd-switch naming the active color).
     fn status(&self) -> ExitStatus {
         match self {
             CleanupOutcome::Removed(_) => ExitStatus::Success,
-            CleanupOutcome::Refused(_) => ExitStatus::Negative,
+            CleanupOutcome::Refused(_) => ExitStatus::Usage,
         }
     }
 }
@@ -1530,7 +1531,7 @@ mod tests {
                     refused: "blue is the active color".into(),
                 }),
                 vec!["cleanup", "active", "refused"],
-                ExitStatus::Negative,
+                ExitStatus::Usage,
             ),
         ] {
             let report = Report::new("ztd-rollback", &stack(), outcome.target(), outcome);
