@@ -5,11 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ztd_core::cli::{self, StackArgs, WithProject};
-use ztd_core::detect::{ColorStatus, Detection, detect};
+use ztd_core::detect::detect;
 use ztd_core::docker::DockerEngine;
-use ztd_core::report::{Printed, Report};
-use ztd_core::stack::{Color, Stack};
-use ztd_core::{info, warn};
+use ztd_core::report::{Printed, Report, summary};
 
 const AFTER_HELP: &str = "\
 Output: one JSON object on stdout with project, active, standby, target (where the next deploy
@@ -49,7 +47,7 @@ fn main() -> ExitCode {
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let detection = detect(&engine, &stack).await.in_project(&stack)?;
         if !ztd_core::output::stdout_is_for_people() {
-            describe(&stack, &detection);
+            summary::log_detection(&stack.name, &detection);
         }
         let target = Some(detection.target());
         Ok(Printed::json(&Report::new(
@@ -59,54 +57,4 @@ fn main() -> ExitCode {
             detection,
         )))
     })
-}
-
-fn describe(stack: &Stack, detection: &Detection) {
-    let view = |color: Color| {
-        let v = detection.color(color);
-        let up = v.containers.iter().filter(|c| c.state.is_up()).count();
-        match v.status {
-            ColorStatus::Absent => format!("{color}: no containers"),
-            _ => format!("{color}: {up}/{} containers up", v.containers.len()),
-        }
-    };
-    match detection.active {
-        Some(active) => info!(
-            "{}: active {active} ({}); {}; next deploy goes to {}",
-            stack.name,
-            view(active),
-            view(active.other()),
-            detection.target()
-        ),
-        None => info!(
-            "{}: nothing deployed; next deploy goes to {}",
-            stack.name,
-            detection.target()
-        ),
-    }
-    if let Some(conflict) = &detection.conflict {
-        warn!("conflict: {conflict}");
-    }
-    if let (true, Some(journal)) = (detection.interrupted, &detection.journal) {
-        let step = journal
-            .unfinished()
-            .map_or_else(|| "after its last step".into(), |s| s.name.to_string());
-        warn!(
-            "a {} to {} was interrupted at {step}: run ztd-switch --resume or ztd-rollback",
-            journal.operation, journal.to
-        );
-    }
-    if !detection.legacy.is_empty() {
-        info!(
-            "{} containers run outside ztd (Compose project {}); the first deploy adopts them",
-            detection.legacy.len(),
-            stack.name
-        );
-    }
-    if let Some(lock) = &detection.lock {
-        info!(
-            "lock held by {} (pid {}) since {}",
-            lock.tool, lock.pid, lock.since
-        );
-    }
 }

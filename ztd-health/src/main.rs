@@ -11,7 +11,7 @@ use ztd_core::output::{self, Level};
 use ztd_core::report::health as health_printer;
 use ztd_core::report::live::StatusLine;
 use ztd_core::report::{Printed, Report};
-use ztd_core::stack::Color;
+use ztd_core::stack::{Color, Stack};
 use ztd_core::{Error, validate, warn};
 
 const AFTER_HELP: &str = "\
@@ -147,12 +147,7 @@ async fn json(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
             body,
         )));
     }
-    let looking = looking(&cli);
-    let status = StatusLine::start();
-    let observe =
-        |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
-    let body = health::run(&engine, &stack, requested, &policy, looking, observe).await;
-    drop(status);
+    let body = check(&engine, &stack, requested, &cli).await;
     let body = body.in_project(&stack)?;
     if let HealthBody::NothingDeployed(_) = body {
         warn!("nothing is deployed in {}", stack.name);
@@ -165,9 +160,15 @@ async fn json(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
     )))
 }
 
-/// Once (bounded by --timeout when given), or a wait until --timeout.
-fn looking(cli: &Cli) -> Looking {
-    if cli.wait {
+/// Check `color` once (bounded by --timeout when given), or wait until --timeout, with the
+/// live status on a terminal.
+async fn check(
+    engine: &DockerEngine,
+    stack: &Stack,
+    color: Option<Color>,
+    cli: &Cli,
+) -> Result<HealthBody, Error> {
+    let looking = if cli.wait {
         Looking::Wait {
             deadline: cli.health.deadline(cli.timeout),
         }
@@ -175,7 +176,12 @@ fn looking(cli: &Cli) -> Looking {
         Looking::Once {
             timeout: cli.timeout,
         }
-    }
+    };
+    let status = StatusLine::start();
+    let observe =
+        |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
+    let policy = cli.health.policy();
+    health::run(engine, stack, color, &policy, looking, observe).await
 }
 
 /// The text modes: the scripts' reports or the plugin line. They never read stdin.
@@ -190,12 +196,7 @@ async fn text(cli: Cli) -> Result<Printed, (Error, Option<String>)> {
             ztd_core::report::style::stdout_colored(),
         ));
     }
-    let looking = looking(&cli);
-    let status = StatusLine::start();
-    let observe =
-        |report: &HealthReport, left| status.set(health_printer::wait_status(report, left));
-    let body = health::run(&engine, &stack, cli.color, &policy, looking, observe).await;
-    drop(status);
+    let body = check(&engine, &stack, cli.color, &cli).await;
     let body = body.in_project(&stack)?;
     Ok(if cli.nagios {
         health_printer::nagios(&stack, &body)

@@ -303,3 +303,58 @@ impl Human for Report<CleanupOutcome> {
         }
     }
 }
+
+/// What ztd-detect says on stderr beside its JSON: the colors, conflicts, an interrupted change,
+/// containers to adopt, the lock.
+pub fn log_detection(project: &str, detection: &Detection) {
+    let view = |color: Color| {
+        let v = detection.color(color);
+        let up = v.containers.iter().filter(|c| c.state.is_up()).count();
+        match v.status {
+            ColorStatus::Absent => format!("{color}: no containers"),
+            _ => format!("{color}: {up}/{} containers up", v.containers.len()),
+        }
+    };
+    match detection.active {
+        Some(active) => crate::info!(
+            "{}: active {active} ({}); {}; next deploy goes to {}",
+            project,
+            view(active),
+            view(active.other()),
+            detection.target()
+        ),
+        None => crate::info!(
+            "{}: nothing deployed; next deploy goes to {}",
+            project,
+            detection.target()
+        ),
+    }
+    if let Some(conflict) = &detection.conflict {
+        crate::warn!("conflict: {conflict}");
+    }
+    if let (true, Some(journal)) = (detection.interrupted, &detection.journal) {
+        let step = journal
+            .unfinished()
+            .map_or_else(|| "after its last step".into(), |s| s.name.to_string());
+        crate::warn!(
+            "a {} to {} was interrupted at {step}: run ztd-switch --resume or ztd-rollback",
+            journal.operation,
+            journal.to
+        );
+    }
+    if !detection.legacy.is_empty() {
+        crate::info!(
+            "{} containers run outside ztd (Compose project {}); the first deploy adopts them",
+            detection.legacy.len(),
+            project
+        );
+    }
+    if let Some(lock) = &detection.lock {
+        crate::info!(
+            "lock held by {} (pid {}) since {}",
+            lock.tool,
+            lock.pid,
+            lock.since
+        );
+    }
+}
