@@ -131,3 +131,6 @@ echo "stripped release binaries"
 for b in "$Z"/ztd-detect "$Z"/ztd-health "$Z"/ztd-up "$Z"/ztd-switch "$Z"/ztd-rollback "$Z"/ztd-monitor; do
   printf '  %-44s %8s KiB\n' "$(basename "$b")" "$(( $(stat -c %s "$b") / 1024 ))"
 done
+# The kill and pause points of the recovery tests are compiled in only with fault-injection.
+hooks=$(cat "$Z"/ztd-* | grep -c -a -e ZTD_FAULT -e ZTD_PAUSE || true)
+printf '  %-44s %8s\n' "fault injection points in them (want 0)" "$hooks"
