@@ -370,3 +370,36 @@ pub trait Engine {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::container;
+
+    #[test]
+    fn a_bad_label_is_an_error_where_it_matters_and_the_defaults_reported_once_elsewhere() {
+        let mut retiring = container("bot-blue", "shop-blue", Color::Blue, RunState::Running);
+        retiring
+            .labels
+            .insert("ztd.stop.timeout".into(), "a while".into());
+        let err = retiring.settings().expect_err("a bad label is an error");
+        assert!(
+            err.message().contains("container bot-blue")
+                && err.message().contains("ztd.stop.timeout"),
+            "{}",
+            err.message()
+        );
+        // Where going on is safer: the defaults, and the label reported once per container.
+        assert_eq!(retiring.settings_or_default().stop_timeout, None);
+        assert_eq!(retiring.settings_or_default().stop_timeout, None);
+        let reported = REPORTED_BAD_LABELS.lock().expect("lock");
+        assert_eq!(reported.iter().filter(|id| **id == retiring.id).count(), 1);
+        drop(reported);
+        let mut good = container("web-blue", "shop-blue", Color::Blue, RunState::Running);
+        good.labels.insert("ztd.stop.timeout".into(), "5s".into());
+        assert_eq!(
+            good.settings().expect("good").stop_timeout,
+            Some(Duration::from_secs(5))
+        );
+    }
+}
