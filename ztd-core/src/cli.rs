@@ -14,6 +14,7 @@ use clap::Args;
 use crate::compose::Compose;
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::HealthPolicy;
+use crate::notify;
 use crate::output;
 use crate::report::{ErrorReport, Printed, Upstream, json_line};
 use crate::stack::{Color, Sources, Stack, model_name};
@@ -556,6 +557,10 @@ where
     if let Err(err) = output::init(tool) {
         return fail(tool, None, &err);
     }
+    let destinations = match notify_settings(tool) {
+        Ok(settings) => settings,
+        Err(err) => return fail(tool, None, &err),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -570,8 +575,32 @@ where
         }
     };
     match runtime.block_on(body()) {
-        Ok(printed) => deliver(&printed),
+        Ok(printed) => {
+            send_notifications(tool, &destinations, &printed);
+            deliver(&printed)
+        }
         Err((err, project)) => fail(tool, project.as_deref(), &err),
+    }
+}
+
+/// Where a tool that may notify sends its reports (`ZTD_NOTIFY`, `ZTD_WEBHOOK`); nowhere for a
+/// tool that only reads. A bad setting is a usage error.
+fn notify_settings(tool: &str) -> Result<notify::Settings> {
+    if notify::may_notify(tool) {
+        notify::settings()
+    } else {
+        Ok(notify::Settings::default())
+    }
+}
+
+/// Send the printed report where the settings say, when its status is one that notifies
+/// (`notify::wanted`). Bounded and harmless: stdout and the exit status stay as they are.
+fn send_notifications(tool: &str, settings: &notify::Settings, printed: &Printed) {
+    if !settings.any() {
+        return;
+    }
+    if let Some(report) = notify::payload(tool, printed.status, &printed.text) {
+        notify::send(settings, &report);
     }
 }
 

@@ -16,7 +16,7 @@ pub mod signals;
 
 #[cfg(test)]
 pub use engine::fake;
-pub use engine::{compose, docker, endpoint, probe, proxy};
+pub use engine::{compose, docker, endpoint, notify, probe, proxy};
 pub use model::{journal, labels, overrides, render, stack, state, units};
 pub use ops::{detect, health, monitor, recover, shared, switch, up, validate};
 pub use report::output;

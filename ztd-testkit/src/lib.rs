@@ -212,7 +212,7 @@ macro_rules! require_engine {
 }
 
 /// The settings ztd reads from the environment: tests set them, never inherit them.
-pub const SETTINGS: [&str; 14] = [
+pub const SETTINGS: [&str; 17] = [
     "ZTD_ENGINE_TIMEOUT",
     "ZTD_HEALTH_TIMEOUT",
     "ZTD_COMPOSE_TIMEOUT",
@@ -226,6 +226,9 @@ pub const SETTINGS: [&str; 14] = [
     "ZTD_MAX_MEMORY",
     "ZTD_MAX_CPU",
     "ZTD_MAX_ERROR_RATE",
+    "ZTD_NOTIFY",
+    "ZTD_WEBHOOK",
+    "ZTD_NOTIFY_TIMEOUT",
     "NO_COLOR",
 ];
 

@@ -7,6 +7,7 @@ pub mod docker;
 pub mod endpoint;
 #[cfg(test)]
 pub mod fake;
+pub mod notify;
 pub mod probe;
 pub mod proxy;
 
