@@ -378,8 +378,17 @@ pub async fn read_upstream() -> Result<Option<Upstream>> {
     let text = read
         .map_err(|e| Error::Usage(format!("cannot read stdin: {e}")))?
         .map_err(|e| Error::Usage(format!("cannot read stdin: {e}")))?;
-    Upstream::parse(&text)
+    let upstream = Upstream::parse(&text)?;
+    if let Some(read) = &upstream {
+        let _ = UPSTREAM_READ.set(read.object.clone());
+    }
+    Ok(upstream)
 }
+
+/// The upstream object this process read, so the harness does not notify again for a report
+/// passed on unchanged.
+static UPSTREAM_READ: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>> =
+    std::sync::OnceLock::new();
 
 /// Where a tool acts, from its arguments or the upstream tool's JSON on stdin.
 #[derive(Debug)]
@@ -599,7 +608,8 @@ fn send_notifications(tool: &str, settings: &notify::Settings, printed: &Printed
     if !settings.any() {
         return;
     }
-    if let Some(report) = notify::payload(tool, printed.status, &printed.text) {
+    let upstream = UPSTREAM_READ.get();
+    if let Some(report) = notify::payload(tool, printed.status, &printed.text, upstream) {
         notify::send(settings, &report);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, ExitStatus, Result};
 use crate::units::{format_duration, parse_duration};
@@ -147,16 +147,24 @@ pub fn redact(value: &mut Value) {
 }
 
 /// The report to send for `tool`'s printed `text`: `None` when the status is not one that
-/// notifies, when the text is not one JSON report, or when the report is another tool's passed
-/// on unchanged (the tool that made it notified already).
-pub fn payload(tool: &str, status: ExitStatus, text: &str) -> Option<String> {
+/// notifies, when the text is not one JSON object, or when it is the `upstream` object passed on
+/// unchanged (a failure further up the pipeline: the tool that made it notified already).
+pub fn payload(
+    tool: &str,
+    status: ExitStatus,
+    text: &str,
+    upstream: Option<&Map<String, Value>>,
+) -> Option<String> {
     if !wanted(tool, status) {
         return None;
     }
-    let mut report: Value = serde_json::from_str(text.trim()).ok()?;
-    if report.get("tool").and_then(Value::as_str) != Some(tool) {
+    let Value::Object(object) = serde_json::from_str(text.trim()).ok()? else {
+        return None;
+    };
+    if upstream == Some(&object) {
         return None;
     }
+    let mut report = Value::Object(object);
     redact(&mut report);
     serde_json::to_string(&report).ok()
 }
@@ -320,16 +328,39 @@ mod tests {
     }
 
     #[test]
-    fn only_the_tools_own_json_report_is_sent() {
+    fn a_report_passed_on_unchanged_is_not_sent_again() {
         let own = r#"{"tool":"ztd-switch","ok":true,"token":"x"}"#;
         assert_eq!(
-            payload("ztd-switch", ExitStatus::Success, own).as_deref(),
+            payload("ztd-switch", ExitStatus::Success, own, None).as_deref(),
             Some(r#"{"tool":"ztd-switch","ok":true,"token":"[redacted]"}"#)
         );
-        let passed_on = r#"{"tool":"ztd-health","ok":false}"#;
-        assert_eq!(payload("ztd-switch", ExitStatus::Negative, passed_on), None);
-        assert_eq!(payload("ztd-switch", ExitStatus::Success, "not json"), None);
-        assert_eq!(payload("ztd-detect", ExitStatus::Success, own), None);
+        let failed = json!({"tool": "ztd-health", "ok": false});
+        let Value::Object(upstream) = failed.clone() else {
+            panic!("object")
+        };
+        let passed_on = failed.to_string();
+        let negative = ExitStatus::Negative;
+        assert_eq!(
+            payload("ztd-switch", negative, &passed_on, Some(&upstream)),
+            None
+        );
+        // A window's findings added to the upstream object are the window's own report.
+        let tripped =
+            json!({"tool": "ztd-health", "ok": false, "monitor": {"tool": "ztd-monitor"}});
+        assert!(
+            payload(
+                "ztd-monitor",
+                negative,
+                &tripped.to_string(),
+                Some(&upstream)
+            )
+            .is_some()
+        );
+        assert_eq!(
+            payload("ztd-switch", ExitStatus::Success, "not json", None),
+            None
+        );
+        assert_eq!(payload("ztd-detect", ExitStatus::Success, own, None), None);
     }
 
     #[test]
