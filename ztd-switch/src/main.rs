@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ztd_core::cli::{self, Context, StackArgs, SwitchArgs, WithProject};
+use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::resume;
 use ztd_core::report::{Printed, Report};
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
             Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let options = cli.switch.options(to, cli.force);
+        let mut options = cli.switch.options(to, cli.force);
         if cli.resume {
             let resumed = resume(&engine, &stack, &options).await.in_project(&stack)?;
             return Ok(Printed::json(&Report::new(
@@ -100,6 +101,13 @@ fn main() -> ExitCode {
                 resumed,
             )));
         }
+        // For the ztd.hook.* commands, run in one-off containers of the colors' projects.
+        options.compose = Some(
+            Compose::find()
+                .await
+                .in_project(&stack)?
+                .on(engine.endpoint()),
+        );
         fault::pause("switch:before").await;
         let switched = switch(&engine, &stack, &options).await.in_project(&stack)?;
         Ok(Printed::json(&Report::new(
