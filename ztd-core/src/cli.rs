@@ -312,6 +312,7 @@ impl SwitchArgs {
             stop_timeout: self.stop_timeout,
             policy: self.health.policy(),
             health_deadline: self.health.deadline(self.health_timeout),
+            compose: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ztd_core::cli::{self, Context, StackArgs, SwitchArgs, WithProject};
+use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
 use ztd_core::recover::resume;
 use ztd_core::report::{Printed, Report};
@@ -16,7 +17,9 @@ const AFTER_HELP: &str = "\
 Steps, each journaled in .ztd/journal.json and timed in the JSON report:
   1. take the deploy lock before looking at anything (.ztd/lock; exit 7 when another deploy
      holds it);
-  2. refuse unless the target is healthy (exit 1, nothing changed), unless --force;
+  2. refuse unless the target is healthy (exit 1, nothing changed), unless --force; then run
+     each ztd.hook.pre-switch in a one-off container of the target (docker compose run): one
+     that fails or times out refuses the switch too;
   3. proxy: write the front proxy's new config atomically, test it (nginx -t), reload nginx
      gracefully (SIGHUP), wait until every old worker has stopped accepting connections (so no
      new connection reaches the old color once this returns), confirm through the proxy that
@@ -26,7 +29,8 @@ Steps, each journaled in .ztd/journal.json and timed in the JSON report:
      then start the new one (or run ztd.activate in it) and wait until it is healthy; the gap
      (old stopped to new running) is reported;
   5. stop the rest of the old color (kept for rollback; restart policy set to no);
-  6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl.
+  6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl;
+  7. run each ztd.hook.post-switch in the target (a failure is a warning, still exit 0).
 A failure before step 5 puts everything back as it was (proxy included) and exits 1; the
 journal says \"undoing\" first, so an undo that is killed is finished as an undo. A failure in
 steps 5 or 6 (the new color already serves) exits 6: --resume finishes the switch. Ctrl-C,
@@ -90,7 +94,7 @@ fn main() -> ExitCode {
             Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let options = cli.switch.options(to, cli.force);
+        let mut options = cli.switch.options(to, cli.force);
         if cli.resume {
             let resumed = resume(&engine, &stack, &options).await.in_project(&stack)?;
             return Ok(Printed::json(&Report::new(
@@ -100,6 +104,13 @@ fn main() -> ExitCode {
                 resumed,
             )));
         }
+        // For the ztd.hook.* commands, run in one-off containers of the colors' projects.
+        options.compose = Some(
+            Compose::find()
+                .await
+                .in_project(&stack)?
+                .on(engine.endpoint()),
+        );
         fault::pause("switch:before").await;
         let switched = switch(&engine, &stack, &options).await.in_project(&stack)?;
         Ok(Printed::json(&Report::new(

@@ -11,6 +11,8 @@ Commands:
   activate          signal the server (PID 1, or $TESTAPP_PID) to become active (SIGUSR1)
   drain             signal it to stop working and go standby (SIGUSR2)
   sleep DUR         wait DUR and exit 0 (a slow drain command)
+  exit CODE         exit with CODE (a hook that fails or succeeds)
+  env NAME...       print NAME=value for each variable (what a hook sees)
   load URL [--interval DUR] [--stop-file PATH] [--for DUR]
                     GET URL in a loop until SIGINT/SIGTERM, the stop file or the time is up;
                     print {\"total\":N,\"failed\":N,...} on stdout

@@ -28,6 +28,16 @@ fn main() -> ExitCode {
             std::thread::sleep(pause);
             ExitCode::SUCCESS
         }
+        "exit" => {
+            let code = rest.first().and_then(|c| c.parse::<u8>().ok()).unwrap_or(0);
+            ExitCode::from(code)
+        }
+        "env" => {
+            for name in rest {
+                println!("{name}={}", std::env::var(name).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
         "-h" | "--help" | "help" => {
             print!("{}", config::HELP);
             ExitCode::SUCCESS

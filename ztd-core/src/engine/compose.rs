@@ -197,6 +197,80 @@ impl Compose {
         }
     }
 
+    /// Run `argv` in a one-off container of `service` in a colored project, as `compose -p
+    /// <project> -f <file> run --rm --no-deps -T --name <name> <service> <argv...>`: the
+    /// service's image, environment, networks and volumes, no shell, no dependencies started.
+    /// Past `limit` the client's process group is stopped and the exit code is `None` (the
+    /// container, named `name`, is the caller's to kill).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_oneoff(
+        &self,
+        stack: &Stack,
+        project: &str,
+        file: &Path,
+        service: &str,
+        name: &str,
+        argv: &[String],
+        limit: Duration,
+    ) -> Result<OneOff> {
+        let mut all: Vec<String> = [
+            "-p",
+            project,
+            "-f",
+            &file.to_string_lossy(),
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "--name",
+            name,
+            service,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        all.extend(argv.iter().cloned());
+        let what = format!("compose run {service} for project {project}");
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted(format!("interrupted before {what}")));
+        }
+        crate::debug!("{} {}", self.program.join(" "), all.join(" "));
+        let child = self
+            .command(&stack.dir, &all, &BTreeMap::new())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Engine(format!("cannot run {what}: {e}")))?;
+        let (ended, stdout, stderr) = collect(child, limit).await;
+        let mut text = stdout;
+        text.extend_from_slice(&stderr);
+        let output = String::from_utf8_lossy(&text).into_owned();
+        match ended {
+            Ok(status) => {
+                let status = status.map_err(|e| Error::Engine(format!("{what}: {e}")))?;
+                Ok(OneOff {
+                    // Killed by a signal: the shell's convention, 128 + the signal.
+                    exit_code: Some(status.code().map_or_else(
+                        || {
+                            128 + i64::from(
+                                std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+                            )
+                        },
+                        i64::from,
+                    )),
+                    output,
+                })
+            }
+            Err(Stopped::Expired) => Ok(OneOff {
+                exit_code: None,
+                output,
+            }),
+            Err(Stopped::Interrupted) => Err(Error::Interrupted(format!(
+                "interrupted while {what} ran; its processes were stopped"
+            ))),
+        }
+    }
+
     /// The deadline of `config`.
     pub fn quick_limit(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_QUICK_TIMEOUT)
@@ -276,6 +350,15 @@ impl Compose {
     }
 }
 
+/// How a one-off command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOff {
+    /// Its exit code; `None` when it was stopped at its deadline.
+    pub exit_code: Option<i64>,
+    /// Its stdout, then its stderr.
+    pub output: String,
+}
+
 struct CommandOutput {
     success: bool,
     stdout: Vec<u8>,
@@ -334,10 +417,39 @@ enum Stopped {
 /// ends, `limit` passes or Ctrl-C is noted. In the last two cases the group gets SIGTERM, then
 /// SIGKILL once [`KILL_GRACE`] has passed with any of it left, and the call fails.
 async fn supervise(
-    mut child: tokio::process::Child,
+    child: tokio::process::Child,
     what: &str,
     limit: Duration,
 ) -> Result<CommandOutput> {
+    let (ended, stdout, stderr) = collect(child, limit).await;
+    match ended {
+        Ok(status) => {
+            let status = status.map_err(|e| Error::Engine(format!("{what}: {e}")))?;
+            Ok(CommandOutput {
+                success: status.success(),
+                stdout,
+                stderr,
+            })
+        }
+        Err(Stopped::Expired) => Err(Error::Engine(format!(
+            "{what} did not finish within {} ({COMPOSE_TIMEOUT_VAR}); its processes were stopped",
+            format_deadline(limit)
+        ))),
+        Err(Stopped::Interrupted) => Err(Error::Interrupted(format!(
+            "interrupted while {what} ran; its processes were stopped"
+        ))),
+    }
+}
+
+/// How a child ended (or why it was stopped), with its piped stdout and stderr.
+type Collected = (
+    std::result::Result<std::io::Result<std::process::ExitStatus>, Stopped>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// [`supervise`] without the wording: how the child ended, and its output.
+async fn collect(mut child: tokio::process::Child, limit: Duration) -> Collected {
     let mut group = ProcessGroup::led_by(&child);
     let (mut out_pipe, mut err_pipe) = (child.stdout.take(), child.stderr.take());
     let mut stdout = Vec::new();
@@ -361,23 +473,7 @@ async fn supervise(
         wait_or_stop(finish, &group, limit).await
     };
     group.disarm();
-    match ended {
-        Ok(status) => {
-            let status = status.map_err(|e| Error::Engine(format!("{what}: {e}")))?;
-            Ok(CommandOutput {
-                success: status.success(),
-                stdout,
-                stderr,
-            })
-        }
-        Err(Stopped::Expired) => Err(Error::Engine(format!(
-            "{what} did not finish within {} ({COMPOSE_TIMEOUT_VAR}); its processes were stopped",
-            format_deadline(limit)
-        ))),
-        Err(Stopped::Interrupted) => Err(Error::Interrupted(format!(
-            "interrupted while {what} ran; its processes were stopped"
-        ))),
-    }
+    (ended, stdout, stderr)
 }
 
 /// Wait for a child to end (`finish`) until `limit` passes or Ctrl-C is noted; then stop its

@@ -64,7 +64,7 @@ static DEFAULT_LOG_ERROR_REGEX: std::sync::LazyLock<Regex> = std::sync::LazyLock
 });
 
 /// Every `ztd.*` label ztd understands; anything else under `ztd.` is refused as a typo.
-pub const KNOWN_LABELS: [&str; 16] = [
+pub const KNOWN_LABELS: [&str; 19] = [
     "ztd.switch",
     "ztd.proxy.protocol",
     "ztd.stop.timeout",
@@ -81,6 +81,9 @@ pub const KNOWN_LABELS: [&str; 16] = [
     "ztd.restarts.max",
     "ztd.memory.max",
     "ztd.cpu.max",
+    "ztd.hook.pre-switch",
+    "ztd.hook.post-switch",
+    "ztd.hook.timeout",
 ];
 
 /// The `ztd.*` settings of one service.
@@ -122,7 +125,17 @@ pub struct ServiceSettings {
     pub max_memory: Option<MemoryLimit>,
     /// `ztd.cpu.max`: a CPU ceiling in percent of one core.
     pub max_cpu: Option<f64>,
+    /// `ztd.hook.pre-switch`: argv run in a one-off container of the new color before a switch.
+    pub pre_switch: Option<Vec<String>>,
+    /// `ztd.hook.post-switch`: argv run in a one-off container of the color made active.
+    pub post_switch: Option<Vec<String>>,
+    /// `ztd.hook.timeout`: how long a hook may run (default [`DEFAULT_HOOK_TIMEOUT`]).
+    #[serde(skip)]
+    pub hook_timeout: Option<Duration>,
 }
+
+/// How long a hook may run when `ztd.hook.timeout` is not set.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ServiceSettings {
     /// The pattern of an error line of this service: `ztd.logs.error`, else the default.
@@ -206,6 +219,15 @@ impl ServiceSettings {
                     settings.max_memory = Some(MemoryLimit::parse(value).map_err(bad)?)
                 }
                 "ztd.cpu.max" => settings.max_cpu = Some(parse_percent(value).map_err(bad)?),
+                "ztd.hook.pre-switch" => {
+                    settings.pre_switch = Some(parse_command(value).map_err(bad)?)
+                }
+                "ztd.hook.post-switch" => {
+                    settings.post_switch = Some(parse_command(value).map_err(bad)?)
+                }
+                "ztd.hook.timeout" => {
+                    settings.hook_timeout = Some(parse_duration(value).map_err(bad)?)
+                }
                 _ => {
                     return Err(Error::State(format!(
                         "service {service}: unknown label {key} (known: {})",
@@ -327,6 +349,9 @@ mod tests {
             ("ztd.restarts.max", "1"),
             ("ztd.memory.max", "80%"),
             ("ztd.cpu.max", "150"),
+            ("ztd.hook.pre-switch", "app migrate --check"),
+            ("ztd.hook.post-switch", r#"["sh","-c","echo done"]"#),
+            ("ztd.hook.timeout", "90s"),
             ("com.example.other", "ignored"),
         ])
         .expect("valid labels");
@@ -341,6 +366,15 @@ mod tests {
             ])
         );
         assert_eq!(s.activate, Some(vec!["app".into(), "activate".into()]));
+        assert_eq!(
+            s.pre_switch,
+            Some(vec!["app".into(), "migrate".into(), "--check".into()])
+        );
+        assert_eq!(
+            s.post_switch,
+            Some(vec!["sh".into(), "-c".into(), "echo done".into()])
+        );
+        assert_eq!(s.hook_timeout, Some(Duration::from_secs(90)));
         assert_eq!(s.health_port, Some(8080));
         assert_eq!(s.max_log_errors, Some(3));
         assert_eq!(s.max_memory, Some(MemoryLimit::Percent(80.0)));
@@ -364,6 +398,9 @@ mod tests {
             ("ztd.memory.max", "lots"),
             ("ztd.drain", "   "),
             ("ztd.drain", "sh -c 'unclosed"),
+            ("ztd.hook.pre-switch", ""),
+            ("ztd.hook.post-switch", "sh -c 'unclosed"),
+            ("ztd.hook.timeout", "soon"),
             ("ztd.health.htp", "/health"),
         ] {
             let err = settings(&[pair]).expect_err(pair.0);

@@ -263,6 +263,11 @@ mod tests {
         assert_eq!(labels["bot"]["ztd.switch"], "handover");
         assert_eq!(labels["bot"]["ztd.drain.timeout"], "20s");
         assert_eq!(labels["bot"]["ztd.stop.timeout"], "30");
+        let hooks = json!({"x-ztd": {"services": {"web": {"hook.pre-switch": "app check", "ztd.hook.post-switch": "app warm", "hook.timeout": "2m"}}}});
+        let labels = x_ztd_labels(&hooks).expect("hooks");
+        assert_eq!(labels["web"]["ztd.hook.pre-switch"], "app check");
+        assert_eq!(labels["web"]["ztd.hook.post-switch"], "app warm");
+        assert_eq!(labels["web"]["ztd.hook.timeout"], "2m");
         for bad in [
             json!({"x-ztd": "handover"}),
             json!({"x-ztd": {"bot": {}}}),

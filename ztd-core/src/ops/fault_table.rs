@@ -53,6 +53,7 @@ fn switch_options() -> SwitchOptions {
         },
         // Long enough for a fake container, short enough for a crashing one to be given up on.
         health_deadline: Duration::from_millis(300),
+        compose: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod detect;
 #[cfg(test)]
 mod fault_table;
 pub mod health;
+pub mod hooks;
 pub mod monitor;
 pub mod recover;
 pub mod shared;

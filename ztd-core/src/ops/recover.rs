@@ -975,7 +975,7 @@ async fn bring_back<E: Engine>(
         new: detection.color(previous).containers.clone(),
         adopting: None,
     };
-    execute(
+    let mut moved = execute(
         engine,
         stack,
         &opts.switch,
@@ -983,8 +983,21 @@ async fn bring_back<E: Engine>(
         back.started,
         Some(journal),
     )
-    .await
-    .map(RollbackOutcome::from)
+    .await?;
+    if matches!(moved, Moved::Done(_)) {
+        let hooks = crate::hooks::after_move(
+            engine,
+            Some(compose),
+            stack,
+            previous,
+            &detection.color(previous).containers,
+        )
+        .await;
+        let report = moved.report_mut();
+        report.hooks = hooks;
+        report.duration_ms = millis_since(back.started);
+    }
+    Ok(RollbackOutcome::from(moved))
 }
 
 /// A rollback stopped by `ROLLBACK_TIMEOUT`: say where, in the history too, and leave the
@@ -1339,6 +1352,7 @@ mod tests {
             proxy: None,
             ports_gap_ms: None,
             handovers: Vec::new(),
+            hooks: Vec::new(),
             duration_ms: 1500.0,
         };
         let move_fields = vec![
@@ -1425,6 +1439,7 @@ mod tests {
                         Vec::new(),
                         Some("no containers".into()),
                     ),
+                    hooks: Vec::new(),
                     duration_ms: 5.0,
                 }),
                 vec!["from", "to", "active", "refused", "health", "duration_ms"],

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use crate::compose::Compose;
 use crate::detect::{self, Detection};
 use crate::engine::{ContainerInfo, Engine, ExecOutput, RunState};
 use crate::error::{Error, ExitStatus, Result};
 use crate::health::{self, HealthPolicy, HealthReport, Target};
+use crate::hooks::{self, HookKind, HookReport};
 use crate::journal::{Journal, JournalStepName, Operation, StepState};
 use crate::labels::{ServiceSettings, SwitchMode};
 use crate::proxy::{self, Proxy, ProxySwitch};
@@ -39,6 +41,8 @@ pub struct SwitchOptions {
     pub policy: HealthPolicy,
     /// How long a handed-over service may take to become healthy.
     pub health_deadline: Duration,
+    /// Compose, to run the `ztd.hook.*` commands (a stack with hooks needs it).
+    pub compose: Option<Compose>,
 }
 
 /// What a switch did: ztd-switch's report body.
@@ -120,6 +124,13 @@ pub enum Moved {
 }
 
 impl Moved {
+    /// The report, whichever way the move ended.
+    pub fn report_mut(&mut self) -> &mut MoveReport {
+        match self {
+            Moved::Done(report) | Moved::Undone(report) | Moved::Interrupted(report) => report,
+        }
+    }
+
     /// A report read back: undone when it says why, else done.
     pub fn read(report: MoveReport) -> Moved {
         if report.undone.is_some() {
@@ -153,6 +164,9 @@ pub struct MoveReport {
     pub ports_gap_ms: Option<f64>,
     /// Each singleton handed over.
     pub handovers: Vec<HandoverReport>,
+    /// Each `ztd.hook.*` command that ran (left out when none did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookReport>,
     /// The whole run.
     pub duration_ms: f64,
 }
@@ -170,6 +184,9 @@ pub struct Refusal {
     pub refused: String,
     /// The target's health report.
     pub health: HealthReport,
+    /// The pre-switch hooks that ran, the failed one last (left out when none did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookReport>,
     /// The whole run.
     pub duration_ms: f64,
 }
@@ -190,6 +207,31 @@ impl Refusal {
             active: from,
             refused: format!("{to} {is_not}: {}", health.summary_line()),
             health: health.clone(),
+            hooks: Vec::new(),
+            duration_ms: millis_since(started),
+        }
+    }
+
+    /// The refusal of `to`, healthy as `health` says, because the last of its pre-switch
+    /// `hooks` failed.
+    pub fn hook_failed(
+        from: Option<Color>,
+        to: Color,
+        health: &HealthReport,
+        hooks: Vec<HookReport>,
+        started: Instant,
+    ) -> Refusal {
+        let failed = hooks.last().map_or_else(
+            || "a pre-switch hook failed".to_string(),
+            HookReport::describe,
+        );
+        Refusal {
+            from,
+            to,
+            active: from,
+            refused: format!("{to} is not switched to: {failed}"),
+            health: health.clone(),
+            hooks,
             duration_ms: millis_since(started),
         }
     }
@@ -323,6 +365,23 @@ pub async fn switch<E: Engine>(
     if !health.healthy() {
         warn!("{to} is not healthy; switching anyway (--force)");
     }
+    // Before anything changes: a pre-switch hook that fails leaves the stack as it is.
+    let new = detection.color(to).containers.clone();
+    let pre = hooks::run(
+        engine,
+        opts.compose.as_ref(),
+        stack,
+        to,
+        &new,
+        HookKind::PreSwitch,
+    )
+    .await?;
+    if pre.last().is_some_and(HookReport::failed) {
+        let refusal = Refusal::hook_failed(from, to, &health, pre, started);
+        warn!("switch refused: {}", refusal.refused);
+        drop(lock);
+        return Ok(SwitchOutcome::Refused(refusal));
+    }
 
     let (old, adopting) = old_side(&detection, stack, from);
     let plan = Move {
@@ -332,13 +391,29 @@ pub async fn switch<E: Engine>(
         to_meta,
         from_meta,
         old,
-        new: detection.color(to).containers.clone(),
+        new,
         adopting,
     };
     check_interrupted()?;
-    let moved = execute(engine, stack, opts, plan, started, None).await;
+    let mut moved = execute(engine, stack, opts, plan, started, None).await?;
+    let mut ran = pre;
+    if matches!(moved, Moved::Done(_)) {
+        ran.extend(
+            hooks::after_move(
+                engine,
+                opts.compose.as_ref(),
+                stack,
+                to,
+                &detection.color(to).containers,
+            )
+            .await,
+        );
+    }
     drop(lock);
-    moved.map(SwitchOutcome::from)
+    let report = moved.report_mut();
+    report.hooks = ran;
+    report.duration_ms = millis_since(started);
+    Ok(SwitchOutcome::from(moved))
 }
 
 /// A planned move from one color (or an adopted stack) to another.
@@ -1079,6 +1154,7 @@ impl<E: Engine> Run<'_, E> {
             proxy: self.proxy.clone(),
             ports_gap_ms: self.ports_gap_ms,
             handovers: self.handovers.clone(),
+            hooks: Vec::new(),
             duration_ms: millis_since(started),
         }
     }
@@ -1131,6 +1207,7 @@ mod tests {
                     note: PortGap::NOTE.into(),
                 }),
             }],
+            hooks: Vec::new(),
             duration_ms: 1802.4,
         }
     }
@@ -1209,6 +1286,7 @@ mod tests {
             active: None,
             refused: "green is not healthy: green: 1/3 containers unhealthy".into(),
             health: HealthReport::new(Color::Green, Vec::new(), Some("no containers".into())),
+            hooks: Vec::new(),
             duration_ms: 12.5,
         };
         let (line, decoded) = round_trip(SwitchOutcome::Refused(refusal.clone()));
@@ -1229,6 +1307,57 @@ mod tests {
             ]
         );
         assert!(line.contains("\"from\":null"), "{line}");
+        assert_eq!(decoded.body, SwitchOutcome::Refused(refusal));
+        assert_eq!(decoded.status(), ExitStatus::Negative);
+    }
+
+    #[test]
+    fn hooks_that_ran_are_listed_before_the_duration_and_refuse_by_name() {
+        let mut report = moved(None);
+        report.hooks = vec![HookReport {
+            service: "web".into(),
+            hook: HookKind::PostSwitch,
+            exit_code: Some(2),
+            duration_ms: 310.0,
+        }];
+        let (line, decoded) = round_trip(SwitchOutcome::Switched(report.clone()));
+        let fields = keys(&line);
+        assert_eq!(fields[fields.len() - 2..], ["hooks", "duration_ms"]);
+        assert!(
+            line.contains(r#""hooks":[{"service":"web","hook":"post-switch","exit_code":2,"duration_ms":310.0}]"#),
+            "{line}"
+        );
+        assert_eq!(decoded.body, SwitchOutcome::Switched(report));
+        assert_eq!(
+            decoded.status(),
+            ExitStatus::Success,
+            "a post-switch hook only warns"
+        );
+
+        let failed = HookReport {
+            service: "web".into(),
+            hook: HookKind::PreSwitch,
+            exit_code: Some(1),
+            duration_ms: 250.0,
+        };
+        let health = HealthReport::new(Color::Blue, Vec::new(), None);
+        let refusal = Refusal::hook_failed(
+            Some(Color::Green),
+            Color::Blue,
+            &health,
+            vec![failed],
+            Instant::now(),
+        );
+        assert_eq!(
+            refusal.refused,
+            "blue is not switched to: the pre-switch hook of web exited 1"
+        );
+        assert_eq!(refusal.active, Some(Color::Green));
+        let (line, decoded) = round_trip(SwitchOutcome::Refused(refusal.clone()));
+        assert!(
+            line.contains(r#""hook":"pre-switch","exit_code":1"#),
+            "{line}"
+        );
         assert_eq!(decoded.body, SwitchOutcome::Refused(refusal));
         assert_eq!(decoded.status(), ExitStatus::Negative);
     }
