@@ -7,6 +7,7 @@ use clap::Parser;
 use ztd_core::cli::{self, Context, StackArgs, SwitchArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
+use ztd_core::hooks;
 use ztd_core::recover::resume;
 use ztd_core::report::{Printed, Report};
 use ztd_core::stack::Color;
@@ -105,12 +106,10 @@ fn main() -> ExitCode {
             )));
         }
         // For the ztd.hook.* commands, run in one-off containers of the colors' projects.
-        options.compose = Some(
-            Compose::find()
-                .await
-                .in_project(&stack)?
-                .on(engine.endpoint()),
-        );
+        if hooks::may_have_hooks(&stack) {
+            let compose = Compose::find().await.in_project(&stack)?;
+            options.compose = Some(compose.on(engine.endpoint()));
+        }
         fault::pause("switch:before").await;
         let switched = switch(&engine, &stack, &options).await.in_project(&stack)?;
         Ok(Printed::json(&Report::new(

@@ -108,6 +108,15 @@ fn hooks_of(containers: &[ContainerInfo], kind: HookKind) -> Result<Vec<Hook>> {
     Ok(by_service.into_values().collect())
 }
 
+/// Whether either color's rendered project names a `ztd.hook.*` command, so a switch needs
+/// Compose at hand (finding it costs a `docker compose version`, spared when there is none).
+pub fn may_have_hooks(stack: &Stack) -> bool {
+    Color::ALL.iter().any(|color| {
+        std::fs::read_to_string(stack.rendered_compose_path(*color))
+            .is_ok_and(|text| text.contains("ztd.hook."))
+    })
+}
+
 /// Run the `kind` hooks of `color` (its `containers` carry the labels), one service at a time,
 /// stopping at the first that fails. `compose` is needed only when there is a hook.
 pub async fn run<E: Engine>(
