@@ -37,8 +37,8 @@ and exits 130.
 Exit codes:
   0  rolled back (or cleaned up)  1  refused (no previous color to go back to)
   2  bad usage, or --cleanup names the active color
-                                  3  Docker engine unreachable
-  4  the engine failed a request  5  state conflict
+  3  Docker engine unreachable    4  the engine failed a request
+  5  state conflict
   6  left incomplete (or timed out): resume   7  another deploy holds the lock
   130 interrupted
 
