@@ -17,7 +17,7 @@ pub mod signals;
 #[cfg(test)]
 pub use engine::fake;
 pub use engine::{compose, docker, endpoint, notify, probe, proxy};
-pub use model::{journal, labels, overrides, render, stack, state, units};
+pub use model::{journal, labels, overrides, render, stack, state, units, versions};
 pub use ops::{detect, health, hooks, monitor, recover, shared, switch, up, validate};
 pub use report::output;
 

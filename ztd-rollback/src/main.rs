@@ -8,7 +8,8 @@ use clap::Parser;
 use ztd_core::cli::{self, StackArgs, SwitchArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
-use ztd_core::recover::{RollbackOptions, cleanup, rollback};
+use ztd_core::ops::versions;
+use ztd_core::recover::{RollbackOptions, cleanup, rollback, rollback_to};
 use ztd_core::report::{Printed, Report};
 use ztd_core::signals;
 use ztd_core::stack::Color;
@@ -27,6 +28,14 @@ and reports where things stand (ztd-switch --resume or ztd-rollback finishes the
 that was being undone when it was interrupted is always undone, never finished.
 Writes .current_deployment, .rollback_state (advanced) and a line in .ztd/history.jsonl.
 
+--list prints the retained versions (ZTD_KEEP_VERSIONS of them, 5 by default; each deploy by
+ztd-up records one): version, color, time, image ids, git ref, the one serving marked active.
+--to VERSION brings a retained version back as a blue-green deploy: the standby color is
+rendered again from the version's saved files with its images pinned to the recorded ids
+(kept by ztd-keep/<project>-<service>:<version> tags), health-checked, and the proxy and the
+singletons are moved to it as above. The active version is refused (exit 2); an unknown one
+exits 5 naming the retained ones.
+
 --cleanup COLOR removes that color's containers, networks and rendered file. The active color
 is refused (exit 2, nothing changed, as every tool refuses a color it cannot act on); an
 unknown color is a usage error (exit 2 too).
@@ -36,24 +45,32 @@ and exits 130.
 
 Exit codes:
   0  rolled back (or cleaned up)  1  refused (no previous color to go back to)
-  2  bad usage, or --cleanup names the active color
+  2  bad usage, or --cleanup names the active color (--to the active version)
   3  Docker engine unreachable    4  the engine failed a request
-  5  state conflict
+  5  state conflict (--to an unknown version)
   6  left incomplete (or timed out): resume   7  another deploy holds the lock
   130 interrupted
 
 Examples:
   ztd-rollback
   ztd-detect | ztd-up | ztd-health --wait | ztd-switch || ztd-rollback
-  ztd-rollback --cleanup green";
+  ztd-rollback --cleanup green
+  ztd-rollback --list
+  ztd-rollback --to green-20261129-135114";
 
 /// Roll back to the previous color, undo an interrupted switch, or clean up a color.
 #[derive(Debug, Parser)]
 #[command(name = "ztd-rollback", version, about, after_help = AFTER_HELP)]
 struct Cli {
     /// Remove this color (not the active one): containers, networks and rendered file
-    #[arg(long, value_name = "COLOR", value_parser = cli::color_arg)]
+    #[arg(long, value_name = "COLOR", value_parser = cli::color_arg, conflicts_with_all = ["list", "to"])]
     cleanup: Option<Color>,
+    /// List the retained versions (newest first, the serving one marked active)
+    #[arg(long, conflicts_with = "to")]
+    list: bool,
+    /// Bring this retained version back as a blue-green deploy to the standby color
+    #[arg(long, value_name = "VERSION")]
+    to: Option<String>,
     /// Hard deadline of the whole rollback (bare numbers are seconds)
     #[arg(long, value_name = "DURATION", env = "ROLLBACK_TIMEOUT", default_value = "300", value_parser = cli::duration_arg)]
     timeout: Duration,
@@ -71,6 +88,16 @@ fn main() -> ExitCode {
     cli::run("ztd-rollback", || async move {
         signals::install();
         let stack = cli.stack.resolve_named(None).await.no_project()?;
+        if cli.list {
+            let listed = versions::list(&stack).in_project(&stack)?;
+            let active = listed.active;
+            return Ok(Printed::json(&Report::new(
+                "ztd-rollback",
+                &stack,
+                active,
+                listed,
+            )));
+        }
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let compose = Compose::find()
             .await
@@ -91,9 +118,11 @@ fn main() -> ExitCode {
             switch: cli.switch.options(None, false),
             timeout: cli.timeout,
         };
-        let rolled = rollback(&engine, &compose, &stack, &options)
-            .await
-            .in_project(&stack)?;
+        let rolled = match &cli.to {
+            Some(version) => rollback_to(&engine, &compose, &stack, &options, version).await,
+            None => rollback(&engine, &compose, &stack, &options).await,
+        }
+        .in_project(&stack)?;
         Ok(Printed::json(&Report::new(
             "ztd-rollback",
             &stack,

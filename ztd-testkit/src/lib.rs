@@ -837,6 +837,15 @@ impl TestStack {
             .flat_map(|p| labelled(&["network", "ls", "-q"], p))
             .collect();
         quietly(&["network", "rm"], &networks);
+        // The tags ztd-up keeps each deployed version's images by.
+        let kept = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter"])
+            .arg(format!("reference=ztd-keep/{}-*", self.name.to_lowercase()))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let kept: Vec<String> = kept.lines().map(str::to_string).collect();
+        quietly(&["rmi"], &kept);
     }
 }
 

@@ -581,6 +581,33 @@ impl Engine for DockerEngine {
             .await??)
     }
 
+    async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()> {
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        let call = format!("tag image {} as {repo}:{tag}", short(image));
+        Ok(self
+            .request(&call, self.docker.tag_image(image, Some(options)))
+            .await??)
+    }
+
+    async fn untag_image(&self, reference: &str) -> Result<()> {
+        // Forced, a reference that a container's image still has is untagged, not refused;
+        // an image in use is never removed.
+        let options = bollard::query_parameters::RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        let call = format!("remove the image tag {reference}");
+        self.request(
+            &call,
+            self.docker.remove_image(reference, Some(options), None),
+        )
+        .await??;
+        Ok(())
+    }
+
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>> {
         let options = bollard::query_parameters::TopOptions {
             ps_args: "-eo pid,args".into(),

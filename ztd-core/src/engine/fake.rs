@@ -546,6 +546,14 @@ impl Engine for FakeEngine {
         .await
     }
 
+    async fn tag_image(&self, _image: &str, _repo: &str, _tag: &str) -> Result<()> {
+        self.call(|| Ok(())).await
+    }
+
+    async fn untag_image(&self, _reference: &str) -> Result<()> {
+        self.call(|| Ok(())).await
+    }
+
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>> {
         self.call(|| {
             if !self.is_proxy(id) {

@@ -355,6 +355,10 @@ pub trait Engine {
     async fn ensure_volume(&self, volume: &VolumeSpec) -> Result<()>;
     /// Change a container's restart policy (`no`, `always`, `unless-stopped`, `on-failure`).
     async fn set_restart_policy(&self, id: &str, policy: &str) -> Result<()>;
+    /// Tag an image (by id) as `repo:tag`.
+    async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()>;
+    /// Remove an image reference (a tag): the image goes only with its last reference.
+    async fn untag_image(&self, reference: &str) -> Result<()>;
     /// The processes running in a container (host PIDs and command lines).
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>>;
     /// Container events for containers matching the query's label filters, from the moment of

@@ -8,3 +8,4 @@ pub mod render;
 pub mod stack;
 pub mod state;
 pub mod units;
+pub mod versions;

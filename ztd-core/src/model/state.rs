@@ -54,6 +54,9 @@ pub struct StateFile {
     /// Per color, what was deployed there.
     #[serde(default)]
     pub deployments: BTreeMap<Color, DeploymentRecord>,
+    /// The retained versions, newest first (`ZTD_KEEP_VERSIONS` of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<crate::versions::VersionRecord>,
 }
 
 /// Read `.current_deployment`: `None` when absent; garbage is a state error (exit 5).

@@ -12,3 +12,4 @@ pub mod shared;
 pub mod switch;
 pub mod up;
 pub mod validate;
+pub mod versions;

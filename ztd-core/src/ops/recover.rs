@@ -894,6 +894,173 @@ pub async fn rollback<E: Engine>(
     }
 }
 
+/// The history line of a rollback to a retained version.
+#[derive(Debug, serde::Serialize)]
+struct ToVersionEvent<'a> {
+    version: &'a str,
+    from: Color,
+    to: Color,
+}
+
+/// `ztd-rollback --to VERSION`: bring a retained version back as a blue-green deploy. The
+/// standby color is taken down and rendered again from the version's saved files with its
+/// images pinned to the recorded ids, started, health-gated, and moved to as a rollback is (the
+/// proxy, the singletons' handover, the old color stopped and kept). The active version is a
+/// usage error (exit 2), an unknown one a state error naming the retained ones (exit 5).
+pub async fn rollback_to<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    opts: &RollbackOptions,
+    version: &str,
+) -> Result<RollbackOutcome> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    // Lock first, then look.
+    let lock = DeployLock::acquire(stack, "ztd-rollback --to")?;
+    let detection = detect::detect(engine, stack).await?;
+    if detection.interrupted {
+        return Err(Error::Incomplete(
+            "a switch was interrupted: run ztd-switch --resume or ztd-rollback first".into(),
+        ));
+    }
+    if let Some(conflict) = &detection.conflict {
+        return Err(Error::State(format!("cannot roll back: {conflict}")));
+    }
+    let record = state::read_state(stack)?.unwrap_or_default();
+    let Some(wanted) = record
+        .versions
+        .iter()
+        .find(|v| v.version == version)
+        .cloned()
+    else {
+        let kept: Vec<&str> = record.versions.iter().map(|v| v.version.as_str()).collect();
+        let kept = if kept.is_empty() {
+            "none".to_string()
+        } else {
+            kept.join(", ")
+        };
+        return Err(Error::State(format!(
+            "no retained version {version:?}; retained: {kept}"
+        )));
+    };
+    let Some(active) = detection.active else {
+        return Err(Error::State(
+            "nothing is active: there is nothing to roll back from".into(),
+        ));
+    };
+    if crate::ops::versions::active_version(&record, Some(active)) == Some(version) {
+        return Err(Error::Usage(format!(
+            "{version} is the active version (in {active}): name another one"
+        )));
+    }
+    let standby = active.other();
+    info!("bringing {version} back in {standby}");
+    let mut journal = Journal::begin(stack, Operation::Rollback, Some(active), standby, None)?;
+    journal.start(stack, JournalStepName::Prepare)?;
+    let staged = tokio::time::timeout_at(
+        deadline,
+        restage(engine, compose, stack, &detection, standby, &wanted),
+    )
+    .await
+    .map_err(|_| {
+        Error::Incomplete(format!(
+            "ROLLBACK_TIMEOUT reached while rendering {version} in {standby}; run ztd-rollback"
+        ))
+    })?;
+    let previous_meta = staged?;
+    let record = state::update(stack, |record| {
+        record.candidate = None;
+        record.deployments.insert(
+            standby,
+            state::DeploymentRecord {
+                version: Some(wanted.version.clone()),
+                deployed_at: Some(wanted.deployed_at.clone()),
+                images: wanted.images.clone(),
+            },
+        );
+    })?;
+    let back = Back {
+        active,
+        previous: standby,
+        previous_meta,
+        record,
+        started,
+        deadline,
+    };
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        bring_back(engine, compose, stack, opts, &back, journal),
+    )
+    .await;
+    let outcome = match outcome {
+        Ok(result) => result?,
+        Err(_) => timed_out(stack, opts, &back)?,
+    };
+    if matches!(outcome, RollbackOutcome::RolledBack(_)) {
+        state::update(stack, |record| {
+            if let Some(entry) = record.versions.iter_mut().find(|v| v.version == version) {
+                entry.color = standby;
+            }
+        })?;
+        state::record_event(
+            stack,
+            "rollback_to_version",
+            &ToVersionEvent {
+                version,
+                from: active,
+                to: standby,
+            },
+        )?;
+    }
+    drop(lock);
+    Ok(outcome)
+}
+
+/// Take the standby color down (its containers and networks; volumes stay) and write its
+/// rendered file again from a retained version, images pinned: the version's own rendered file
+/// when it ran in that color, else a render of the Compose model saved at its deploy.
+async fn restage<E: Engine>(
+    engine: &E,
+    compose: &Compose,
+    stack: &Stack,
+    detection: &Detection,
+    standby: Color,
+    wanted: &crate::versions::VersionRecord,
+) -> Result<DeployMeta> {
+    let saved_path = crate::versions::rendered_path(stack, &wanted.version);
+    let saved = std::fs::read_to_string(&saved_path)
+        .map_err(|e| Error::State(format!("{}: {e}", saved_path.display())))?;
+    let saved_meta = render::read_meta(&saved)?;
+    if let Some(meta) = read_color_meta(stack, standby)? {
+        detach_others(engine, stack, detection, &meta).await?;
+    }
+    compose_down(compose, stack, standby, detection.color(standby)).await?;
+    let mut model = if wanted.color == standby {
+        render::parse_rendered(&saved)?
+    } else {
+        let path = crate::versions::config_path(stack, &wanted.version);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+        let config: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+        let names = crate::up::choose_container_names(engine, stack, &config, standby).await?;
+        let options = render::RenderOptions {
+            env: crate::overrides::EnvSettings::from_env()?,
+            container_names: names,
+        };
+        render::render_with(&config, stack, standby, &saved_meta.build, &options)?.color_model
+    };
+    pin_images(&mut model, &wanted.images, standby)?;
+    let text = render::rendered_text(&model);
+    state::write_atomic(
+        &stack.rendered_compose_path(standby),
+        text.as_bytes(),
+        0o600,
+    )?;
+    render::read_meta(&text)
+}
+
 /// The rollback of the last switch: the color to leave, the one to bring back, and the clock.
 #[derive(Debug)]
 struct Back {

@@ -167,6 +167,7 @@ pub async fn up<E: Engine>(
     opts: &UpOptions,
 ) -> Result<Report<UpBody>> {
     let started = Instant::now();
+    let keep = crate::versions::keep_from_env()?;
     let mut steps = Steps::default();
     let reading = Instant::now();
     let read = read_and_lock(engine, compose, stack, opts).await?;
@@ -220,7 +221,19 @@ pub async fn up<E: Engine>(
 
     let project = stack.color_project(target);
     let containers = engine.list(&ContainerQuery::project(&project)).await?;
-    record_images(stack, target, &containers)?;
+    let images = record_images(stack, target, &containers)?;
+    crate::ops::versions::record(
+        engine,
+        stack,
+        &crate::ops::versions::NewVersion {
+            color: target,
+            build,
+            images: &images,
+            config: &read.config,
+            keep,
+        },
+    )
+    .await?;
     info!(
         "{target} is up as {project} ({}); next: ztd-health {target} --wait, then ztd-switch",
         build.version
@@ -393,17 +406,21 @@ fn record_candidate(
 }
 
 /// Record the images the deployed containers run in the state file.
-fn record_images(stack: &Stack, target: Color, containers: &[ContainerInfo]) -> Result<()> {
+fn record_images(
+    stack: &Stack,
+    target: Color,
+    containers: &[ContainerInfo],
+) -> Result<BTreeMap<String, String>> {
     let images: BTreeMap<String, String> = containers
         .iter()
         .map(|c| (c.service.clone(), c.image_id.clone()))
         .collect();
     state::update(stack, |record| {
         if let Some(deployment) = record.deployments.get_mut(&target) {
-            deployment.images = images;
+            deployment.images = images.clone();
         }
     })?;
-    Ok(())
+    Ok(images)
 }
 
 /// Each planned service with its container as the engine lists it.

@@ -5,6 +5,7 @@
 use crate::detect::{ColorStatus, Detection};
 use crate::health::{ContainerStatus, HealthBody};
 use crate::monitor::{Findings, WindowBody, WindowReport};
+use crate::ops::versions::VersionList;
 use crate::recover::{CleanupOutcome, Resolution, Resolved, ResumeOutcome, RollbackOutcome};
 use crate::report::{Human, Report, Upstream};
 use crate::stack::Color;
@@ -301,6 +302,38 @@ impl Human for Report<CleanupOutcome> {
                 format!("{project}: refused, nothing changed: {}\n", refusal.refused)
             }
         }
+    }
+}
+
+impl Human for Report<VersionList> {
+    fn human(&self) -> String {
+        let project = &self.envelope.project;
+        if self.body.versions.is_empty() {
+            return format!("{project}: no version recorded yet\n");
+        }
+        let width = self
+            .body
+            .versions
+            .iter()
+            .map(|v| v.version.len())
+            .max()
+            .unwrap_or(0)
+            .max("VERSION".len());
+        let mut text = format!(
+            "  {:width$}  {:5}  {:24}  GIT\n",
+            "VERSION", "COLOR", "DEPLOYED"
+        );
+        for v in &self.body.versions {
+            text.push_str(&format!(
+                "{} {:width$}  {:5}  {:24}  {}\n",
+                if v.active { "*" } else { " " },
+                v.version,
+                v.color.to_string(),
+                v.deployed_at,
+                v.git_ref.as_deref().unwrap_or("-")
+            ));
+        }
+        text
     }
 }
 
