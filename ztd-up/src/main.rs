@@ -6,10 +6,18 @@ use clap::Parser;
 use ztd_core::cli::{self, Context, StackArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
+use ztd_core::pull::{self, PullPolicy};
 use ztd_core::report::Printed;
 use ztd_core::signals;
 use ztd_core::stack::Color;
 use ztd_core::up::{UpOptions, up};
+
+/// `--pull`'s value.
+fn pull_arg(value: &str) -> Result<PullPolicy, String> {
+    value
+        .parse()
+        .map_err(|e: ztd_core::Error| e.message().to_string())
+}
 
 const AFTER_HELP: &str = "\
 What it does: reads your project as docker compose would from the project dir (-f, COMPOSE_FILE,
@@ -28,11 +36,17 @@ touched by a deploy. Writes .rollback_state, and records the color as the deploy
 
 Requires Compose v2 (the docker compose plugin, or set ZTD_COMPOSE); Compose v1 is refused.
 
+Pulls first, before anything of the color is created: a service without build: is pulled on
+every deploy when its image names a registry (host.domain/..., host:port/...), else only when
+missing; its pull_policy (always, missing, never, build) says otherwise, and --pull (ZTD_PULL)
+overrides both. A failed pull, or a missing image under never, refuses the deploy (exit 4,
+nothing changed). Each service's image id and repository digest are recorded.
+
 Exit codes:
   0  deployed (not yet active: run ztd-health --wait, then ztd-switch)
   1  the upstream tool failed (its report is passed on)
   2  bad usage, or COLOR is the active color
-  3  Docker engine unreachable     4  Compose or the engine failed (build, create, start)
+  3  Docker engine unreachable     4  Compose or the engine failed (pull, build, create, start)
   5  Compose cannot read the project (no compose file, a missing -f file, invalid YAML: its
      own reason on one line), a bad ztd.* label, no Compose v2, or a state conflict
   6  an interrupted switch must be resumed or rolled back first
@@ -59,6 +73,11 @@ struct Cli {
     /// Do not build images (use what is there)
     #[arg(long)]
     no_build: bool,
+    /// Pull the images of services without `build:`: always, missing (only when absent) or
+    /// never (a missing image refuses the deploy) [env: ZTD_PULL; default: each service's
+    /// pull_policy, else always for an image that names its registry, missing for any other]
+    #[arg(long, value_name = "POLICY", value_parser = pull_arg)]
+    pull: Option<PullPolicy>,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -82,6 +101,10 @@ fn main() -> ExitCode {
                 ..
             } => (stack, color, sources),
         };
+        let pull = match cli.pull {
+            Some(policy) => Some(policy),
+            None => pull::from_env().in_project(&stack)?,
+        };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let compose = Compose::find()
             .await
@@ -91,6 +114,7 @@ fn main() -> ExitCode {
             color,
             dry_run: cli.dry_run,
             no_build: cli.no_build,
+            pull,
             sources,
         };
         let report = up(&engine, &compose, &stack, &options)

@@ -197,6 +197,60 @@ impl Compose {
         }
     }
 
+    /// Pull the images of `services` (`compose -p <project> -f <file> pull <services>`), with the
+    /// deadline of every Compose command. Compose's progress goes to stderr when it is a
+    /// terminal (or at DEBUG); otherwise the pull is quiet. A failure is an engine error with the
+    /// registry's reason (Compose's last line) on one line.
+    pub async fn pull(
+        &self,
+        stack: &Stack,
+        project: &str,
+        file: &Path,
+        services: &[String],
+    ) -> Result<()> {
+        let show = std::io::stderr().is_terminal() || output::enabled(Level::Debug);
+        let mut all = vec![
+            "-p".to_string(),
+            project.to_string(),
+            "-f".to_string(),
+            file.to_string_lossy().into_owned(),
+            "pull".to_string(),
+        ];
+        if !show {
+            all.push("--quiet".to_string());
+        }
+        all.extend(services.iter().cloned());
+        let what = format!("compose pull for project {project}");
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted(format!("interrupted before {what}")));
+        }
+        crate::debug!("{} {}", self.program.join(" "), all.join(" "));
+        let limit = self.timeout.unwrap_or(DEFAULT_RUN_TIMEOUT);
+        let child = self
+            .command(&stack.dir, &all, &BTreeMap::new())
+            .stdout(Stdio::null())
+            .stderr(if show {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
+            .spawn()
+            .map_err(|e| Error::Engine(format!("cannot run {what}: {e}")))?;
+        let out = supervise(child, &what, limit).await?;
+        if out.success {
+            return Ok(());
+        }
+        let reason = if show {
+            "Compose's reason is above".to_string()
+        } else {
+            tail(&out.stderr, 1)
+        };
+        Err(Error::Engine(format!(
+            "cannot pull the images of {}: {reason}",
+            services.join(", ")
+        )))
+    }
+
     /// Run `argv` in a one-off container of `service` in a colored project, as `compose -p
     /// <project> -f <file> run --rm --no-deps -T --name <name> <service> <argv...>`: the
     /// service's image, environment, networks and volumes, no shell, no dependencies started.

@@ -25,7 +25,7 @@ use futures_util::{StreamExt, future::join_all};
 use crate::endpoint::{Endpoint, Transport};
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, EventStream, ExecOutput,
-    LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
+    ImageDetails, LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result, one_line};
 use crate::units::{duration_from_env, format_deadline};
@@ -606,6 +606,23 @@ impl Engine for DockerEngine {
         )
         .await??;
         Ok(())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
+        let call = format!("inspect image {reference}");
+        match self
+            .request(&call, self.docker.inspect_image(reference))
+            .await?
+        {
+            Ok(image) => Ok(Some(ImageDetails {
+                id: image.id.unwrap_or_default(),
+                repo_digests: image.repo_digests.unwrap_or_default(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>> {

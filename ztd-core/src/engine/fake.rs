@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use crate::engine::{
-    ContainerInfo, ContainerQuery, DockerHealth, Engine, EventStream, ExecOutput, LogLine,
-    LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
+    ContainerInfo, ContainerQuery, DockerHealth, Engine, EventStream, ExecOutput, ImageDetails,
+    LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
 };
 use crate::error::{Error, Result};
 use crate::labels;
@@ -552,6 +552,17 @@ impl Engine for FakeEngine {
 
     async fn untag_image(&self, _reference: &str) -> Result<()> {
         self.call(|| Ok(())).await
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
+        // Every image is there, as built here: its id is the reference, with no digest.
+        self.call(|| {
+            Ok(Some(ImageDetails {
+                id: reference.to_string(),
+                repo_digests: Vec::new(),
+            }))
+        })
+        .await
     }
 
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>> {

@@ -312,6 +312,16 @@ pub struct ProcessInfo {
     pub args: String,
 }
 
+/// What the engine knows of an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDetails {
+    /// Its id (`sha256:...`).
+    pub id: String,
+    /// Its repository digests (`repo@sha256:...`), one per registry repository it came from or
+    /// was pushed to; none for an image only built here.
+    pub repo_digests: Vec<String>,
+}
+
 /// A named volume to create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VolumeSpec {
@@ -359,6 +369,9 @@ pub trait Engine {
     async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()>;
     /// Remove an image reference (a tag): the image goes only with its last reference.
     async fn untag_image(&self, reference: &str) -> Result<()>;
+    /// An image by reference or id: its id and repository digests; `None` when the engine has
+    /// no such image.
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
     /// The processes running in a container (host PIDs and command lines).
     async fn processes(&self, id: &str) -> Result<Vec<ProcessInfo>>;
     /// Container events for containers matching the query's label filters, from the moment of

@@ -30,6 +30,10 @@ pub struct DeploymentRecord {
     /// Image id of each service, so a removed color can be recreated.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+    /// The repository digest (`repo@sha256:...`) of each service's image, where it has one
+    /// (an image pulled from or pushed to a registry).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub digests: BTreeMap<String, String>,
 }
 
 /// `.ztd/state.json`.
@@ -487,6 +491,11 @@ mod tests {
                 version: Some("green-20261126-031141".into()),
                 deployed_at: None,
                 images: [("web".to_string(), "sha256:abc".to_string())].into(),
+                digests: [(
+                    "web".to_string(),
+                    "registry.example/web@sha256:def".to_string(),
+                )]
+                .into(),
             },
         );
         write_state(&stack, &state).expect("write");

@@ -25,6 +25,9 @@ pub struct VersionRecord {
     /// Image id of each service.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+    /// The repository digest (`repo@sha256:...`) of each service's image, where it has one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub digests: BTreeMap<String, String>,
     /// The short git hash of the project directory at its deploy, if it is a git repository.
     #[serde(default)]
     pub git_ref: Option<String>,
@@ -153,6 +156,7 @@ mod tests {
             color: Color::Green,
             deployed_at: "2026-11-29T13:51:14Z".into(),
             images: BTreeMap::new(),
+            digests: BTreeMap::new(),
             git_ref: None,
         }
     }

@@ -7,6 +7,7 @@ mod fault_table;
 pub mod health;
 pub mod hooks;
 pub mod monitor;
+pub mod pull;
 pub mod recover;
 pub mod shared;
 pub mod switch;

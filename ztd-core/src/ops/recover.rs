@@ -977,6 +977,7 @@ pub async fn rollback_to<E: Engine>(
                 version: Some(wanted.version.clone()),
                 deployed_at: Some(wanted.deployed_at.clone()),
                 images: wanted.images.clone(),
+                digests: wanted.digests.clone(),
             },
         );
     })?;

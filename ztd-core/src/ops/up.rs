@@ -17,6 +17,7 @@ use crate::labels;
 use crate::labels::SwitchMode;
 use crate::overrides::EnvSettings;
 use crate::proxy::{Proxy, Route};
+use crate::pull::{self, PullPolicy};
 use crate::render::{self, BuildInfo, DeployMeta, Listener, Plan, RenderOptions, read_color_meta};
 use crate::report::steps::{StepDetail, Steps};
 use crate::report::{Outcome, Report};
@@ -38,6 +39,10 @@ pub struct UpOptions {
     pub dry_run: bool,
     /// Skip building images.
     pub no_build: bool,
+    /// `--pull` or `ZTD_PULL`: how every pulled service's image is pulled, over its
+    /// `pull_policy` (default: each service's own, else `always` for an image that names its
+    /// registry and `missing` for any other).
+    pub pull: Option<PullPolicy>,
     /// What Compose is told about the user's project (files, env files, profiles, name).
     pub sources: Sources,
 }
@@ -119,6 +124,9 @@ pub struct DeployedService {
     pub state: Option<RunState>,
     /// Its container's image, when it has one.
     pub image_id: Option<String>,
+    /// Its image's repository digest, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl DryRun {
@@ -193,6 +201,22 @@ pub async fn up<E: Engine>(
 
     check_names_free(engine, &plan.meta).await?;
     signals::check("before anything changed")?;
+    // Pulled before anything of the color is written or created: a pull refused or failed
+    // leaves everything as it was.
+    steps
+        .run(
+            "pull",
+            pull::pull_images(
+                engine,
+                compose,
+                stack,
+                &plan.meta.project,
+                &plan.color_model,
+                opts.pull,
+            ),
+        )
+        .await?;
+    signals::check("before anything changed")?;
     describe(&plan, detection, false);
     let rendered_path = stack.rendered_compose_path(target);
     state::write_atomic(
@@ -221,7 +245,7 @@ pub async fn up<E: Engine>(
 
     let project = stack.color_project(target);
     let containers = engine.list(&ContainerQuery::project(&project)).await?;
-    let images = record_images(stack, target, &containers)?;
+    let (images, digests) = record_images(engine, stack, target, &plan, &containers).await?;
     crate::ops::versions::record(
         engine,
         stack,
@@ -229,6 +253,7 @@ pub async fn up<E: Engine>(
             color: target,
             build,
             images: &images,
+            digests: &digests,
             config: &read.config,
             keep,
         },
@@ -243,7 +268,7 @@ pub async fn up<E: Engine>(
         version: build.version.clone(),
         compose_project: project,
         rendered_file: rendered_path,
-        services: deployed_services(&plan.meta, &containers),
+        services: deployed_services(&plan.meta, &containers, &digests),
         shared: plan.meta.shared.iter().map(|s| s.service.clone()).collect(),
         run_in_both_colors: both,
         listeners: plan.meta.listeners.clone(),
@@ -392,6 +417,7 @@ fn record_candidate(
                 version: Some(build.version.clone()),
                 deployed_at: Some(build.build_date.clone()),
                 images: BTreeMap::new(),
+                digests: BTreeMap::new(),
             },
         );
     })?;
@@ -405,26 +431,43 @@ fn record_candidate(
     state::append_history(stack, &event)
 }
 
-/// Record the images the deployed containers run in the state file.
-fn record_images(
+/// Record the images the deployed containers run, and their repository digests, in the state
+/// file; returns both.
+async fn record_images<E: Engine>(
+    engine: &E,
     stack: &Stack,
     target: Color,
+    plan: &Plan,
     containers: &[ContainerInfo],
-) -> Result<BTreeMap<String, String>> {
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
     let images: BTreeMap<String, String> = containers
         .iter()
         .map(|c| (c.service.clone(), c.image_id.clone()))
         .collect();
+    let references: BTreeMap<String, String> = plan
+        .color_model
+        .get("services")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, s)| Some((name.clone(), s.get("image")?.as_str()?.to_string())))
+        .collect();
+    let digests = pull::digests(engine, &images, &references).await;
     state::update(stack, |record| {
         if let Some(deployment) = record.deployments.get_mut(&target) {
             deployment.images = images.clone();
+            deployment.digests = digests.clone();
         }
     })?;
-    Ok(images)
+    Ok((images, digests))
 }
 
 /// Each planned service with its container as the engine lists it.
-fn deployed_services(meta: &DeployMeta, containers: &[ContainerInfo]) -> Vec<DeployedService> {
+fn deployed_services(
+    meta: &DeployMeta,
+    containers: &[ContainerInfo],
+    digests: &BTreeMap<String, String>,
+) -> Vec<DeployedService> {
     meta.services
         .iter()
         .map(|s| {
@@ -435,6 +478,7 @@ fn deployed_services(meta: &DeployMeta, containers: &[ContainerInfo]) -> Vec<Dep
                 container: s.container.clone(),
                 state: container.map(|c| c.state),
                 image_id: container.map(|c| c.image_id.clone()),
+                digest: digests.get(&s.name).cloned(),
             }
         })
         .collect()
@@ -1078,7 +1122,7 @@ mod tests {
             version: plan.meta.build.version.clone(),
             compose_project: "shop-green".into(),
             rendered_file: "/srv/shop/docker-compose.green.yml".into(),
-            services: deployed_services(&plan.meta, &[]),
+            services: deployed_services(&plan.meta, &[], &BTreeMap::new()),
             shared: Vec::new(),
             run_in_both_colors: run_in_both_colors(&plan.meta),
             listeners: plan.meta.listeners.clone(),

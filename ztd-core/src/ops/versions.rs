@@ -26,6 +26,8 @@ pub struct NewVersion<'a> {
     pub build: &'a BuildInfo,
     /// The image id of each service.
     pub images: &'a BTreeMap<String, String>,
+    /// The repository digest of each service's image, where it has one.
+    pub digests: &'a BTreeMap<String, String>,
     /// Compose's model of the project it was rendered from.
     pub config: &'a Value,
     /// How many versions to keep.
@@ -73,6 +75,7 @@ pub async fn record<E: Engine>(engine: &E, stack: &Stack, new: &NewVersion<'_>) 
         color: new.color,
         deployed_at: state::now(),
         images: new.images.clone(),
+        digests: new.digests.clone(),
         git_ref: Some(new.build.vcs_ref.clone()).filter(|r| r != "unknown"),
     };
     let mut pruned = Vec::new();
@@ -125,6 +128,9 @@ pub struct VersionEntry {
     pub active: bool,
     /// Image id of each service.
     pub images: BTreeMap<String, String>,
+    /// The repository digest of each service's image, where it has one.
+    #[serde(default)]
+    pub digests: BTreeMap<String, String>,
     /// The git ref of its deploy, if the project is a git repository.
     pub git_ref: Option<String>,
 }
@@ -159,6 +165,7 @@ pub fn list(stack: &Stack) -> Result<VersionList> {
             deployed_at: v.deployed_at.clone(),
             active: serving.as_deref() == Some(v.version.as_str()) && Some(v.color) == active,
             images: v.images.clone(),
+            digests: v.digests.clone(),
             git_ref: v.git_ref.clone(),
         })
         .collect();
@@ -184,6 +191,7 @@ mod tests {
                 deployed_at: "2026-11-29T13:51:14.000Z".into(),
                 active: true,
                 images: [("web".to_string(), "sha256:abc".to_string())].into(),
+                digests: [("web".to_string(), "reg.example/web@sha256:def".to_string())].into(),
                 git_ref: Some("abc1234".into()),
             }],
         };
@@ -191,6 +199,10 @@ mod tests {
         let line = json_line(&report);
         let value: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(value["versions"][0]["images"]["web"], "sha256:abc");
+        assert_eq!(
+            value["versions"][0]["digests"]["web"],
+            "reg.example/web@sha256:def"
+        );
         assert_eq!(value["versions"][0]["active"], true);
         let back: Report<VersionList> = serde_json::from_str(&line).expect("decode");
         assert_eq!(back, report);
