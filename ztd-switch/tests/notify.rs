@@ -178,7 +178,7 @@ fn each_deploy_step_that_changes_things_notifies_once_through_the_command_and_th
 }
 
 #[test]
-fn a_webhook_that_never_answers_delays_the_tool_by_at_most_twice_the_timeout() {
+fn a_webhook_that_never_answers_delays_the_tool_by_at_most_its_timeout() {
     require_engine!();
     let stack = TestStack::new("n-silent");
     stack.write_compose(&example_stack(&stack, free_port()));
@@ -213,15 +213,17 @@ fn a_webhook_that_never_answers_delays_the_tool_by_at_most_twice_the_timeout() {
         before.as_object().unwrap().keys().collect::<Vec<_>>(),
         after.as_object().unwrap().keys().collect::<Vec<_>>()
     );
-    // Both tried twice, side by side: about two timeouts, never more (plus start-up slack).
+    // Side by side, each within the one timeout: a silent webhook and a hung command use it
+    // all, leaving no time for a retry; the tool is delayed by the timeout, never more (plus
+    // start-up slack).
     let delay = silent.elapsed.saturating_sub(plain.elapsed);
     assert!(
-        silent.elapsed >= Duration::from_secs(2) && delay < Duration::from_millis(3500),
+        silent.elapsed >= Duration::from_secs(1) && delay < Duration::from_millis(1800),
         "plain {:?}, silent {:?}",
         plain.elapsed,
         silent.elapsed
     );
-    assert_eq!(receiver.requests().len(), 2, "one retry");
+    assert_eq!(receiver.requests().len(), 1, "no time left for a retry");
     let warnings: Vec<&str> = silent
         .stderr
         .lines()

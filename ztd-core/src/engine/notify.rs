@@ -169,33 +169,52 @@ pub fn payload(
     serde_json::to_string(&report).ok()
 }
 
-/// Send `report` everywhere the settings say, at once, each attempt bounded by the timeout and
-/// retried once. Blocking; returns when every notification is done or given up. A failure is
-/// one warning line on stderr.
+/// The least time left worth a retry.
+const RETRY_FLOOR: Duration = Duration::from_millis(100);
+
+/// Send `report` everywhere the settings say, at once, each within the timeout: one attempt,
+/// and a retry in whatever time the first left. Blocking; returns when every notification is
+/// done or given up, so a tool is delayed by at most the timeout. A failure is one warning line
+/// on stderr.
 pub fn send(settings: &Settings, report: &str) {
     std::thread::scope(|scope| {
         if let Some(argv) = &settings.command {
             scope.spawn(|| {
-                twice("ZTD_NOTIFY", || run_command(argv, report, settings.timeout));
+                twice("ZTD_NOTIFY", settings.timeout, |budget| {
+                    run_command(argv, report, budget)
+                });
             });
         }
         if let Some(url) = &settings.webhook {
             scope.spawn(|| {
-                twice("ZTD_WEBHOOK", || post(url, report, settings.timeout));
+                twice("ZTD_WEBHOOK", settings.timeout, |budget| {
+                    post(url, report, budget)
+                });
             });
         }
     });
 }
 
-/// Try once, and once more on failure; warn when both failed.
-fn twice(what: &str, attempt: impl Fn() -> std::result::Result<(), String>) {
-    let failed = match attempt() {
+/// Try within `timeout`, and once more in the time left when the first attempt failed early;
+/// warn when it did not get through.
+fn twice(
+    what: &str,
+    timeout: Duration,
+    attempt: impl Fn(Duration) -> std::result::Result<(), String>,
+) {
+    let deadline = Instant::now() + timeout;
+    let failed = match attempt(timeout) {
         Ok(()) => return,
         Err(first) => {
-            crate::debug!("{what}: {first}; retrying once");
-            match attempt() {
-                Ok(()) => return,
-                Err(second) => second,
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < RETRY_FLOOR {
+                first
+            } else {
+                crate::debug!("{what}: {first}; retrying once");
+                match attempt(left) {
+                    Ok(()) => return,
+                    Err(second) => second,
+                }
             }
         }
     };
@@ -400,18 +419,33 @@ mod tests {
     }
 
     #[test]
-    fn a_command_that_hangs_is_killed_at_the_timeout_and_retried_once() {
-        let settings = Settings {
+    fn a_command_that_hangs_is_killed_at_the_timeout_and_one_that_fails_early_is_retried() {
+        let hung = Settings {
             command: Some(vec!["sleep".into(), "30".into()]),
             webhook: None,
             timeout: Duration::from_millis(300),
         };
         let started = Instant::now();
-        send(&settings, "{}");
+        send(&hung, "{}");
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_millis(600) && took < Duration::from_secs(3),
-            "{took:?}"
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "one timeout in all: {took:?}"
         );
+        // A command that fails at once is tried twice: it appends a line each time.
+        let file = std::env::temp_dir().join(format!("ztd-notify-retry-{}", std::process::id()));
+        let failing = Settings {
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo tried >> {}; exit 1", file.display()),
+            ]),
+            webhook: None,
+            timeout: Duration::from_secs(5),
+        };
+        send(&failing, "{}");
+        let tried = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(tried.lines().count(), 2, "{tried:?}");
+        std::fs::remove_file(&file).ok();
     }
 }
