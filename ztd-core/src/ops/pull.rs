@@ -1,10 +1,11 @@
 //! Pulling a color's images before it is created (`ztd-up --pull`, `ZTD_PULL`, each service's
 //! `pull_policy`), and reading back the repository digest of each image a deploy runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
 
+use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::compose::Compose;
@@ -102,16 +103,27 @@ pub async fn pull_images<E: Engine>(
         .cloned()
         .unwrap_or_default();
     let mut wanted = Vec::new();
+    // Whether each image is on the engine, asked once per image however many services use it.
+    let mut present: BTreeMap<String, bool> = BTreeMap::new();
     for (name, service) in &services {
         let Some(policy) = service_policy(service, asked) else {
             continue;
         };
         let image = service.get("image").and_then(Value::as_str).unwrap_or("");
+        let on_engine = match (policy, present.get(image)) {
+            (PullPolicy::Always, _) => true,
+            (_, Some(known)) => *known,
+            (_, None) => {
+                let known = engine.inspect_image(image).await?.is_some();
+                present.insert(image.to_string(), known);
+                known
+            }
+        };
         let pull = match policy {
             PullPolicy::Always => true,
-            PullPolicy::Missing => engine.inspect_image(image).await?.is_none(),
+            PullPolicy::Missing => !on_engine,
             PullPolicy::Never => {
-                if engine.inspect_image(image).await?.is_none() {
+                if !on_engine {
                     return Err(Error::Engine(format!(
                         "{name}: the image {image} is not on the engine and its pull policy is never: pull or build it, or deploy with --pull missing"
                     )));
@@ -156,12 +168,16 @@ pub async fn digests<E: Engine>(
     images: &BTreeMap<String, String>,
     references: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
+    // Services often share an image: ask the engine once per image, all at once.
+    let ids: BTreeSet<&String> = images.values().collect();
+    let answers = join_all(ids.iter().map(|id| engine.inspect_image(id))).await;
+    let details: BTreeMap<&String, _> = ids.into_iter().zip(answers).collect();
     let mut out = BTreeMap::new();
     for (service, id) in images {
-        let details = match engine.inspect_image(id).await {
-            Ok(Some(details)) => details,
-            Ok(None) => continue,
-            Err(err) => {
+        let details = match details.get(id) {
+            Some(Ok(Some(details))) => details,
+            Some(Ok(None)) | None => continue,
+            Some(Err(err)) => {
                 warn!(
                     "cannot read the digest of {service}'s image: {}",
                     err.message()

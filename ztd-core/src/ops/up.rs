@@ -245,7 +245,7 @@ pub async fn up<E: Engine>(
 
     let project = stack.color_project(target);
     let containers = engine.list(&ContainerQuery::project(&project)).await?;
-    let (images, digests) = record_images(engine, stack, target, &plan, &containers).await?;
+    let (images, digests) = deployed_images(engine, &plan, &containers).await;
     crate::ops::versions::record(
         engine,
         stack,
@@ -431,15 +431,13 @@ fn record_candidate(
     state::append_history(stack, &event)
 }
 
-/// Record the images the deployed containers run, and their repository digests, in the state
-/// file; returns both.
-async fn record_images<E: Engine>(
+/// The image each deployed container runs, and its repository digest where it has one (the
+/// version record writes both to the state file).
+async fn deployed_images<E: Engine>(
     engine: &E,
-    stack: &Stack,
-    target: Color,
     plan: &Plan,
     containers: &[ContainerInfo],
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let images: BTreeMap<String, String> = containers
         .iter()
         .map(|c| (c.service.clone(), c.image_id.clone()))
@@ -453,13 +451,7 @@ async fn record_images<E: Engine>(
         .filter_map(|(name, s)| Some((name.clone(), s.get("image")?.as_str()?.to_string())))
         .collect();
     let digests = pull::digests(engine, &images, &references).await;
-    state::update(stack, |record| {
-        if let Some(deployment) = record.deployments.get_mut(&target) {
-            deployment.images = images.clone();
-            deployment.digests = digests.clone();
-        }
-    })?;
-    Ok((images, digests))
+    (images, digests)
 }
 
 /// Each planned service with its container as the engine lists it.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,8 +36,9 @@ pub struct NewVersion<'a> {
 }
 
 /// Record a deployed version: copy its rendered file and Compose's model to `.ztd/versions/`,
-/// tag its images `ztd-keep/<project>-<service>:<version>`, put it first in the state file and
-/// prune what is past `keep` (records, files, tags). A tag that cannot be set or removed is
+/// tag its images `ztd-keep/<project>-<service>:<version>`, and in one write of the state file
+/// put its images and digests in the color's deployment record and the version first in the
+/// list, pruning what is past `keep` (records, files, tags). A tag that cannot be set or removed is
 /// warned about; the deploy stands.
 pub async fn record<E: Engine>(engine: &E, stack: &Stack, new: &NewVersion<'_>) -> Result<()> {
     let version = &new.build.version;
@@ -61,9 +63,24 @@ pub async fn record<E: Engine>(engine: &E, stack: &Stack, new: &NewVersion<'_>) 
         &config,
         PRIVATE_FILE,
     )?;
-    for (service, image) in new.images {
-        let (repo, tag) = versions::keep_tag(&stack.name, service, version);
-        if let Err(err) = engine.tag_image(image, &repo, &tag).await {
+    let tags: Vec<_> = new
+        .images
+        .iter()
+        .map(|(service, image)| {
+            (
+                service,
+                image,
+                versions::keep_tag(&stack.name, service, version),
+            )
+        })
+        .collect();
+    let tagged = join_all(
+        tags.iter()
+            .map(|(_, image, (repo, tag))| engine.tag_image(image, repo, tag)),
+    )
+    .await;
+    for ((service, _, (repo, tag)), result) in tags.iter().zip(tagged) {
+        if let Err(err) = result {
             warn!(
                 "cannot tag {service}'s image as {repo}:{tag}: {}",
                 err.message()
@@ -80,6 +97,10 @@ pub async fn record<E: Engine>(engine: &E, stack: &Stack, new: &NewVersion<'_>) 
     };
     let mut pruned = Vec::new();
     state::update(stack, |record| {
+        if let Some(deployment) = record.deployments.get_mut(&new.color) {
+            deployment.images = new.images.clone();
+            deployment.digests = new.digests.clone();
+        }
         pruned = versions::push(&mut record.versions, entry, new.keep);
     })?;
     for old in &pruned {
