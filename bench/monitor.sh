@@ -11,7 +11,7 @@ WATCH=${WATCH:-20}
 IMAGE=${ZTD_TESTAPP_IMAGE:-ztd-testapp:latest}
 NAME=ztd-benchmon
 DIR=$(mktemp -d /tmp/ztd-benchmon.XXXXXX)
-Z=$ROOT/target/release
+Z=${ZTD_BIN_DIR:-$ROOT/target/release}
 export COMPOSE_PROJECT_NAME=$NAME
 
 cleanup() {

@@ -4,12 +4,12 @@
 # the same run with the shell approach of the scripts ztd replaces. Also the binary sizes.
 # Run by `make bench` (release build and test image first).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
+cd "$BENCH_ROOT"
 
 RUNS=${RUNS:-30}
 TRIALS=${TRIALS:-5}
-BIN=target/release
-IMAGE=${ZTD_TESTAPP_IMAGE:-ztd-testapp:latest}
+Z=$ZTD_BIN_DIR
 NAME=ztd-bench
 LAT=ztd-benchlat
 DIR=$(mktemp -d /tmp/ztd-bench.XXXXXX)
@@ -27,33 +27,10 @@ cleanup() {
 trap cleanup EXIT
 cleanup; mkdir -p "$DIR"; cd "$DIR"
 
-now_us() { echo $(( $(date +%s%N) / 1000 )); }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# time_ms N command...: median wall time in ms of N runs.
-time_ms() {
-  local n=$1; shift
-  for _ in $(seq "$n"); do
-    local t0; t0=$(now_us); "$@" >/dev/null 2>&1 || true; echo $(( $(now_us) - t0 ))
-  done | median | awk '{ printf "%.1f", $1 / 1000 }'
-}
-
-service() { # name, extra yaml lines
-  printf '  %s:\n    image: %s\n    container_name: %s-blue\n    labels:\n      deployment.color: blue\n      deployment.service: %s\n      deployment.version: blue-bench\n' "$1" "$IMAGE" "$1" "$1"
-  printf '%s\n' "${@:2}"
-}
-{
-  echo "services:"
-  service ai-trading-bot '    healthcheck: {test: ["CMD", "/ztd-testapp", "probe"], interval: 1s}'
-  service bluefin-service '      ztd.health.http: /health'
-  service mcp-memory '      ztd.health.http: /health'
-  service mcp-omnisearch '      ztd.health.tcp: "8080"'
-  service dashboard-backend '    healthcheck: {test: ["CMD", "/ztd-testapp", "probe"], interval: 1s}'
-  service dashboard-frontend
-} > blue.yml
+six_service_stack > blue.yml
 docker compose -p $NAME-blue -f blue.yml up -d --quiet-pull >/dev/null 2>&1
 echo blue > .current_deployment
-"$OLDPWD/$BIN/ztd-health" blue --wait --min-uptime 1s >/dev/null 2>&1 || { echo "bench stack did not become healthy" >&2; exit 1; }
-Z=$OLDPWD/$BIN
+"$Z/ztd-health" blue --wait --min-uptime 1s >/dev/null 2>&1 || { echo "bench stack did not become healthy" >&2; exit 1; }
 
 # The replaced scripts' detection: running containers of the bot per color (docker CLI).
 baseline_detect() {

@@ -1,6 +1,6 @@
 //! The timed steps of a deploy, switch or rollback, as its report lists them.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -8,13 +8,16 @@ use crate::error::Result;
 use crate::info;
 use crate::proxy::ProxySwitch;
 use crate::stack::Color;
-use crate::units::millis_since;
 
 /// One timed step of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// `proxy`, `handover:<service>`, `stop_old`, `build`, …
     pub name: String,
+    /// When it began, in milliseconds since the Unix epoch: steps of the tools of one pipeline
+    /// line up on one timeline (`make bench` prints it).
+    #[serde(default)]
+    pub started_unix_ms: u64,
     /// How long it took.
     pub duration_ms: f64,
     /// Whether it succeeded.
@@ -22,6 +25,23 @@ pub struct Step {
     /// What the step reports beside its timing.
     #[serde(flatten)]
     pub detail: StepDetail,
+}
+
+impl Step {
+    fn timed(name: &str, started: Instant, ended: Instant, ok: bool, detail: StepDetail) -> Step {
+        let since_start = started.elapsed();
+        let began = SystemTime::now()
+            .checked_sub(since_start)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        Step {
+            name: name.to_string(),
+            started_unix_ms: u64::try_from(began.as_millis()).unwrap_or(u64::MAX),
+            duration_ms: ended.saturating_duration_since(started).as_secs_f64() * 1000.0,
+            ok,
+            detail,
+        }
+    }
 }
 
 /// What a step reports beside its timing; each field only on the steps that have it.
@@ -65,12 +85,32 @@ impl Steps {
 
     /// Record a step that began at `started` and has just ended.
     pub fn record(&mut self, name: &str, started: Instant, ok: bool, detail: StepDetail) {
-        self.0.push(Step {
-            name: name.to_string(),
-            duration_ms: millis_since(started),
-            ok,
-            detail,
-        });
+        let step = Step::timed(name, started, Instant::now(), ok, detail);
+        self.0.push(step);
+    }
+
+    /// Record, at `index` among the steps, a step that ran from `started` to `ended` beside the
+    /// steps recorded since (a step run at the same time as others).
+    pub fn insert(
+        &mut self,
+        index: usize,
+        name: &str,
+        (started, ended): (Instant, Instant),
+        ok: bool,
+        detail: StepDetail,
+    ) {
+        let step = Step::timed(name, started, ended, ok, detail);
+        self.0.insert(index.min(self.0.len()), step);
+    }
+
+    /// How many steps are recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no step is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// The steps in order.
