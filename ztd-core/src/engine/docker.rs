@@ -25,7 +25,8 @@ use futures_util::{StreamExt, future::join_all};
 use crate::endpoint::{Endpoint, Transport};
 use crate::engine::{
     ContainerInfo, ContainerQuery, DockerHealth, Engine, EngineEvent, EventStream, ExecOutput,
-    ImageDetails, LogLine, LogQuery, ProcessInfo, ResourceSample, RunState, VolumeSpec,
+    HealthcheckCommand, ImageDetails, LogLine, LogQuery, ProcessInfo, ResourceSample, RunState,
+    VolumeSpec,
 };
 use crate::error::{Error, Result, one_line};
 use crate::units::{duration_from_env, format_deadline};
@@ -734,6 +735,9 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         .unwrap_or_default()
         .iter()
         .find_map(|e| e.strip_prefix("DEPLOYMENT_COLOR=").map(str::to_string));
+    let healthcheck = config.healthcheck.as_ref().and_then(|h| {
+        HealthcheckCommand::from_test(h.test.as_deref().unwrap_or_default(), h.timeout)
+    });
     let published_ports = published_ports(&host);
     let exposed_ports = exposed_ports(&config);
     let mut info = ContainerInfo {
@@ -766,6 +770,7 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         exposed_ports,
         published_ports,
         networks,
+        healthcheck,
         deployment_color_env,
         labels: config.labels.unwrap_or_default().into_iter().collect(),
     };

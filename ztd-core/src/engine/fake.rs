@@ -142,6 +142,7 @@ pub fn container(name: &str, project: &str, color: Color, state: RunState) -> Co
         exposed_ports: vec![],
         published_ports: vec![],
         networks: Default::default(),
+        healthcheck: None,
         deployment_color_env: Some(color.to_string()),
         labels: [
             (labels::COMPOSE_PROJECT.to_string(), project.to_string()),

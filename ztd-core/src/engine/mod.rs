@@ -68,6 +68,39 @@ pub enum DockerHealth {
     Unhealthy,
 }
 
+/// A container's HEALTHCHECK command: what the engine runs in the container, and how long it
+/// lets it run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthcheckCommand {
+    /// The command, as exec arguments (`CMD-SHELL` is run by `/bin/sh -c`).
+    pub argv: Vec<String>,
+    /// The check's timeout (Docker's default 30 s when unset).
+    pub timeout: Duration,
+}
+
+impl HealthcheckCommand {
+    /// From the engine's `test` and `timeout` (nanoseconds): `None` for no test, `NONE`, or an
+    /// empty command.
+    pub fn from_test(test: &[String], timeout_ns: Option<i64>) -> Option<HealthcheckCommand> {
+        let argv: Vec<String> = match test.split_first()? {
+            (kind, rest) if kind == "CMD" => rest.to_vec(),
+            (kind, [command]) if kind == "CMD-SHELL" => {
+                vec!["/bin/sh".into(), "-c".into(), command.clone()]
+            }
+            _ => return None,
+        };
+        if argv.first().is_none_or(String::is_empty) {
+            return None;
+        }
+        let timeout = timeout_ns
+            .filter(|ns| *ns > 0)
+            .map_or(Duration::from_secs(30), |ns| {
+                Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+            });
+        Some(HealthcheckCommand { argv, timeout })
+    }
+}
+
 /// One container and what ztd needs to know of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerInfo {
@@ -115,6 +148,9 @@ pub struct ContainerInfo {
     /// Network name to the names it answers to there (its aliases).
     #[serde(skip)]
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Its HEALTHCHECK command, as the engine runs it (`None`: no HEALTHCHECK, or `NONE`).
+    #[serde(skip)]
+    pub healthcheck: Option<HealthcheckCommand>,
     /// The value of `DEPLOYMENT_COLOR` in its environment (no other value is kept: secrets).
     #[serde(skip)]
     pub deployment_color_env: Option<String>,

@@ -64,7 +64,7 @@ static DEFAULT_LOG_ERROR_REGEX: std::sync::LazyLock<Regex> = std::sync::LazyLock
 });
 
 /// Every `ztd.*` label ztd understands; anything else under `ztd.` is refused as a typo.
-pub const KNOWN_LABELS: [&str; 19] = [
+pub const KNOWN_LABELS: [&str; 20] = [
     "ztd.switch",
     "ztd.proxy.protocol",
     "ztd.stop.timeout",
@@ -75,6 +75,7 @@ pub const KNOWN_LABELS: [&str; 19] = [
     "ztd.health.port",
     "ztd.health.tcp",
     "ztd.health.min_uptime",
+    "ztd.health.early",
     "ztd.logs.error",
     "ztd.logs.max_errors",
     "ztd.logs.max_rate",
@@ -112,6 +113,10 @@ pub struct ServiceSettings {
     /// `ztd.health.min_uptime`: for containers with no healthcheck and no probe.
     #[serde(skip)]
     pub min_uptime: Option<Duration>,
+    /// `ztd.health.early: false`: wait for the engine's own HEALTHCHECK runs, rather than run
+    /// the command while the engine says `starting`.
+    #[serde(skip)]
+    pub health_early: Option<bool>,
     /// `ztd.logs.error`: the pattern of an error line.
     #[serde(skip)]
     pub log_error_pattern: Option<Regex>,
@@ -196,6 +201,13 @@ impl ServiceSettings {
                 "ztd.health.tcp" => settings.health_tcp = Some(parse_port(value).map_err(bad)?),
                 "ztd.health.min_uptime" => {
                     settings.min_uptime = Some(parse_duration(value).map_err(bad)?)
+                }
+                "ztd.health.early" => {
+                    settings.health_early = Some(match value.trim() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("expected true or false".into())),
+                    })
                 }
                 "ztd.logs.error" => {
                     settings.log_error_pattern = Some(

@@ -694,9 +694,9 @@ async fn check_container<E: Engine>(
         return container_health(container, checks, unhealthy, settled);
     }
     // HEALTHCHECK, probes, and in a full round the log and resources, all at once.
-    checks.push(docker_health_check(container));
     let full = depth == Depth::Full;
-    let (probes, logs, resources) = tokio::join!(
+    let (docker_health, probes, logs, resources) = tokio::join!(
+        docker_health_check(engine, container, settings),
         probe_checks(engine, container, settings, policy),
         async { full.then_some(log_check(engine, container, settings, policy).await) },
         async {
@@ -708,7 +708,11 @@ async fn check_container<E: Engine>(
         },
     );
     let probed = probes.iter().any(|c| c.status != CheckStatus::Skip);
-    let mut polls = probes.iter().any(|c| c.status == CheckStatus::Fail);
+    // A HEALTHCHECK ztd runs itself while Docker says `starting` is polled like a probe.
+    let mut polls = probes.iter().any(|c| c.status == CheckStatus::Fail)
+        || (docker_health.status == CheckStatus::Fail
+            && runs_healthcheck_early(container, settings));
+    checks.push(docker_health);
     checks.extend(probes);
     // No HEALTHCHECK and no probe: the uptime decides.
     let mut uptime_due_in = None;
@@ -807,14 +811,73 @@ fn restarts_check(
     }
 }
 
-fn docker_health_check(container: &ContainerInfo) -> Check {
+/// Docker's HEALTHCHECK status. While it says `starting` (the engine runs the first check only
+/// an `interval` after the start), ztd runs the same command itself, as the engine would, so a
+/// wait ends when the check passes rather than at the engine's next interval.
+async fn docker_health_check<E: Engine>(
+    engine: &E,
+    container: &ContainerInfo,
+    settings: &ServiceSettings,
+) -> Check {
+    let timer = Timer::start();
     let (status, detail) = match container.health {
-        DockerHealth::None => (CheckStatus::Skip, "no HEALTHCHECK"),
-        DockerHealth::Starting => (CheckStatus::Fail, "starting"),
-        DockerHealth::Healthy => (CheckStatus::Pass, "healthy"),
-        DockerHealth::Unhealthy => (CheckStatus::Fail, "unhealthy"),
+        DockerHealth::None => (CheckStatus::Skip, "no HEALTHCHECK".to_string()),
+        DockerHealth::Starting => match &container.healthcheck {
+            Some(command) if runs_healthcheck_early(container, settings) => {
+                run_healthcheck(engine, container, command).await
+            }
+            _ => (CheckStatus::Fail, "starting".to_string()),
+        },
+        DockerHealth::Healthy => (CheckStatus::Pass, "healthy".to_string()),
+        DockerHealth::Unhealthy => (CheckStatus::Fail, "unhealthy".to_string()),
     };
-    Timer::start().check(CheckName::DockerHealth, status, detail.into())
+    timer.check(CheckName::DockerHealth, status, detail)
+}
+
+/// Whether ztd runs this container's HEALTHCHECK itself while Docker says `starting`: it has
+/// one, it runs, and its `ztd.health.early` label does not say `false`.
+fn runs_healthcheck_early(container: &ContainerInfo, settings: &ServiceSettings) -> bool {
+    container.health == DockerHealth::Starting
+        && container.state == RunState::Running
+        && container.healthcheck.is_some()
+        && settings.health_early != Some(false)
+}
+
+/// Run a HEALTHCHECK command in the container: a pass on exit 0, as for the engine.
+async fn run_healthcheck<E: Engine>(
+    engine: &E,
+    container: &ContainerInfo,
+    command: &crate::engine::HealthcheckCommand,
+) -> (CheckStatus, String) {
+    match engine
+        .exec(&container.id, &command.argv, command.timeout)
+        .await
+    {
+        Ok(out) if out.exit_code == Some(0) => (
+            CheckStatus::Pass,
+            "starting; its HEALTHCHECK passes (run by ztd before the engine's first check)"
+                .to_string(),
+        ),
+        Ok(out) => {
+            let code = out
+                .exit_code
+                .map_or_else(|| "timed out".to_string(), |c| format!("exits {c}"));
+            let said = crate::error::one_line(&out.output);
+            let said = if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {said}")
+            };
+            (
+                CheckStatus::Fail,
+                format!("starting; its HEALTHCHECK {code} when run now{said}"),
+            )
+        }
+        Err(err) => (
+            CheckStatus::Fail,
+            format!("starting; its HEALTHCHECK could not be run: {err}"),
+        ),
+    }
 }
 
 /// The `http` and `tcp` checks the probe labels ask for, sent at once.
