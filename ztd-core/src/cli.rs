@@ -313,6 +313,7 @@ impl SwitchArgs {
             policy: self.health.policy(),
             health_deadline: self.health.deadline(self.health_timeout),
             compose: None,
+            stop_old: crate::switch::StopOld::Wait,
         }
     }
 }
@@ -320,6 +321,11 @@ impl SwitchArgs {
 /// clap value parser for durations.
 pub fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
     parse_duration(text)
+}
+
+/// clap value parser for `--stop-old`.
+pub fn stop_old_arg(text: &str) -> std::result::Result<crate::switch::StopOld, String> {
+    text.parse().map_err(|e: Error| e.message().to_string())
 }
 
 /// clap value parser for a color.

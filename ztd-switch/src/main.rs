@@ -11,7 +11,8 @@ use ztd_core::hooks;
 use ztd_core::recover::resume;
 use ztd_core::report::{Printed, Report};
 use ztd_core::stack::Color;
-use ztd_core::switch::switch;
+use ztd_core::state::DeployLock;
+use ztd_core::switch::{StopOld, finish_stop_old, switch};
 use ztd_core::{fault, signals};
 
 const AFTER_HELP: &str = "\
@@ -25,12 +26,15 @@ Steps, each journaled in .ztd/journal.json and timed in the JSON report:
      gracefully (SIGHUP), wait until every old worker has stopped accepting connections (so no
      new connection reaches the old color once this returns), confirm through the proxy that
      the target answers, and wait for the old workers to finish their in-flight requests;
-  4. handover, per ztd.switch=handover service: run ztd.drain in the old container (with a
-     timeout), stop it (SIGTERM, then SIGKILL after the stop timeout) and confirm it stopped,
-     then start the new one (or run ztd.activate in it) and wait until it is healthy; the gap
-     (old stopped to new running) is reported;
+  4. handover, per ztd.switch=handover service, at the same time as step 3 (they move
+     different services): run ztd.drain in the old container (with a timeout), stop it
+     (SIGTERM, then SIGKILL after the stop timeout) and confirm it stopped, then start the new
+     one (or run ztd.activate in it) and wait until it is healthy (a HEALTHCHECK the engine has
+     not run yet is run by ztd at once); the gap (old stopped to new running) is reported;
   5. stop the rest of the old color (kept for rollback; restart policy set to no);
   6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl;
+     with --stop-old background, step 6 comes first and the switch answers then: a process of
+     its own does step 5 with the deploy lock (its report names it: background_stop);
   7. run each ztd.hook.post-switch in the target (a failure is a warning, still exit 0).
 A failure before step 5 puts everything back as it was (proxy included) and exits 1; the
 journal says \"undoing\" first, so an undo that is killed is finished as an undo. A failure in
@@ -76,6 +80,18 @@ struct Cli {
     /// color is active with the proxy pointing at it
     #[arg(long, conflicts_with_all = ["color", "to", "force"])]
     resume: bool,
+    /// When the rest of the old color stops: `wait` answers once it has stopped; `background`
+    /// answers once traffic and the singletons have moved and the switch is recorded, while a
+    /// process of its own stops the old color, holding the deploy lock until it is done (a
+    /// ztd-up or ztd-rollback meanwhile waits for it; its log: .ztd/stop-old.log)
+    #[arg(long, value_name = "WHEN", env = "ZTD_STOP_OLD", default_value = "wait", value_parser = cli::stop_old_arg)]
+    stop_old: StopOld,
+    /// The background stop itself (started by a switch with --stop-old background)
+    #[arg(long, hide = true, requires = "lock_fd", conflicts_with_all = ["color", "to", "force", "resume"])]
+    finish_stop_old: bool,
+    /// The deploy lock the background stop inherits
+    #[arg(long, hide = true, value_name = "FD", requires = "finish_stop_old")]
+    lock_fd: Option<i32>,
     #[command(flatten)]
     switch: SwitchArgs,
     #[command(flatten)]
@@ -90,12 +106,26 @@ fn main() -> ExitCode {
     cli::run("ztd-switch", || async move {
         signals::install();
         let named = cli.color.or(cli.to);
-        let (stack, to) = match cli::context(&cli.stack, named, !cli.resume, true).await? {
+        let reads_upstream = !cli.resume && !cli.finish_stop_old;
+        let (stack, to) = match cli::context(&cli.stack, named, reads_upstream, true).await? {
             Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
             Context::Act { stack, color, .. } => (stack, color),
         };
         let engine = DockerEngine::connect().await.in_project(&stack)?;
         let mut options = cli.switch.options(to, cli.force);
+        options.stop_old = cli.stop_old;
+        if let (true, Some(fd)) = (cli.finish_stop_old, cli.lock_fd) {
+            DeployLock::inherited(&stack, fd).in_project(&stack)?;
+            let finished = finish_stop_old(&engine, &stack, &options)
+                .await
+                .in_project(&stack)?;
+            return Ok(Printed::json(&Report::new(
+                "ztd-switch",
+                &stack,
+                finished.target(),
+                finished,
+            )));
+        }
         if cli.resume {
             let resumed = resume(&engine, &stack, &options).await.in_project(&stack)?;
             return Ok(Printed::json(&Report::new(

@@ -212,7 +212,7 @@ macro_rules! require_engine {
 }
 
 /// The settings ztd reads from the environment: tests set them, never inherit them.
-pub const SETTINGS: [&str; 18] = [
+pub const SETTINGS: [&str; 19] = [
     "ZTD_ENGINE_TIMEOUT",
     "ZTD_HEALTH_TIMEOUT",
     "ZTD_COMPOSE_TIMEOUT",
@@ -230,6 +230,7 @@ pub const SETTINGS: [&str; 18] = [
     "ZTD_WEBHOOK",
     "ZTD_NOTIFY_TIMEOUT",
     "ZTD_PULL",
+    "ZTD_STOP_OLD",
     "NO_COLOR",
 ];
 

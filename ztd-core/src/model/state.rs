@@ -364,8 +364,34 @@ pub struct DeployLock {
 }
 
 impl DeployLock {
-    /// Take the lock without waiting; `Error::Locked` (exit 7) names the holder when it is taken.
+    /// Take the lock; `Error::Locked` (exit 7) names the holder when it is taken. A switch's
+    /// background stop of the old color is waited for (it is short, and what follows a switch
+    /// should not fail for it), up to [`BACKGROUND_STOP_WAIT`]; any other holder is refused
+    /// at once.
     pub fn acquire(stack: &Stack, tool: &str) -> Result<DeployLock> {
+        let deadline = std::time::Instant::now() + BACKGROUND_STOP_WAIT;
+        let mut said = false;
+        loop {
+            match DeployLock::try_acquire(stack, tool) {
+                Err(Error::Locked(message)) => {
+                    let stopping =
+                        lock_holder(stack).is_some_and(|h| h.tool == BACKGROUND_STOP_TOOL);
+                    if !stopping || std::time::Instant::now() >= deadline {
+                        return Err(Error::Locked(message));
+                    }
+                    if !said {
+                        crate::info!("waiting for the old color to finish stopping ({message})");
+                        said = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Take the lock without waiting.
+    fn try_acquire(stack: &Stack, tool: &str) -> Result<DeployLock> {
         ensure_ztd_dir(stack)?;
         let path = stack.lock_path();
         let file = OpenOptions::new()
@@ -406,7 +432,72 @@ impl DeployLock {
             .map_err(|e| io_error(&path, e))?;
         Ok(DeployLock { _file: locked })
     }
+
+    /// Hand the lock to a process about to be spawned by `command`: it inherits the locked
+    /// file as descriptor `fd` (passed to it as `--lock-fd <fd>`), and holds the lock until it
+    /// exits; this process lets go of it without unlocking. The lock file names the new holder.
+    /// When the process cannot be started, the lock comes back with the error.
+    pub fn hand_over(
+        self,
+        command: &mut std::process::Command,
+    ) -> std::result::Result<std::process::Child, (DeployLock, Error)> {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        use std::os::fd::AsRawFd;
+        let file: &File = &self._file;
+        let fd = file.as_raw_fd();
+        if let Err(e) = fcntl(file, FcntlArg::F_SETFD(FdFlag::empty())) {
+            let err = Error::State(format!("cannot pass the deploy lock on: {e}"));
+            return Err((self, err));
+        }
+        let spawned = command.arg("--lock-fd").arg(fd.to_string()).spawn();
+        // Nothing else this process starts may inherit it.
+        let _ = fcntl(file, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let err = Error::State(format!("cannot start the background stop: {e}"));
+                return Err((self, err));
+            }
+        };
+        let holder = LockHolder {
+            pid: child.id(),
+            tool: BACKGROUND_STOP_TOOL.to_string(),
+            since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let text = serde_json::to_string(&holder).unwrap_or_default();
+        let _ = file.set_len(0).and_then(|()| {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(text.as_bytes(), 0)
+        });
+        // Dropping the lock would unlock the file for the child too: the descriptor stays open
+        // until this process exits, and the child's copy keeps the lock from then on.
+        std::mem::forget(self);
+        Ok(child)
+    }
+
+    /// Whether descriptor `fd`, inherited from a switch, is this stack's lock file (the lock
+    /// a background stop holds).
+    pub fn inherited(stack: &Stack, fd: i32) -> Result<()> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map_err(|e| Error::Usage(format!("--lock-fd {fd}: {e}")))?;
+        let lock = std::fs::canonicalize(stack.lock_path()).unwrap_or(stack.lock_path());
+        if link != lock {
+            return Err(Error::Usage(format!(
+                "--lock-fd {fd} is {}, not {}",
+                link.display(),
+                stack.lock_path().display()
+            )));
+        }
+        Ok(())
+    }
 }
+
+/// The tool name a background stop writes into the lock file: tools that need the lock wait
+/// for it rather than refuse.
+pub const BACKGROUND_STOP_TOOL: &str = "ztd-switch (stopping the old color in the background)";
+
+/// The longest a tool waits for a background stop to release the lock.
+pub const BACKGROUND_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The current holder of the lock, if a live process holds it. When the lock is held by a
 /// process that did not write its name (the pid in the file is gone), the holder is unknown.

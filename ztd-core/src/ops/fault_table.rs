@@ -54,6 +54,7 @@ fn switch_options() -> SwitchOptions {
         // Long enough for a fake container, short enough for a crashing one to be given up on.
         health_deadline: Duration::from_millis(300),
         compose: None,
+        stop_old: switch::StopOld::Wait,
     }
 }
 
@@ -404,28 +405,35 @@ fn switched() -> Fixture {
 }
 
 /// A switch to a green whose singleton crashes, killed in its handover (the proxy already
-/// serves green, the old singleton is being stopped).
+/// serves green, the old singleton is being stopped). The proxy flip and the handover run at
+/// once, so the first engine call after which the journal shows both is searched for.
 fn interrupted() -> Fixture {
-    let f = deployed_bad();
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::block_in_place(|| {
-        runtime.block_on(async {
-            // The 20th call of this switch is in the handover, after the proxy moved.
-            f.engine.inject(20, Fault::KillAfter);
-            assert!(run(&f, Op::Switch).await.is_none(), "killed");
-            f.engine.heal();
+    for call in 10..80 {
+        let f = deployed_bad();
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                f.engine.inject(call, Fault::KillAfter);
+                assert!(run(&f, Op::Switch).await.is_none(), "killed");
+                f.engine.heal();
+            });
         });
-    });
-    let journal = journal::read(&f.stack).expect("journal").expect("left");
-    assert!(
-        journal
-            .steps
-            .iter()
-            .any(|s| s.name == journal::JournalStepName::Proxy
-                && s.state == journal::StepState::Done),
-        "{journal:?}"
-    );
-    f
+        let journal = journal::read(&f.stack).expect("journal").expect("left");
+        let state = |wanted: &dyn Fn(&journal::JournalStepName) -> bool| {
+            journal
+                .steps
+                .iter()
+                .find(|s| wanted(&s.name))
+                .map(|s| s.state)
+        };
+        let proxy = state(&|n| *n == journal::JournalStepName::Proxy);
+        let handover = state(&|n| matches!(n, journal::JournalStepName::Handover(_)));
+        if proxy == Some(journal::StepState::Done) && handover == Some(journal::StepState::Started)
+        {
+            return f;
+        }
+    }
+    panic!("no engine call is in the handover after the proxy moved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1521,6 +1521,7 @@ mod tests {
             ports_gap_ms: None,
             handovers: Vec::new(),
             hooks: Vec::new(),
+            background_stop: None,
             duration_ms: 1500.0,
         };
         let move_fields = vec![

@@ -3,6 +3,7 @@
 //! the old one, then start or activate the new one), stop the rest of the old color, and record
 //! the result; any failure puts everything back as it was.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,44 @@ pub struct SwitchOptions {
     pub health_deadline: Duration,
     /// Compose, to run the `ztd.hook.*` commands (a stack with hooks needs it).
     pub compose: Option<Compose>,
+    /// Whether the switch answers once the old color is stopped, or once traffic and the
+    /// singletons have moved (the old color then stops in the background, lock held).
+    pub stop_old: StopOld,
+}
+
+/// When a switch stops the rest of the old color.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StopOld {
+    /// Before the switch answers (the default).
+    #[default]
+    Wait,
+    /// After it answers: a process of its own stops the old color, holding the deploy lock
+    /// until it is done (tools that need the lock wait for it); the journal stays until then.
+    Background,
+}
+
+impl std::str::FromStr for StopOld {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<StopOld> {
+        match text.trim() {
+            "wait" => Ok(StopOld::Wait),
+            "background" => Ok(StopOld::Background),
+            other => Err(Error::Usage(format!(
+                "invalid stop-old mode {other:?}: expected wait or background"
+            ))),
+        }
+    }
+}
+
+/// The old color being stopped in the background after a switch answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackgroundStop {
+    /// The process that stops it (and holds the deploy lock until it is done).
+    pub pid: u32,
+    /// The containers it stops.
+    pub containers: Vec<String>,
+    /// Where it writes what it says.
+    pub log: std::path::PathBuf,
 }
 
 /// What a switch did: ztd-switch's report body.
@@ -167,6 +206,9 @@ pub struct MoveReport {
     /// Each `ztd.hook.*` command that ran (left out when none did).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookReport>,
+    /// With `--stop-old background`: the old color still being stopped after the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background_stop: Option<BackgroundStop>,
     /// The whole run.
     pub duration_ms: f64,
 }
@@ -395,7 +437,25 @@ pub async fn switch<E: Engine>(
         adopting,
     };
     check_interrupted()?;
+    // What a background stop is left with: the old side but its handed-over singletons.
+    let old_up: Vec<ContainerInfo> = plan
+        .old
+        .iter()
+        .filter(|c| c.state.is_up())
+        .filter(|c| {
+            plan.to_meta
+                .service(&c.service)
+                .is_none_or(|s| s.mode != SwitchMode::Handover)
+        })
+        .cloned()
+        .collect();
     let mut moved = execute(engine, stack, opts, plan, started, None).await?;
+    if let (Moved::Done(report), StopOld::Background) = (&mut moved, opts.stop_old) {
+        report.background_stop =
+            Some(stop_in_background(engine, stack, opts, lock, &old_up).await?);
+    } else {
+        drop(lock);
+    }
     let mut ran = pre;
     if matches!(moved, Moved::Done(_)) {
         ran.extend(
@@ -409,11 +469,157 @@ pub async fn switch<E: Engine>(
             .await,
         );
     }
-    drop(lock);
     let report = moved.report_mut();
     report.hooks = ran;
     report.duration_ms = millis_since(started);
     Ok(SwitchOutcome::from(moved))
+}
+
+/// Stop the old side after a switch has answered: a process of this tool's own
+/// (`--finish-stop-old`) gets the deploy lock and stops `old`, then finishes the journal. When
+/// it cannot be started, the old side is stopped here and now.
+async fn stop_in_background<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+    lock: DeployLock,
+    old: &[ContainerInfo],
+) -> Result<BackgroundStop> {
+    let log = stack.ztd_dir().join("stop-old.log");
+    let containers: Vec<String> = old.iter().map(|c| c.name.clone()).collect();
+    let handed = match background_stop_command(stack, opts, &log) {
+        Ok(mut command) => lock.hand_over(&mut command),
+        Err(err) => Err((lock, err)),
+    };
+    match handed {
+        Ok(child) => {
+            info!(
+                "stopping the old side in the background (pid {}, log {})",
+                child.id(),
+                log.display()
+            );
+            Ok(BackgroundStop {
+                pid: child.id(),
+                containers,
+                log,
+            })
+        }
+        Err((lock, err)) => {
+            // The lock is still held here: stop the old side before answering.
+            warn!("{err}; stopping the old side now");
+            finish_stop_old(engine, stack, opts).await?;
+            drop(lock);
+            Ok(BackgroundStop {
+                pid: std::process::id(),
+                containers,
+                log,
+            })
+        }
+    }
+}
+
+/// The command of the background stop: this same tool, on this stack, detached from the
+/// terminal (its own process group: a Ctrl-C meant for the pipeline does not reach it),
+/// writing to `log`.
+fn background_stop_command(
+    stack: &Stack,
+    opts: &SwitchOptions,
+    log: &std::path::Path,
+) -> Result<std::process::Command> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::State(format!(
+            "cannot find this program to stop the old side: {e}"
+        ))
+    })?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::State(format!("{}: {e}", log.display())))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--finish-stop-old")
+        .arg("--project-directory")
+        .arg(&stack.dir)
+        .arg("--project-name")
+        .arg(&stack.name)
+        .arg("--stop-timeout")
+        .arg(format!("{}ms", opts.stop_timeout.as_millis()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .process_group(0);
+    Ok(command)
+}
+
+/// `ztd-switch --finish-stop-old`: the second half of a `--stop-old background` switch, run with
+/// the deploy lock it inherited. Stops what still runs of the side the switch moved from, then
+/// finishes the journal; a failure leaves the journal for `ztd-switch --resume`.
+pub async fn finish_stop_old<E: Engine>(
+    engine: &E,
+    stack: &Stack,
+    opts: &SwitchOptions,
+) -> Result<crate::recover::ResumeOutcome> {
+    let started = Instant::now();
+    let Some(mut journal) = crate::journal::read(stack)? else {
+        return Err(Error::State(
+            "no switch is journaled: nothing to stop".into(),
+        ));
+    };
+    if journal.unfinished().map(|s| &s.name) != Some(&JournalStepName::StopOld) {
+        return Err(Error::State(format!(
+            "the journaled {} is not waiting for the old side to stop",
+            journal.operation
+        )));
+    }
+    let detection = detect::detect(engine, stack).await?;
+    let other = match journal.from {
+        Some(from) => detection.color(from).containers.clone(),
+        None => detection.legacy.clone(),
+    };
+    let up: Vec<ContainerInfo> = other.into_iter().filter(|c| c.state.is_up()).collect();
+    fault::point("stop_old:start");
+    let stopping = Instant::now();
+    let results = join_all(up.iter().map(|c| retire(engine, opts, c))).await;
+    let mut steps = Steps::default();
+    let failed: Vec<String> = up
+        .iter()
+        .zip(results)
+        .filter_map(|(c, r)| r.err().map(|e| format!("{}: {e}", c.name)))
+        .collect();
+    steps.record(
+        &JournalStepName::StopOld.to_string(),
+        stopping,
+        failed.is_empty(),
+        StepDetail {
+            stopped: Some(up.len() - failed.len()),
+            ..StepDetail::default()
+        },
+    );
+    if !failed.is_empty() {
+        return Err(Error::Incomplete(format!(
+            "could not stop the old side ({}); run ztd-switch --resume",
+            failed.join("; ")
+        )));
+    }
+    journal.mark(stack, &JournalStepName::StopOld, StepState::Done)?;
+    fault::point("stop_old:done");
+    journal.clone().finish(stack)?;
+    info!("stopped {} containers of the old side", up.len());
+    Ok(crate::recover::ResumeOutcome::Resolved(
+        crate::recover::Resolved {
+            resumed: true,
+            operation: journal.operation,
+            resolution: crate::recover::Resolution::Finished,
+            interrupted_at: JournalStepName::StopOld.to_string(),
+            from: journal.from,
+            to: journal.to,
+            active: Some(journal.to),
+            steps,
+            duration_ms: millis_since(started),
+        },
+    ))
 }
 
 /// A planned move from one color (or an adopted stack) to another.
@@ -477,7 +683,13 @@ pub async fn execute<E: Engine>(
             let recorded = run.record().await;
             recorded.map_err(|failure| run.unfinished(failure))?;
             let report = run.report(None, started);
-            run.journal.clone().finish(stack)?;
+            if opts.stop_old == StopOld::Background {
+                // The caller hands the lock to the process that stops the old color; the
+                // journal stays until that one is done.
+                run.journal.start(stack, JournalStepName::StopOld)?;
+            } else {
+                run.journal.clone().finish(stack)?;
+            }
             info!("{} is active", run.plan.to);
             Ok(Moved::Done(report))
         }
@@ -754,56 +966,81 @@ impl<E: Engine> Run<'_, E> {
     }
 
     async fn forward(&mut self) -> Result<()> {
-        if !self.plan.to_meta.listeners.is_empty() {
+        let proxied = !self.plan.to_meta.listeners.is_empty();
+        let proxy_runs = proxied
+            && Proxy::new(self.engine, self.stack).status().await? == Some(RunState::Running);
+        if proxied && !proxy_runs {
+            // A proxy not yet started takes the ports over from a stack being adopted (or is
+            // missing): that comes first, then the handovers.
+            self.proxy_step().await?;
+            self.handover_steps().await?;
+        } else if proxied {
+            // The proxy flip and the handovers move different services: both at once.
             self.journal.start(self.stack, JournalStepName::Proxy)?;
             fault::point("proxy:start");
-            let started = Instant::now();
-            let result = self.switch_proxy().await;
-            self.steps.record(
+            self.done.push(Done::Proxy);
+            // Field by field: the moves read the plan while the progress is written.
+            let mover = Mover {
+                engine: self.engine,
+                stack: self.stack,
+                opts: self.opts,
+                plan: &self.plan,
+            };
+            let flipping = Instant::now();
+            let step_index = self.steps.len();
+            let journal = RefCell::new(&mut self.journal);
+            let flip = async {
+                let flipped = mover.flip_proxy().await;
+                let ended = Instant::now();
+                let flipped = flipped?;
+                // Marked as soon as the proxy serves the new color, handovers or not.
+                journal
+                    .borrow_mut()
+                    .mark(mover.stack, &JournalStepName::Proxy, StepState::Done)?;
+                fault::point("proxy:done");
+                Ok::<_, Error>((flipped, ended))
+            };
+            let (flipped, handed_over) = tokio::join!(
+                flip,
+                Self::handovers(
+                    &mover,
+                    &journal,
+                    &mut self.steps,
+                    &mut self.done,
+                    &mut self.handovers,
+                )
+            );
+            let ended = flipped
+                .as_ref()
+                .map_or_else(|_| Instant::now(), |(_, e)| *e);
+            self.steps.insert(
+                step_index,
                 &JournalStepName::Proxy.to_string(),
-                started,
-                result.is_ok(),
+                (flipping, ended),
+                flipped.is_ok(),
                 StepDetail {
-                    result: self.proxy.clone(),
-                    ports_gap_ms: self.ports_gap_ms,
+                    result: flipped.as_ref().ok().map(|(s, _)| s.clone()),
                     ..StepDetail::default()
                 },
             );
-            result?;
-            self.journal
-                .mark(self.stack, &JournalStepName::Proxy, StepState::Done)?;
-            fault::point("proxy:done");
-            check_interrupted()?;
+            match (flipped, handed_over) {
+                (Ok((switched, _)), Ok(())) => {
+                    self.proxy = Some(switched);
+                    check_interrupted()?;
+                }
+                (Err(err), _) | (Ok(_), Err(err)) => return Err(err),
+            }
+        } else {
+            self.handover_steps().await?;
         }
-        let handover_services: Vec<String> = self
-            .plan
-            .to_meta
-            .services
-            .iter()
-            .filter(|s| s.mode == SwitchMode::Handover)
-            .map(|s| s.name.clone())
-            .collect();
-        for service in handover_services {
-            let step = JournalStepName::Handover(service.clone());
-            self.journal.start(self.stack, step.clone())?;
-            fault::point(&format!("{step}:start"));
-            let started = Instant::now();
-            let result = self.handover(&service).await;
-            self.steps.record(
-                &step.to_string(),
-                started,
-                result.is_ok(),
-                StepDetail::default(),
-            );
-            result?;
-            self.journal.mark(self.stack, &step, StepState::Done)?;
-            fault::point(&format!("{step}:done"));
-            check_interrupted()?;
-        }
-        self.journal.start(self.stack, JournalStepName::StopOld)?;
         // From here on the new color serves and holds every singleton: a failure finishes
         // forward (--resume), it is not undone.
         self.committed = true;
+        if self.opts.stop_old == StopOld::Background {
+            // Recorded first, then stopped by a process of its own (see `execute`).
+            return Ok(());
+        }
+        self.journal.start(self.stack, JournalStepName::StopOld)?;
         fault::point("stop_old:start");
         let started = Instant::now();
         let stopped = self.stop_old().await;
@@ -820,28 +1057,99 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    fn probe_paths(&self) -> BTreeMap<String, String> {
-        self.plan
+    /// The proxy step on its own: take the ports over from a stack being adopted, then flip.
+    async fn proxy_step(&mut self) -> Result<()> {
+        self.journal.start(self.stack, JournalStepName::Proxy)?;
+        fault::point("proxy:start");
+        let started = Instant::now();
+        let result = self.switch_proxy().await;
+        self.steps.record(
+            &JournalStepName::Proxy.to_string(),
+            started,
+            result.is_ok(),
+            StepDetail {
+                result: self.proxy.clone(),
+                ports_gap_ms: self.ports_gap_ms,
+                ..StepDetail::default()
+            },
+        );
+        result?;
+        self.journal
+            .mark(self.stack, &JournalStepName::Proxy, StepState::Done)?;
+        fault::point("proxy:done");
+        check_interrupted()
+    }
+
+    /// The handovers, one after another.
+    async fn handover_steps(&mut self) -> Result<()> {
+        let mover = Mover {
+            engine: self.engine,
+            stack: self.stack,
+            opts: self.opts,
+            plan: &self.plan,
+        };
+        Self::handovers(
+            &mover,
+            &RefCell::new(&mut self.journal),
+            &mut self.steps,
+            &mut self.done,
+            &mut self.handovers,
+        )
+        .await
+    }
+
+    /// What moves the services, apart from what records the progress.
+    fn mover(&self) -> Mover<'_, E> {
+        Mover {
+            engine: self.engine,
+            stack: self.stack,
+            opts: self.opts,
+            plan: &self.plan,
+        }
+    }
+
+    /// Hand each singleton over in turn, journaling each step.
+    async fn handovers(
+        mover: &Mover<'_, E>,
+        journal: &RefCell<&mut Journal>,
+        steps: &mut Steps,
+        done: &mut Vec<Done>,
+        handovers: &mut Vec<HandoverReport>,
+    ) -> Result<()> {
+        let services: Vec<String> = mover
+            .plan
             .to_meta
-            .listeners
+            .services
             .iter()
-            .map(|l| {
-                let path = self
-                    .plan
-                    .new
-                    .iter()
-                    .find(|c| c.service == l.service)
-                    .and_then(|c| c.labels.get("ztd.health.http").cloned())
-                    .unwrap_or_else(|| "/".into());
-                (l.service.clone(), path)
-            })
-            .collect()
+            .filter(|s| s.mode == SwitchMode::Handover)
+            .map(|s| s.name.clone())
+            .collect();
+        for service in services {
+            let step = JournalStepName::Handover(service.clone());
+            journal.borrow_mut().start(mover.stack, step.clone())?;
+            fault::point(&format!("{step}:start"));
+            let started = Instant::now();
+            let (undo, result) = mover.handover(&service).await;
+            done.extend(undo);
+            steps.record(
+                &step.to_string(),
+                started,
+                result.is_ok(),
+                StepDetail::default(),
+            );
+            handovers.push(result?);
+            journal
+                .borrow_mut()
+                .mark(mover.stack, &step, StepState::Done)?;
+            fault::point(&format!("{step}:done"));
+            check_interrupted()?;
+        }
+        Ok(())
     }
 
     async fn switch_proxy(&mut self) -> Result<()> {
         let proxy = Proxy::new(self.engine, self.stack);
         let listeners = self.plan.to_meta.listeners.clone();
-        let routes = proxy::routes_to(&listeners, Some(self.plan.to));
         proxy
             .connect(&proxy::networks_for(&self.plan.to_meta))
             .await?;
@@ -873,7 +1181,57 @@ impl<E: Engine> Run<'_, E> {
         if !matches!(self.done.last(), Some(Done::Adopted { .. })) {
             self.done.push(Done::Proxy);
         }
-        let switched = proxy
+        let switched = self.mover().point_proxy().await?;
+        self.proxy = Some(switched);
+        Ok(())
+    }
+
+    /// Stop a container for good: it must not come back by its restart policy.
+    async fn retire(&self, container: &ContainerInfo) -> Result<()> {
+        retire(self.engine, self.opts, container).await
+    }
+}
+
+/// The switch's moves, with what they read: the engine, the stack, the options and the plan.
+struct Mover<'r, E: Engine> {
+    engine: &'r E,
+    stack: &'r Stack,
+    opts: &'r SwitchOptions,
+    plan: &'r Move,
+}
+
+impl<E: Engine> Mover<'_, E> {
+    fn probe_paths(&self) -> BTreeMap<String, String> {
+        self.plan
+            .to_meta
+            .listeners
+            .iter()
+            .map(|l| {
+                let path = self
+                    .plan
+                    .new
+                    .iter()
+                    .find(|c| c.service == l.service)
+                    .and_then(|c| c.labels.get("ztd.health.http").cloned())
+                    .unwrap_or_else(|| "/".into());
+                (l.service.clone(), path)
+            })
+            .collect()
+    }
+
+    /// Flip a running proxy to the new color: connect it to the color's networks, then point
+    /// it there.
+    async fn flip_proxy(&self) -> Result<ProxySwitch> {
+        Proxy::new(self.engine, self.stack)
+            .connect(&proxy::networks_for(&self.plan.to_meta))
+            .await?;
+        self.point_proxy().await
+    }
+
+    /// Point the proxy at the new color and confirm it serves it.
+    async fn point_proxy(&self) -> Result<ProxySwitch> {
+        let routes = proxy::routes_to(&self.plan.to_meta.listeners, Some(self.plan.to));
+        let switched = Proxy::new(self.engine, self.stack)
             .point_to(
                 &routes,
                 Some(self.plan.to),
@@ -885,52 +1243,66 @@ impl<E: Engine> Run<'_, E> {
             "proxy now serves {} (reload {:.0} ms, confirmed in {:.0} ms, old requests done in {:.0} ms)",
             self.plan.to, switched.reload_ms, switched.confirm_ms, switched.drain_ms
         );
-        self.proxy = Some(switched);
-        Ok(())
-    }
-
-    /// Stop a container for good: it must not come back by its restart policy.
-    async fn retire(&self, container: &ContainerInfo) -> Result<()> {
-        retire(self.engine, self.opts, container).await
+        Ok(switched)
     }
 
     /// Hand `service` over: drain the old container, stop it, then start (or activate) the
-    /// new one and wait until it is healthy.
-    async fn handover(&mut self, service: &str) -> Result<()> {
-        let new = self
-            .plan
-            .new
-            .iter()
-            .find(|c| c.service == service)
-            .cloned()
-            .ok_or_else(|| {
-                Error::State(format!("{service} has no container in {}", self.plan.to))
-            })?;
+    /// new one and wait until it is healthy. Returns what the undo must put back (set before
+    /// the old one stops, so that a stop that fails half-way still gets it started again) with
+    /// the outcome.
+    async fn handover(&self, service: &str) -> (Option<Done>, Result<HandoverReport>) {
+        let new = match self.plan.new.iter().find(|c| c.service == service) {
+            Some(new) => new.clone(),
+            None => {
+                let missing =
+                    Error::State(format!("{service} has no container in {}", self.plan.to));
+                return (None, Err(missing));
+            }
+        };
         let old = self
             .plan
             .old
             .iter()
             .find(|c| c.service == service && c.state.is_up())
             .cloned();
-        let new_settings = new.settings()?;
+        let new_settings = match new.settings() {
+            Ok(settings) => settings,
+            Err(err) => return (None, Err(err)),
+        };
         let drain_exit_code = match &old {
-            Some(old) => self.drain(service, old).await?,
+            Some(old) => match self.drain(service, old).await {
+                Ok(code) => code,
+                Err(err) => return (None, Err(err)),
+            },
             None => None,
         };
-        // Recorded before the old one stops, so that a stop that fails half-way still gets
-        // the old one started again by the undo.
-        self.done.push(Done::Handover {
+        let undo = Done::Handover {
             old: old.clone().map(Box::new),
             new: Box::new(new.clone()),
-        });
+        };
+        let moved = self
+            .move_singleton(service, old, new, &new_settings, drain_exit_code)
+            .await;
+        (Some(undo), moved)
+    }
+
+    /// Stop the old container, start the new one, wait until it is healthy.
+    async fn move_singleton(
+        &self,
+        service: &str,
+        old: Option<ContainerInfo>,
+        new: ContainerInfo,
+        new_settings: &ServiceSettings,
+        drain_exit_code: Option<i64>,
+    ) -> Result<HandoverReport> {
         let stopping = Instant::now();
         if let Some(old) = &old {
-            self.retire(old).await?;
+            retire(self.engine, self.opts, old).await?;
         }
         let stop_ms = millis_since(stopping);
         fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
-        self.bring_up(service, &new, &new_settings).await?;
+        self.bring_up(service, &new, new_settings).await?;
         let gap_ms = millis_since(stopped);
         info!(
             "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
@@ -940,7 +1312,7 @@ impl<E: Engine> Run<'_, E> {
         let checking = Instant::now();
         self.wait_healthy(service, &new).await?;
         restore_restart_policy(self.engine, Some(&self.plan.to_meta), &new).await?;
-        self.handovers.push(HandoverReport {
+        Ok(HandoverReport {
             service: service.to_string(),
             old: old.map(|o| o.name),
             new: new.name,
@@ -949,10 +1321,8 @@ impl<E: Engine> Run<'_, E> {
             gap_ms,
             healthy_ms: millis_since(checking),
             port_gap: self.port_gap(service),
-        });
-        Ok(())
+        })
     }
-
     /// Run the old container's `ztd.drain`, if it has one; its exit code. Anything but exit 0
     /// stops the handover.
     async fn drain(&self, service: &str, old: &ContainerInfo) -> Result<Option<i64>> {
@@ -1028,7 +1398,9 @@ impl<E: Engine> Run<'_, E> {
                 note: PortGap::NOTE.into(),
             })
     }
+}
 
+impl<E: Engine> Run<'_, E> {
     /// Stop what is left of the old side. Every container is tried; the first failure is
     /// returned once all were.
     async fn stop_old(&mut self) -> Result<()> {
@@ -1155,6 +1527,7 @@ impl<E: Engine> Run<'_, E> {
             ports_gap_ms: self.ports_gap_ms,
             handovers: self.handovers.clone(),
             hooks: Vec::new(),
+            background_stop: None,
             duration_ms: millis_since(started),
         }
     }
@@ -1208,6 +1581,7 @@ mod tests {
                 }),
             }],
             hooks: Vec::new(),
+            background_stop: None,
             duration_ms: 1802.4,
         }
     }
