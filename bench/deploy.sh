@@ -79,6 +79,15 @@ pipeline() {
     { echo "ztd deploy $1 of $COMPOSE_PROJECT_NAME failed:" >&2; cat "$3.err" >&2; exit 1; }
 }
 detect() { ztd-detect </dev/null; }
+# wait_settled: until no switch is journaled (a --stop-old background stop has finished), so the
+# next deploy is not timed waiting for the last one's.
+wait_settled() {
+  for _ in $(seq 600); do
+    [ "$(ztd-detect </dev/null 2>/dev/null | jq -r .journal)" = null ] && return 0
+    sleep 0.1
+  done
+  echo "the background stop did not finish" >&2; exit 1
+}
 # detect_health SERVICES COLOR: median of RUNS runs of ztd-detect and of one ztd-health pass.
 detect_health() {
   ztd-health "$2" >/dev/null 2>&1 || echo "  (note: ztd-health $2 did not pass on the $1-service stack)"
@@ -92,10 +101,11 @@ ztd_deploys() {
   cd "$DIR/$key"
   export COMPOSE_PROJECT_NAME=$name DEMO_PORT; DEMO_PORT=$(free_port 18480)
   pipeline v1 "$DIR/$key.up.1" "$DIR/$key.switch.1"
+  wait_settled
   start_load "$DEMO_PORT" "$DIR/$key.load.json"
   for i in $(seq 2 $((n + 1))); do
     events="$DIR/$key.events.$i"
-    if [ "$key" = example ]; then
+    if [ "${key%bg}" = example ]; then
       docker events --since "$(date +%s.%N)" --filter type=container --filter label=deployment.color \
         --format '{{index .Actor.Attributes "com.docker.compose.project"}} {{index .Actor.Attributes "com.docker.compose.service"}} {{.ID}} {{.Action}} {{.TimeNano}}' >"$events" &
       WATCHER=$!
@@ -104,12 +114,13 @@ ztd_deploys() {
     pipeline "v$i" "$DIR/$key.up" "$DIR/$key.switch"
     t1=$(now_ms)
     echo "$t0 $t1" >"$DIR/$key.t0"
-    [ "$key" = example ] || { echo "$((t1 - t0))" >>"$DIR/$key.runs"; continue; }
+    wait_settled
+    [ "${key%bg}" = example ] || { echo "$((t1 - t0))" >>"$DIR/$key.runs"; continue; }
     sleep 0.5; kill "$WATCHER"; wait "$WATCHER" 2>/dev/null || true; WATCHER=
     color=$(jq -r .to "$DIR/$key.switch")
     # The app's own start-to-healthy time on the deploy's critical path: the services started by
-    # ztd-up (ready when the app logs that it listens), then the singleton started at the switch
-    # (ready when Docker's HEALTHCHECK reports healthy). Containers are found by project and
+    # ztd-up, then the singleton started at the switch, each ready when the app logs that it
+    # listens (its probes pass from then on). Containers are found by project and
     # service: their names depend on what other projects on the host hold.
     up_app=0
     for svc in dashboard memory; do
@@ -118,8 +129,9 @@ ztd_deploys() {
       ready=$(date -d "$(docker logs -t "$id" 2>&1 | awk '/listening on port/ { print $1; exit }')" +%s%N)
       if [ $((ready - start)) -gt $up_app ]; then up_app=$((ready - start)); fi
     done
-    bot_start=$(awk -v p="$name-$color" '$1 == p && $2 == "trading-bot" && $4 == "start" { print $NF; exit }' "$events")
-    bot_ready=$(awk -v p="$name-$color" '$1 == p && $2 == "trading-bot" && $4 == "health_status:" && $5 == "healthy" { print $NF; exit }' "$events")
+    read -r id bot_start < <(awk -v p="$name-$color" '$1 == p && $2 == "trading-bot" && $4 == "start" { print $3, $NF; exit }' "$events") ||
+      { echo "no start event of trading-bot-$color" >&2; exit 1; }
+    bot_ready=$(date -d "$(docker logs -t "$id" 2>&1 | awk '/listening on port/ { print $1; exit }')" +%s%N)
     app=$((up_app + bot_ready - bot_start))
     # Time spent by Compose and the engine on containers: reading the compose file, creating and
     # starting the new color, stopping and starting the singleton, stopping the old color.
@@ -169,22 +181,22 @@ timeline() {
 
 # report KEY DESCRIPTION N: the ztd and in-place figures of one stack; a line for the summary.
 report() {
-  local key=$1 n=$3 wall base total failed btotal bfailed ratio
+  local key=$1 n=$3 bkey=${5:-$1} mode=${6:-wait} wall base total failed btotal bfailed ratio
   wall=$(awk '{ print $1 }' "$DIR/$key.runs" | median | awk '{ printf "%.0f", $1 }')
-  base=$(median <"$DIR/$key.base.runs" | awk '{ printf "%.0f", $1 }')
+  base=$(median <"$DIR/$bkey.base.runs" | awk '{ printf "%.0f", $1 }')
   total=$(json_num total "$DIR/$key.load.json"); failed=$(json_num failed "$DIR/$key.load.json")
-  btotal=$(json_num total "$DIR/$key.base.json"); bfailed=$(json_num failed "$DIR/$key.base.json")
+  btotal=$(json_num total "$DIR/$bkey.base.json"); bfailed=$(json_num failed "$DIR/$bkey.base.json")
   ratio=$(awk -v a="$wall" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
-  echo "ztd deploy of $2, $n deploys, median"
+  echo "ztd deploy of $2, --stop-old $mode, $n deploys, median"
   printf '  %-44s %8s ms\n' "wall time of the pipeline" "$wall"
-  if [ "$key" = example ]; then
+  if [ "${key%bg}" = example ]; then
     printf '  %-44s %8s ms\n' "app's own start-to-healthy time" "$(awk '{ print $2 }' "$DIR/$key.runs" | median)" \
       "ztd overhead (wall - app)" "$(awk '{ print $1 - $2 }' "$DIR/$key.runs" | median)" \
       "  of which Compose and the engine on containers" "$(awk '{ print $3 }' "$DIR/$key.runs" | median)" \
       "  of which ztd itself" "$(awk '{ print $1 - $2 - $3 }' "$DIR/$key.runs" | median)"
   fi
   printf '  %-44s %8s of %s\n' "failed requests under load (all deploys)" "$failed" "$total"
-  if [ "$key" = example ]; then
+  if [ "${key%bg}" = example ]; then
     echo "  steps of the last switch: $(jq -c '[.steps[] | {(.name): .duration_ms}] | add' "$DIR/$key.switch")"
     echo "  handover: $(jq -c '.handovers[0] | {stop_ms, gap_ms, healthy_ms}' "$DIR/$key.switch")"
   fi
@@ -193,25 +205,33 @@ report() {
   printf '  %-44s %8s ms\n' "wall time" "$base"
   printf '  %-44s %8s of %s\n' "failed requests under load (all re-deploys)" "$bfailed" "$btotal"
   printf '  %-44s %8s\n' "ztd / in-place" "$ratio"
-  printf '  %8s %9s ms %9s ms %13s %14s %16s\n' "$4" "$wall" "$base" "$ratio" "$failed/$total" "$bfailed/$btotal" >>"$DIR/summary"
+  printf '  %8s %11s %9s ms %9s ms %13s %14s %16s\n' "$4" "$mode" "$wall" "$base" "$ratio" "$failed/$total" "$bfailed/$btotal" >>"$DIR/summary"
 }
 
-# 1. The example stack.
-mkdir -p "$DIR/example" && cp examples/trading-bot/compose.yaml "$DIR/example/"
-ztd_deploys example $NAME "$DEPLOYS"
+# 1. The example stack: ztd as it stops the old color by default (before answering), then with
+# --stop-old background (after), then in place.
+mkdir -p "$DIR/example" "$DIR/examplebg" && cp examples/trading-bot/compose.yaml "$DIR/example/" &&
+  cp examples/trading-bot/compose.yaml "$DIR/examplebg/"
+SWITCH_ARGS="--stop-old wait" ztd_deploys example $NAME "$DEPLOYS"
+remove_stacks $NAME
+SWITCH_ARGS="--stop-old background" ztd_deploys examplebg $NAME "$DEPLOYS"
 remove_stacks $NAME
 inplace_deploys example $BASE "$DEPLOYS"
 remove_stacks $BASE
-report example "the example stack (4 services, one a handover singleton)" "$DEPLOYS" 4
+report example "the example stack (4 services, one a handover singleton)" "$DEPLOYS" 4 example wait
+report examplebg "the example stack (4 services, one a handover singleton)" "$DEPLOYS" 4 example background
 
 # 2. The same shape at 50 services; detect and health measured while it is deployed.
-mkdir -p "$DIR/s50" && stack_of 50 >"$DIR/s50/compose.yaml"
-ztd_deploys s50 $NAME50 "$DEPLOYS50"
+mkdir -p "$DIR/s50" "$DIR/s50bg" && stack_of 50 >"$DIR/s50/compose.yaml" && cp "$DIR/s50/compose.yaml" "$DIR/s50bg/"
+SWITCH_ARGS="--stop-old wait" ztd_deploys s50 $NAME50 "$DEPLOYS50"
 detect_health 50 "$(jq -r .to "$DIR/s50.switch")"
+remove_stacks $NAME50
+SWITCH_ARGS="--stop-old background" ztd_deploys s50bg $NAME50 "$DEPLOYS50"
 remove_stacks $NAME50
 inplace_deploys s50 $BASE50 "$DEPLOYS50"
 remove_stacks $BASE50
-report s50 "a generated 50-service stack of the same shape (47 side services)" "$DEPLOYS50" 50
+report s50 "a generated 50-service stack of the same shape (47 side services)" "$DEPLOYS50" 50 s50 wait
+report s50bg "a generated 50-service stack of the same shape (47 side services)" "$DEPLOYS50" 50 s50 background
 
 # 3. Detect and health on run.sh's 6-service stack, blue by plain Compose.
 mkdir -p "$DIR/six" && cd "$DIR/six" && six_service_stack >blue.yml
@@ -224,7 +244,7 @@ detect_health 6 blue
 remove_stacks $SIX
 
 echo "how the cost of a deploy grows with the stack (median wall time; failed requests of all)"
-printf '  %8s %12s %12s %13s %14s %16s\n' services ztd in-place ztd/in-place "failed ztd" "failed in-place"
+printf '  %8s %11s %12s %12s %13s %14s %16s\n' services --stop-old ztd in-place ztd/in-place "failed ztd" "failed in-place"
 cat "$DIR/summary"
 echo "ztd-detect and one ztd-health pass, median of $RUNS runs"
 printf '  %8s %12s %12s\n' services ztd-detect ztd-health

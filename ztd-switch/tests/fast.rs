@@ -186,8 +186,21 @@ fn a_background_stop_answers_first_holds_the_lock_and_a_rollback_waits_for_it() 
     let side_green = stack.container("side", "green");
     assert_eq!(stack.inspect(&side_green)["State"]["Running"], true);
     let detect = stack.run("ztd-detect", &[]);
+    detect.expect_code(0);
     assert_eq!(detect.json["active"], "blue", "{}", detect.stdout);
     assert_eq!(detect.json["interrupted"], false, "{}", detect.stdout);
+    assert_eq!(
+        detect.json["conflict"],
+        serde_json::Value::Null,
+        "{}",
+        detect.stdout
+    );
+    assert_ne!(
+        detect.json["lock"],
+        serde_json::Value::Null,
+        "{}",
+        detect.stdout
+    );
     assert!(answered.elapsed() < Duration::from_secs(2));
     // A rollback made right away waits for the stop, then flips back, without a failed request.
     let rollback = stack.run("ztd-rollback", &[]);

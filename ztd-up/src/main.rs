@@ -105,11 +105,10 @@ fn main() -> ExitCode {
             Some(policy) => Some(policy),
             None => pull::from_env().in_project(&stack)?,
         };
-        let engine = DockerEngine::connect().await.in_project(&stack)?;
-        let compose = Compose::find()
-            .await
-            .in_project(&stack)?
-            .on(engine.endpoint());
+        // Both ask a program a question (the engine its version, Compose its own): at once.
+        let (engine, compose) = tokio::join!(DockerEngine::connect(), Compose::find());
+        let engine = engine.in_project(&stack)?;
+        let compose = compose.in_project(&stack)?.on(engine.endpoint());
         let options = UpOptions {
             color,
             dry_run: cli.dry_run,

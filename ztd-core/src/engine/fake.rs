@@ -339,6 +339,14 @@ impl FakeEngine {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// What an exec in the container with this id answers (exit 0 and no output otherwise).
+    pub fn set_exec_result(&self, id: &str, out: ExecOutput) {
+        self.exec_results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), out);
+    }
+
     /// Make every log read take this long, as a log flood does.
     pub fn set_log_delay(&self, delay: Duration) {
         *self.log_delay.lock().unwrap_or_else(|e| e.into_inner()) = Some(delay);

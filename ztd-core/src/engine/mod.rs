@@ -431,6 +431,28 @@ mod tests {
     use crate::fake::container;
 
     #[test]
+    fn a_healthcheck_test_becomes_the_command_the_engine_would_run() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cmd =
+            HealthcheckCommand::from_test(&words(&["CMD", "/probe", "-q"]), Some(2_000_000_000))
+                .expect("CMD");
+        assert_eq!(cmd.argv, words(&["/probe", "-q"]));
+        assert_eq!(cmd.timeout, Duration::from_secs(2));
+        let shell =
+            HealthcheckCommand::from_test(&words(&["CMD-SHELL", "curl -f localhost"]), None)
+                .expect("CMD-SHELL");
+        assert_eq!(shell.argv, words(&["/bin/sh", "-c", "curl -f localhost"]));
+        assert_eq!(shell.timeout, Duration::from_secs(30), "Docker's default");
+        for none in [&["NONE"][..], &[], &["CMD"], &["CMD", ""], &["CMD-SHELL"]] {
+            assert_eq!(
+                HealthcheckCommand::from_test(&words(none), None),
+                None,
+                "{none:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_label_is_an_error_where_it_matters_and_the_defaults_reported_once_elsewhere() {
         let mut retiring = container("bot-blue", "shop-blue", Color::Blue, RunState::Running);
         retiring

@@ -349,6 +349,22 @@ mod tests {
     }
 
     #[test]
+    fn health_early_is_true_or_false_and_nothing_else() {
+        let parse = |v: &str| {
+            let labels = [("ztd.health.early".to_string(), v.to_string())];
+            ServiceSettings::from_labels("bot", labels.iter().map(|(k, v)| (k, v)))
+        };
+        assert_eq!(parse("false").expect("false").health_early, Some(false));
+        assert_eq!(parse("true").expect("true").health_early, Some(true));
+        let err = parse("no").expect_err("refused");
+        assert!(
+            err.message().contains("ztd.health.early"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
     fn a_full_set_of_labels_parses() {
         let s = settings(&[
             ("ztd.switch", "handover"),

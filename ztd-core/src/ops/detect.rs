@@ -165,6 +165,11 @@ pub async fn detect<E: Engine>(engine: &E, stack: &Stack) -> Result<Detection> {
         ));
     }
     let interrupted = journal.is_some() && lock.is_none();
+    if journal.is_some() && lock.is_some() {
+        // A switch or rollback in progress (a background stop, say): both sides run until it
+        // is done; whoever takes the lock next looks again once it is.
+        conflict = None;
+    }
     Ok(Detection {
         active,
         standby: active.map(Color::other),

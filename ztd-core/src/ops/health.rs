@@ -21,6 +21,10 @@ use crate::units::{MemoryLimit, format_bytes, format_duration, millis};
 
 /// How often a wait re-runs probes and uptime checks between engine events.
 const PROBE_TICK: Duration = Duration::from_millis(100);
+/// The tick while a container polled was started within [`JUST_STARTED`].
+const FRESH_PROBE_TICK: Duration = Duration::from_millis(20);
+/// How long after its start a container counts as just started.
+const JUST_STARTED: Duration = Duration::from_secs(3);
 /// How often a wait re-checks at the latest, in case an engine event was missed.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 
@@ -166,6 +170,9 @@ pub struct ContainerHealth {
     /// Whether a probe or uptime check is pending (polled, not announced by events).
     #[serde(skip)]
     pub polls: bool,
+    /// Whether it started moments ago (its probes are polled on a shorter tick).
+    #[serde(skip)]
+    pub just_started: bool,
 }
 
 impl ContainerHealth {
@@ -580,7 +587,15 @@ pub async fn wait_observed<E: Engine>(
 /// the safety tick otherwise, and never past the moment an uptime check comes due.
 fn next_pause(report: &HealthReport) -> Duration {
     let polls = report.problem.is_some() || report.containers.iter().any(|c| c.polls);
-    let pause = if polls { PROBE_TICK } else { SAFETY_TICK };
+    // A container polled within its first seconds is about to answer: look again soon.
+    let fresh = report.containers.iter().any(|c| c.polls && c.just_started);
+    let pause = if fresh {
+        FRESH_PROBE_TICK
+    } else if polls {
+        PROBE_TICK
+    } else {
+        SAFETY_TICK
+    };
     match report
         .containers
         .iter()
@@ -669,6 +684,7 @@ fn container_health(
         settled,
         uptime_due_in: None,
         polls: false,
+        just_started: false,
     }
 }
 
@@ -731,6 +747,7 @@ async fn check_container<E: Engine>(
     let mut health = container_health(container, checks, None, settled);
     health.uptime_due_in = uptime_due_in;
     health.polls = polls;
+    health.just_started = container.uptime(now).is_some_and(|up| up < JUST_STARTED);
     health
 }
 
@@ -1229,6 +1246,46 @@ mod tests {
             report.count(ContainerStatus::Healthy),
             1,
             "a fresh container passes on its HEALTHCHECK alone"
+        );
+    }
+
+    #[test]
+    fn a_starting_healthcheck_is_run_at_once_and_passes_or_fails_on_its_exit_code() {
+        let command = crate::engine::HealthcheckCommand {
+            argv: vec!["/probe".into()],
+            timeout: Duration::from_secs(2),
+        };
+        let starting = |name: &str| {
+            let mut c = container(name, "shop-green", Color::Green, RunState::Running);
+            c.health = DockerHealth::Starting;
+            c.healthcheck = Some(command.clone());
+            c
+        };
+        let mut late = starting("late-green");
+        late.labels
+            .insert("ztd.health.early".into(), "false".into());
+        let engine = FakeEngine::with(vec![starting("ok-green"), starting("bad-green"), late]);
+        engine.set_exec_result(
+            "id-bad-green",
+            crate::engine::ExecOutput {
+                exit_code: Some(1),
+                output: "503 Service Unavailable\n".into(),
+            },
+        );
+        let report = checked(&engine, &HealthPolicy::default());
+        let ok = check_named(&report, "ok-green", CheckName::DockerHealth);
+        assert_eq!(ok.status, CheckStatus::Pass, "{}", ok.detail);
+        assert!(ok.detail.contains("run by ztd"), "{}", ok.detail);
+        let bad = check_named(&report, "bad-green", CheckName::DockerHealth);
+        assert_eq!(bad.status, CheckStatus::Fail);
+        assert_eq!(
+            bad.detail,
+            "starting; its HEALTHCHECK exits 1 when run now: 503 Service Unavailable"
+        );
+        let late = check_named(&report, "late-green", CheckName::DockerHealth);
+        assert_eq!(
+            (late.status, late.detail.as_str()),
+            (CheckStatus::Fail, "starting")
         );
     }
 

@@ -301,6 +301,7 @@ mod tests {
             settled: false,
             uptime_due_in: None,
             polls: false,
+            just_started: false,
         }
     }
 
