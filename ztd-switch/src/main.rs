@@ -31,7 +31,9 @@ Steps, each journaled in .ztd/journal.json and timed in the JSON report:
      (SIGTERM, then SIGKILL after the stop timeout) and confirm it stopped, then start the new
      one (or run ztd.activate in it) and wait until it is healthy (a HEALTHCHECK the engine has
      not run yet is run by ztd at once); the gap (old stopped to new running) is reported;
-  5. stop the rest of the old color (kept for rollback; restart policy set to no);
+  5. stop the rest of the old color (kept for rollback; restart policy set to no); with a
+     handover service, this begins once the proxy has moved, beside the handover (an undo
+     starts it again and waits until it is healthy before the proxy points back);
   6. write .current_deployment, .ztd/state.json and a line in .ztd/history.jsonl;
      with --stop-old background, step 6 comes first and the switch answers then: a process of
      its own does step 5 with the deploy lock (its report names it: background_stop);

@@ -339,7 +339,19 @@ fn a_singleton_that_fails_after_its_handover_puts_everything_back() {
         "the old singleton is back"
     );
     assert!(!running(&stack, &stack.container("bot", "blue")));
+    // The rest of green was stopped while the singleton was handed over; the undo started it
+    // again before the proxy pointed back (no request failed).
+    assert!(
+        moved
+            .steps
+            .list()
+            .iter()
+            .any(|s| s.name == "stop_old" && s.ok),
+        "{}",
+        out.stdout
+    );
     assert!(running(&stack, &stack.container("web", "green")));
+    assert!(running(&stack, &stack.container("side", "green")));
     let (_, color, body) = http_get(port, "/").unwrap();
     assert_eq!(
         color.as_deref(),

@@ -291,6 +291,8 @@ enum Done {
         old: Option<Box<ContainerInfo>>,
         new: Box<ContainerInfo>,
     },
+    /// The rest of the old color was stopped while a handover went on (each as it was).
+    StoppedOld { stopped: Vec<ContainerInfo> },
 }
 
 /// One handover's report.
@@ -620,6 +622,24 @@ pub async fn finish_stop_old<E: Engine>(
             duration_ms: millis_since(started),
         },
     ))
+}
+
+/// Retire each container at once. Every one is tried; the first failure is returned once all
+/// were.
+async fn stop_all<E: Engine>(
+    engine: &E,
+    opts: &SwitchOptions,
+    containers: &[ContainerInfo],
+) -> Result<()> {
+    let results = join_all(containers.iter().map(|c| retire(engine, opts, c))).await;
+    let mut first = None;
+    for (container, result) in containers.iter().zip(results) {
+        if let Err(err) = result {
+            warn!("could not stop {}: {err}", container.name);
+            first.get_or_insert(err);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// A planned move from one color (or an adopted stack) to another.
@@ -988,7 +1008,18 @@ impl<E: Engine> Run<'_, E> {
             };
             let flipping = Instant::now();
             let step_index = self.steps.len();
+            // Once traffic has moved, the rest of the old color stops while the singletons are
+            // still handed over (undone, it is started again before the proxy points back).
+            let stop_early = self.opts.stop_old == StopOld::Wait
+                && mover
+                    .plan
+                    .to_meta
+                    .services
+                    .iter()
+                    .any(|s| s.mode == SwitchMode::Handover);
             let journal = RefCell::new(&mut self.journal);
+            let steps = RefCell::new(&mut self.steps);
+            let done = RefCell::new(&mut self.done);
             let flip = async {
                 let flipped = mover.flip_proxy().await;
                 let ended = Instant::now();
@@ -1000,32 +1031,41 @@ impl<E: Engine> Run<'_, E> {
                 fault::point("proxy:done");
                 Ok::<_, Error>((flipped, ended))
             };
+            let flip_then_stop = async {
+                let flipped = flip.await?;
+                let stopped = if stop_early {
+                    Some(Self::stop_rest_early(&mover, &journal, &steps, &done).await)
+                } else {
+                    None
+                };
+                Ok::<_, Error>((flipped, stopped))
+            };
             let (flipped, handed_over) = tokio::join!(
-                flip,
-                Self::handovers(
-                    &mover,
-                    &journal,
-                    &mut self.steps,
-                    &mut self.done,
-                    &mut self.handovers,
-                )
+                flip_then_stop,
+                Self::handovers(&mover, &journal, &steps, &done, &mut self.handovers)
             );
             let ended = flipped
                 .as_ref()
-                .map_or_else(|_| Instant::now(), |(_, e)| *e);
+                .map_or_else(|_| Instant::now(), |((_, e), _)| *e);
             self.steps.insert(
                 step_index,
                 &JournalStepName::Proxy.to_string(),
                 (flipping, ended),
                 flipped.is_ok(),
                 StepDetail {
-                    result: flipped.as_ref().ok().map(|(s, _)| s.clone()),
+                    result: flipped.as_ref().ok().map(|((s, _), _)| s.clone()),
                     ..StepDetail::default()
                 },
             );
             match (flipped, handed_over) {
-                (Ok((switched, _)), Ok(())) => {
+                (Ok(((switched, _), stopped)), Ok(())) => {
                     self.proxy = Some(switched);
+                    if let Some(stopped) = stopped {
+                        // Every singleton runs in the new color: past the point of no return.
+                        self.committed = true;
+                        stopped?;
+                        return Ok(());
+                    }
                     check_interrupted()?;
                 }
                 (Err(err), _) | (Ok(_), Err(err)) => return Err(err),
@@ -1091,8 +1131,8 @@ impl<E: Engine> Run<'_, E> {
         Self::handovers(
             &mover,
             &RefCell::new(&mut self.journal),
-            &mut self.steps,
-            &mut self.done,
+            &RefCell::new(&mut self.steps),
+            &RefCell::new(&mut self.done),
             &mut self.handovers,
         )
         .await
@@ -1112,8 +1152,8 @@ impl<E: Engine> Run<'_, E> {
     async fn handovers(
         mover: &Mover<'_, E>,
         journal: &RefCell<&mut Journal>,
-        steps: &mut Steps,
-        done: &mut Vec<Done>,
+        steps: &RefCell<&mut Steps>,
+        done: &RefCell<&mut Vec<Done>>,
         handovers: &mut Vec<HandoverReport>,
     ) -> Result<()> {
         let services: Vec<String> = mover
@@ -1130,8 +1170,8 @@ impl<E: Engine> Run<'_, E> {
             fault::point(&format!("{step}:start"));
             let started = Instant::now();
             let (undo, result) = mover.handover(&service).await;
-            done.extend(undo);
-            steps.record(
+            done.borrow_mut().extend(undo);
+            steps.borrow_mut().record(
                 &step.to_string(),
                 started,
                 result.is_ok(),
@@ -1144,6 +1184,51 @@ impl<E: Engine> Run<'_, E> {
             fault::point(&format!("{step}:done"));
             check_interrupted()?;
         }
+        Ok(())
+    }
+
+    /// Stop the old color but its singletons (they are handed over), journaled as `stop_old`;
+    /// what stopped is recorded for the undo first.
+    async fn stop_rest_early(
+        mover: &Mover<'_, E>,
+        journal: &RefCell<&mut Journal>,
+        steps: &RefCell<&mut Steps>,
+        done: &RefCell<&mut Vec<Done>>,
+    ) -> Result<()> {
+        let rest: Vec<ContainerInfo> = mover
+            .plan
+            .old
+            .iter()
+            .filter(|c| c.state.is_up())
+            .filter(|c| {
+                mover
+                    .plan
+                    .to_meta
+                    .service(&c.service)
+                    .is_none_or(|s| s.mode != SwitchMode::Handover)
+            })
+            .cloned()
+            .collect();
+        journal
+            .borrow_mut()
+            .start(mover.stack, JournalStepName::StopOld)?;
+        fault::point("stop_old:start");
+        let started = Instant::now();
+        done.borrow_mut().push(Done::StoppedOld {
+            stopped: rest.clone(),
+        });
+        let stopped = stop_all(mover.engine, mover.opts, &rest).await;
+        steps.borrow_mut().record(
+            &JournalStepName::StopOld.to_string(),
+            started,
+            stopped.is_ok(),
+            StepDetail::default(),
+        );
+        stopped?;
+        journal
+            .borrow_mut()
+            .mark(mover.stack, &JournalStepName::StopOld, StepState::Done)?;
+        fault::point("stop_old:done");
         Ok(())
     }
 
@@ -1411,15 +1496,7 @@ impl<E: Engine> Run<'_, E> {
             .filter(|c| c.state.is_up())
             .cloned()
             .collect();
-        let results = join_all(remaining.iter().map(|c| self.retire(c))).await;
-        let mut first = None;
-        for (container, result) in remaining.iter().zip(results) {
-            if let Err(err) = result {
-                warn!("could not stop {}: {err}", container.name);
-                first.get_or_insert(err);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        stop_all(self.engine, self.opts, &remaining).await
     }
 
     async fn record(&mut self) -> Result<()> {
@@ -1490,6 +1567,7 @@ impl<E: Engine> Run<'_, E> {
                 Done::Adopted { holders } => {
                     give_back_ports(self.engine, self.stack, self.opts, &holders).await?;
                 }
+                Done::StoppedOld { stopped } => self.start_again(&stopped).await?,
             }
         }
         if self.plan.operation == Operation::Rollback {
@@ -1507,6 +1585,55 @@ impl<E: Engine> Run<'_, E> {
                 step.state = StepState::Undone;
             }
         }
+        Ok(())
+    }
+
+    /// Start again what was stopped of the old color, as it was, and wait until each of its
+    /// services is healthy there before the proxy is pointed back.
+    async fn start_again(&self, stopped: &[ContainerInfo]) -> Result<()> {
+        for container in stopped {
+            self.engine
+                .set_restart_policy(&container.id, &container.restart_policy)
+                .await?;
+        }
+        for started in join_all(stopped.iter().map(|c| self.engine.start(&c.id))).await {
+            started?;
+        }
+        let Some(from) = self.plan.from else {
+            return Ok(());
+        };
+        let mut services: Vec<&str> = stopped.iter().map(|c| c.service.as_str()).collect();
+        services.sort_unstable();
+        services.dedup();
+        // They ran a moment ago: their HEALTHCHECK and probes decide, not a minimum uptime.
+        let policy = HealthPolicy {
+            min_uptime: Duration::ZERO,
+            ..self.opts.policy.clone()
+        };
+        let policy = &policy;
+        let waits = services.iter().map(|service| {
+            let target = Target {
+                stack: self.stack,
+                color: from,
+                active: true,
+                service: Some(service),
+            };
+            async move {
+                let report =
+                    health::wait(self.engine, &target, policy, self.opts.health_deadline).await?;
+                if !report.healthy() {
+                    warn!(
+                        "{service} is not healthy again in {from}: {}",
+                        report.summary_line()
+                    );
+                }
+                Ok::<_, Error>(())
+            }
+        });
+        for waited in join_all(waits).await {
+            waited?;
+        }
+        info!("{} started again in {from}", services.join(", "));
         Ok(())
     }
 
