@@ -310,6 +310,10 @@ pub struct HandoverReport {
     pub stop_ms: f64,
     /// From the old one stopped to the new one running.
     pub gap_ms: f64,
+    /// Of the gap, the engine's own start of the new container (what remains is ztd's part);
+    /// left out when it was not started (it ran, and `ztd.activate` made it active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<f64>,
     /// Until the new one was healthy.
     pub healthy_ms: f64,
     /// Host ports the service publishes itself: closed from the old one's stop until the new
@@ -999,12 +1003,17 @@ impl<E: Engine> Run<'_, E> {
             self.journal.start(self.stack, JournalStepName::Proxy)?;
             fault::point("proxy:start");
             self.done.push(Done::Proxy);
+            // How many singletons run in the new color (all of them, or `usize::MAX` once the
+            // handovers ended either way): the rest of the old color waits for it, so its stops
+            // do not slow the singletons' starts (their gap).
+            let (started_tx, started_rx) = tokio::sync::watch::channel(0usize);
             // Field by field: the moves read the plan while the progress is written.
             let mover = Mover {
                 engine: self.engine,
                 stack: self.stack,
                 opts: self.opts,
                 plan: &self.plan,
+                singletons_started: Some(&started_tx),
             };
             let flipping = Instant::now();
             let step_index = self.steps.len();
@@ -1031,19 +1040,31 @@ impl<E: Engine> Run<'_, E> {
                 fault::point("proxy:done");
                 Ok::<_, Error>((flipped, ended))
             };
+            let singletons = mover
+                .plan
+                .to_meta
+                .services
+                .iter()
+                .filter(|s| s.mode == SwitchMode::Handover)
+                .count();
             let flip_then_stop = async {
                 let flipped = flip.await?;
                 let stopped = if stop_early {
+                    let mut started = started_rx.clone();
+                    let _ = started.wait_for(|n| *n >= singletons).await;
                     Some(Self::stop_rest_early(&mover, &journal, &steps, &done).await)
                 } else {
                     None
                 };
                 Ok::<_, Error>((flipped, stopped))
             };
-            let (flipped, handed_over) = tokio::join!(
-                flip_then_stop,
-                Self::handovers(&mover, &journal, &steps, &done, &mut self.handovers)
-            );
+            let handing_over = async {
+                let handed_over =
+                    Self::handovers(&mover, &journal, &steps, &done, &mut self.handovers).await;
+                started_tx.send_replace(usize::MAX);
+                handed_over
+            };
+            let (flipped, handed_over) = tokio::join!(flip_then_stop, handing_over);
             let ended = flipped
                 .as_ref()
                 .map_or_else(|_| Instant::now(), |((_, e), _)| *e);
@@ -1127,6 +1148,7 @@ impl<E: Engine> Run<'_, E> {
             stack: self.stack,
             opts: self.opts,
             plan: &self.plan,
+            singletons_started: None,
         };
         Self::handovers(
             &mover,
@@ -1145,6 +1167,7 @@ impl<E: Engine> Run<'_, E> {
             stack: self.stack,
             opts: self.opts,
             plan: &self.plan,
+            singletons_started: None,
         }
     }
 
@@ -1283,6 +1306,8 @@ struct Mover<'r, E: Engine> {
     stack: &'r Stack,
     opts: &'r SwitchOptions,
     plan: &'r Move,
+    /// Counts each singleton started in the new color, for whoever waits for them.
+    singletons_started: Option<&'r tokio::sync::watch::Sender<usize>>,
 }
 
 impl<E: Engine> Mover<'_, E> {
@@ -1387,8 +1412,11 @@ impl<E: Engine> Mover<'_, E> {
         let stop_ms = millis_since(stopping);
         fault::point(&format!("handover:{service}:old-stopped"));
         let stopped = Instant::now();
-        self.bring_up(service, &new, new_settings).await?;
+        let start_ms = self.bring_up(service, &new, new_settings).await?;
         let gap_ms = millis_since(stopped);
+        if let Some(started) = self.singletons_started {
+            started.send_modify(|n| *n = n.saturating_add(1));
+        }
         info!(
             "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
             old.as_ref().map_or("(none)", |o| o.name.as_str()),
@@ -1404,6 +1432,7 @@ impl<E: Engine> Mover<'_, E> {
             drain_exit_code,
             stop_ms,
             gap_ms,
+            start_ms,
             healthy_ms: millis_since(checking),
             port_gap: self.port_gap(service),
         })
@@ -1430,10 +1459,13 @@ impl<E: Engine> Mover<'_, E> {
         service: &str,
         new: &ContainerInfo,
         settings: &ServiceSettings,
-    ) -> Result<()> {
+    ) -> Result<Option<f64>> {
         let current = self.engine.inspect(&new.id).await?;
+        let mut start_ms = None;
         if !current.state.is_up() {
+            let starting = Instant::now();
             self.engine.start(&new.id).await?;
+            start_ms = Some(millis_since(starting));
         }
         if let Some(activate) = &settings.activate {
             let out = self
@@ -1444,7 +1476,7 @@ impl<E: Engine> Mover<'_, E> {
                 return Err(command_failed(service, "ztd.activate", &new.name, &out));
             }
         }
-        Ok(())
+        Ok(start_ms)
     }
 
     /// Wait until the handed-over service is healthy in the new color.
@@ -1701,6 +1733,7 @@ mod tests {
                 drain_exit_code: Some(0),
                 stop_ms: 111.3,
                 gap_ms: 240.9,
+                start_ms: None,
                 healthy_ms: 1067.9,
                 port_gap: Some(PortGap {
                     ports: vec![8443],
