@@ -74,7 +74,11 @@ fn a_handed_over_singleton_is_healthy_before_the_engine_runs_its_first_check() {
     );
     // The gap holds the engine's own start of the new container, and ztd's part besides.
     let start_ms = handover.start_ms.expect("the new singleton was started");
-    assert!(start_ms > 0.0 && start_ms <= handover.gap_ms, "{}", second.stdout);
+    assert!(
+        start_ms > 0.0 && start_ms <= handover.gap_ms,
+        "{}",
+        second.stdout
+    );
     let bot = stack.container("bot", "blue");
     assert_eq!(
         docker_health(&stack, &bot),
