@@ -6,6 +6,7 @@ use clap::Parser;
 use ztd_core::cli::{self, Context, StackArgs, WithProject};
 use ztd_core::compose::Compose;
 use ztd_core::docker::DockerEngine;
+use ztd_core::error::Error;
 use ztd_core::pull::{self, PullPolicy};
 use ztd_core::report::Printed;
 use ztd_core::signals;
@@ -91,9 +92,17 @@ fn main() -> ExitCode {
         // Compose runs in its own process group, out of reach of a terminal's Ctrl-C: note the
         // signal so the running Compose command is stopped with its group and the tool exits 130.
         signals::install();
+        // While the upstream report comes, the engine and Compose are asked their versions
+        // (left unanswered when the report is only passed on: a hung engine does not delay it).
+        let engine = tokio::spawn(DockerEngine::connect());
+        let compose = tokio::spawn(Compose::find());
         let (stack, color, sources) = match cli::context(&cli.stack, cli.color, true, false).await?
         {
-            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
+            Context::PassOn(upstream) => {
+                engine.abort();
+                compose.abort();
+                return Ok(Printed::json(&upstream));
+            }
             Context::Act {
                 stack,
                 color,
@@ -105,10 +114,18 @@ fn main() -> ExitCode {
             Some(policy) => Some(policy),
             None => pull::from_env().in_project(&stack)?,
         };
-        // Both ask a program a question (the engine its version, Compose its own): at once.
-        let (engine, compose) = tokio::join!(DockerEngine::connect(), Compose::find());
-        let engine = engine.in_project(&stack)?;
-        let compose = compose.in_project(&stack)?.on(engine.endpoint());
+        let asked = |e: tokio::task::JoinError| Error::Engine(format!("cannot ask: {e}"));
+        let engine = engine
+            .await
+            .map_err(asked)
+            .in_project(&stack)?
+            .in_project(&stack)?;
+        let compose = compose
+            .await
+            .map_err(asked)
+            .in_project(&stack)?
+            .in_project(&stack)?
+            .on(engine.endpoint());
         let options = UpOptions {
             color,
             dry_run: cli.dry_run,
