@@ -1003,10 +1003,11 @@ impl<E: Engine> Run<'_, E> {
             self.journal.start(self.stack, JournalStepName::Proxy)?;
             fault::point("proxy:start");
             self.done.push(Done::Proxy);
-            // How many singletons run in the new color (all of them, or `usize::MAX` once the
-            // handovers ended either way): the rest of the old color waits for it, so its stops
-            // do not slow the singletons' starts (their gap).
-            let (started_tx, started_rx) = tokio::sync::watch::channel(0usize);
+            // How many singletons run in the new color (`usize::MAX` once the handovers are
+            // done, `None` once one failed): the rest of the old color waits until all run, so
+            // its stops do not slow the singletons' starts (their gap), and is left running
+            // when a handover fails (the switch is undone).
+            let (started_tx, started_rx) = tokio::sync::watch::channel(Some(0usize));
             // Field by field: the moves read the plan while the progress is written.
             let mover = Mover {
                 engine: self.engine,
@@ -1049,9 +1050,13 @@ impl<E: Engine> Run<'_, E> {
                 .count();
             let flip_then_stop = async {
                 let flipped = flip.await?;
-                let stopped = if stop_early {
-                    let mut started = started_rx.clone();
-                    let _ = started.wait_for(|n| *n >= singletons).await;
+                let mut started = started_rx.clone();
+                let all_run = stop_early
+                    && started
+                        .wait_for(|n| n.is_none_or(|n| n >= singletons))
+                        .await
+                        .is_ok_and(|n| n.is_some());
+                let stopped = if all_run {
                     Some(Self::stop_rest_early(&mover, &journal, &steps, &done).await)
                 } else {
                     None
@@ -1061,7 +1066,7 @@ impl<E: Engine> Run<'_, E> {
             let handing_over = async {
                 let handed_over =
                     Self::handovers(&mover, &journal, &steps, &done, &mut self.handovers).await;
-                started_tx.send_replace(usize::MAX);
+                started_tx.send_replace(handed_over.is_ok().then_some(usize::MAX));
                 handed_over
             };
             let (flipped, handed_over) = tokio::join!(flip_then_stop, handing_over);
@@ -1307,7 +1312,7 @@ struct Mover<'r, E: Engine> {
     opts: &'r SwitchOptions,
     plan: &'r Move,
     /// Counts each singleton started in the new color, for whoever waits for them.
-    singletons_started: Option<&'r tokio::sync::watch::Sender<usize>>,
+    singletons_started: Option<&'r tokio::sync::watch::Sender<Option<usize>>>,
 }
 
 impl<E: Engine> Mover<'_, E> {
@@ -1415,7 +1420,7 @@ impl<E: Engine> Mover<'_, E> {
         let start_ms = self.bring_up(service, &new, new_settings).await?;
         let gap_ms = millis_since(stopped);
         if let Some(started) = self.singletons_started {
-            started.send_modify(|n| *n = n.saturating_add(1));
+            started.send_modify(|n| *n = n.map(|n| n.saturating_add(1)));
         }
         info!(
             "{service}: {} -> {} handed over, gap {gap_ms:.0} ms",
