@@ -283,3 +283,74 @@ fn files_that_live_elsewhere_keep_their_build_context_env_file_and_bind_mounts()
         "the bind mount resolves where the compose file lives: {mounts}"
     );
 }
+
+/// The docker-compose plugin binary installed here (the user's, else a system one).
+fn installed_plugin() -> Option<std::path::PathBuf> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    [
+        format!("{home}/.docker/cli-plugins/docker-compose"),
+        "/usr/local/lib/docker/cli-plugins/docker-compose".into(),
+        "/usr/local/libexec/docker/cli-plugins/docker-compose".into(),
+        "/usr/lib/docker/cli-plugins/docker-compose".into(),
+        "/usr/libexec/docker/cli-plugins/docker-compose".into(),
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// A plugin directory in a fresh `DOCKER_CONFIG` whose `docker-compose` logs whether the docker
+/// CLI ran it, then runs the real plugin.
+fn plugin_wrapper(stack: &TestStack, real: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let config = stack.dir.join("docker-config");
+    std::fs::create_dir_all(config.join("cli-plugins")).unwrap();
+    let log = stack.dir.join("plugin.log");
+    let wrapper = config.join("cli-plugins/docker-compose");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = docker-cli-plugin-metadata ] || echo \"${{DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND:+via-docker}} $*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (config, log)
+}
+
+#[test]
+fn compose_is_the_plugin_docker_compose_would_run_called_without_the_cli() {
+    require_engine!();
+    let Some(real) = installed_plugin() else {
+        eprintln!("skipped: Compose is not installed as a docker CLI plugin here");
+        return;
+    };
+    let stack = TestStack::new("plugin");
+    stack.write_compose(&ztd_testkit::example_stack(&stack, free_port()));
+    let (config, log) = plugin_wrapper(&stack, &real);
+    let config_text = config.to_string_lossy().into_owned();
+    let env = [("DOCKER_CONFIG", config_text.as_str())];
+    stack
+        .run_with("ztd-up", &["--dry-run"], &env, None)
+        .expect_code(0);
+    let direct = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(direct.lines().any(|l| l.starts_with(" config")), "{direct}");
+    assert!(
+        !direct.contains("via-docker"),
+        "run without the CLI: {direct}"
+    );
+
+    // A CLI config that names more plugin directories: ztd asks `docker compose` itself.
+    std::fs::remove_file(&log).unwrap();
+    write(&config.join("config.json"), "{\"cliPluginsExtraDirs\": []}");
+    stack
+        .run_with("ztd-up", &["--dry-run"], &env, None)
+        .expect_code(0);
+    let via = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        via.lines()
+            .any(|l| l.starts_with("via-docker compose config")),
+        "{via}"
+    );
+}
