@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
@@ -628,14 +629,22 @@ pub async fn finish_stop_old<E: Engine>(
     ))
 }
 
-/// Retire each container at once. Every one is tried; the first failure is returned once all
-/// were.
+/// How many containers a switch stops at once.
+const STOP_CONCURRENCY: usize = 8;
+
+/// Retire each container, a few at a time. Every one is tried; the first failure is returned
+/// once all were.
 async fn stop_all<E: Engine>(
     engine: &E,
     opts: &SwitchOptions,
     containers: &[ContainerInfo],
 ) -> Result<()> {
-    let results = join_all(containers.iter().map(|c| retire(engine, opts, c))).await;
+    // A few at a time, for the reason ztd-up starts a few at a time.
+    let results: Vec<Result<()>> =
+        futures_util::stream::iter(containers.iter().map(|c| retire(engine, opts, c)))
+            .buffered(STOP_CONCURRENCY)
+            .collect()
+            .await;
     let mut first = None;
     for (container, result) in containers.iter().zip(results) {
         if let Err(err) = result {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -698,6 +699,9 @@ impl<E: Engine> Deployment<'_, E> {
     }
 }
 
+/// How many containers a deploy starts at once.
+const START_CONCURRENCY: usize = 8;
+
 /// After a signal: stop every container of the candidate that runs, so the stack is as before
 /// the deploy but for the stopped candidate, which `ztd-rollback` abandons. Returns the error
 /// to end with (exit 130).
@@ -805,9 +809,14 @@ async fn start_in_waves<E: Engine>(
             .iter()
             .filter_map(|s| meta.service(s).map(|p| p.container.clone()))
             .collect();
-        for result in
-            futures_util::future::join_all(containers.iter().map(|c| engine.start(c))).await
-        {
+        // A few at a time: the engine starts them one after another anyway, and a start queued
+        // behind dozens of others would outlast the engine call's deadline.
+        let results: Vec<Result<()>> =
+            futures_util::stream::iter(containers.iter().map(|c| engine.start(c)))
+                .buffer_unordered(START_CONCURRENCY)
+                .collect()
+                .await;
+        for result in results {
             result?;
         }
         started.extend(wave);
