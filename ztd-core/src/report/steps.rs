@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::info;
 use crate::proxy::ProxySwitch;
 use crate::stack::Color;
+use crate::units::millis;
 
 /// One timed step of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +38,7 @@ impl Step {
         Step {
             name: name.to_string(),
             started_unix_ms: u64::try_from(began.as_millis()).unwrap_or(u64::MAX),
-            duration_ms: ended.saturating_duration_since(started).as_secs_f64() * 1000.0,
+            duration_ms: millis(ended.saturating_duration_since(started)),
             ok,
             detail,
         }
