@@ -38,9 +38,10 @@ Steps, each journaled in .ztd/journal.json and timed in the JSON report:
      with --stop-old background, step 6 comes first and the switch answers then: a process of
      its own does step 5 with the deploy lock (its report names it: background_stop);
   7. run each ztd.hook.post-switch in the target (a failure is a warning, still exit 0).
-A failure before step 5 puts everything back as it was (proxy included) and exits 1; the
-journal says \"undoing\" first, so an undo that is killed is finished as an undo. A failure in
-steps 5 or 6 (the new color already serves) exits 6: --resume finishes the switch. Ctrl-C,
+A failure before every singleton runs healthy in the target puts everything back as it was
+(proxy included; what step 5 already stopped is started again) and exits 1; the journal says
+\"undoing\" first, so an undo that is killed is finished as an undo. A failure after that, in
+steps 5 or 6 (the new color already serves), exits 6: --resume finishes the switch. Ctrl-C,
 SIGTERM or SIGHUP finishes the current step, puts everything back, releases the lock and exits
 130; one that comes before the switch begins changes nothing.
 
