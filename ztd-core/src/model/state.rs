@@ -379,6 +379,11 @@ impl DeployLock {
                     if !stopping || std::time::Instant::now() >= deadline {
                         return Err(Error::Locked(message));
                     }
+                    if crate::signals::interrupted() {
+                        return Err(Error::Interrupted(
+                            "interrupted while waiting for the deploy lock".into(),
+                        ));
+                    }
                     if !said {
                         crate::info!("waiting for the old color to finish stopping ({message})");
                         said = true;
