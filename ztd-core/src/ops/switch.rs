@@ -444,18 +444,8 @@ pub async fn switch<E: Engine>(
         adopting,
     };
     check_interrupted()?;
-    // What a background stop is left with: the old side but its handed-over singletons.
-    let old_up: Vec<ContainerInfo> = plan
-        .old
-        .iter()
-        .filter(|c| c.state.is_up())
-        .filter(|c| {
-            plan.to_meta
-                .service(&c.service)
-                .is_none_or(|s| s.mode != SwitchMode::Handover)
-        })
-        .cloned()
-        .collect();
+    // What a background stop is left with.
+    let old_up = plan.rest_of_old();
     let mut moved = execute(engine, stack, opts, plan, started, None).await?;
     if let (Moved::Done(report), StopOld::Background) = (&mut moved, opts.stop_old) {
         report.background_stop =
@@ -588,26 +578,20 @@ pub async fn finish_stop_old<E: Engine>(
     let up: Vec<ContainerInfo> = other.into_iter().filter(|c| c.state.is_up()).collect();
     fault::point("stop_old:start");
     let stopping = Instant::now();
-    let results = join_all(up.iter().map(|c| retire(engine, opts, c))).await;
+    let stopped = stop_all(engine, opts, &up).await;
     let mut steps = Steps::default();
-    let failed: Vec<String> = up
-        .iter()
-        .zip(results)
-        .filter_map(|(c, r)| r.err().map(|e| format!("{}: {e}", c.name)))
-        .collect();
     steps.record(
         &JournalStepName::StopOld.to_string(),
         stopping,
-        failed.is_empty(),
+        stopped.is_ok(),
         StepDetail {
-            stopped: Some(up.len() - failed.len()),
+            stopped: stopped.is_ok().then_some(up.len()),
             ..StepDetail::default()
         },
     );
-    if !failed.is_empty() {
+    if let Err(err) = stopped {
         return Err(Error::Incomplete(format!(
-            "could not stop the old side ({}); run ztd-switch --resume",
-            failed.join("; ")
+            "could not stop the old side ({err}); run ztd-switch --resume"
         )));
     }
     journal.mark(stack, &JournalStepName::StopOld, StepState::Done)?;
@@ -674,6 +658,32 @@ pub struct Move {
     pub new: Vec<ContainerInfo>,
     /// The Compose project being adopted, if any.
     pub adopting: Option<String>,
+}
+
+impl Move {
+    /// The services handed over, in the order they are.
+    fn handover_services(&self) -> Vec<String> {
+        self.to_meta
+            .services
+            .iter()
+            .filter(|s| s.mode == SwitchMode::Handover)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// What runs of the old side but its singletons (those are handed over, not stopped).
+    fn rest_of_old(&self) -> Vec<ContainerInfo> {
+        self.old
+            .iter()
+            .filter(|c| c.state.is_up())
+            .filter(|c| {
+                self.to_meta
+                    .service(&c.service)
+                    .is_none_or(|s| s.mode != SwitchMode::Handover)
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// Carry out a move with the lock held: journal (a new one, or the one the caller began),
@@ -1029,13 +1039,8 @@ impl<E: Engine> Run<'_, E> {
             let step_index = self.steps.len();
             // Once traffic has moved, the rest of the old color stops while the singletons are
             // still handed over (undone, it is started again before the proxy points back).
-            let stop_early = self.opts.stop_old == StopOld::Wait
-                && mover
-                    .plan
-                    .to_meta
-                    .services
-                    .iter()
-                    .any(|s| s.mode == SwitchMode::Handover);
+            let singletons = mover.plan.handover_services().len();
+            let stop_early = self.opts.stop_old == StopOld::Wait && singletons > 0;
             let journal = RefCell::new(&mut self.journal);
             let steps = RefCell::new(&mut self.steps);
             let done = RefCell::new(&mut self.done);
@@ -1050,13 +1055,6 @@ impl<E: Engine> Run<'_, E> {
                 fault::point("proxy:done");
                 Ok::<_, Error>((flipped, ended))
             };
-            let singletons = mover
-                .plan
-                .to_meta
-                .services
-                .iter()
-                .filter(|s| s.mode == SwitchMode::Handover)
-                .count();
             let flip_then_stop = async {
                 let flipped = flip.await?;
                 let mut started = started_rx.clone();
@@ -1193,15 +1191,7 @@ impl<E: Engine> Run<'_, E> {
         done: &RefCell<&mut Vec<Done>>,
         handovers: &mut Vec<HandoverReport>,
     ) -> Result<()> {
-        let services: Vec<String> = mover
-            .plan
-            .to_meta
-            .services
-            .iter()
-            .filter(|s| s.mode == SwitchMode::Handover)
-            .map(|s| s.name.clone())
-            .collect();
-        for service in services {
+        for service in mover.plan.handover_services() {
             let step = JournalStepName::Handover(service.clone());
             journal.borrow_mut().start(mover.stack, step.clone())?;
             fault::point(&format!("{step}:start"));
@@ -1232,20 +1222,7 @@ impl<E: Engine> Run<'_, E> {
         steps: &RefCell<&mut Steps>,
         done: &RefCell<&mut Vec<Done>>,
     ) -> Result<()> {
-        let rest: Vec<ContainerInfo> = mover
-            .plan
-            .old
-            .iter()
-            .filter(|c| c.state.is_up())
-            .filter(|c| {
-                mover
-                    .plan
-                    .to_meta
-                    .service(&c.service)
-                    .is_none_or(|s| s.mode != SwitchMode::Handover)
-            })
-            .cloned()
-            .collect();
+        let rest = mover.plan.rest_of_old();
         journal
             .borrow_mut()
             .start(mover.stack, JournalStepName::StopOld)?;
