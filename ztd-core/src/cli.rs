@@ -60,6 +60,11 @@ pub struct StackArgs {
     /// Enable a Compose profile (repeatable) [default: COMPOSE_PROFILES]
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
+    /// Where the stack runs: compose (Docker Compose on the engine docker talks to) or swarm
+    /// (a Docker Swarm cluster, through the manager docker talks to; see the README's Beyond
+    /// one machine)
+    #[arg(long, value_name = "NAME", env = "ZTD_ORCHESTRATOR", default_value = "compose", value_parser = crate::swarm::orchestrator_arg)]
+    pub orchestrator: crate::swarm::Orchestrator,
 }
 
 /// How long a tool that only reads may spend asking Compose for the project's name.

@@ -13,6 +13,7 @@ pub mod model;
 pub mod ops;
 pub mod report;
 pub mod signals;
+pub mod swarm;
 
 #[cfg(test)]
 pub use engine::fake;

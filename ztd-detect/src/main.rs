@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if cli.stack.orchestrator == ztd_core::swarm::Orchestrator::Swarm {
+        return ztd_core::swarm::tools::detect(cli.stack);
+    }
     cli::run("ztd-detect", || async move {
         let stack = cli.stack.resolve_named(None).await.no_project()?;
         let engine = DockerEngine::connect().await.in_project(&stack)?;

@@ -113,6 +113,15 @@ fn main() -> ExitCode {
             Err(cli::ParseStop::Usage(m)) => return print(health_printer::nagios_unknown(&m)),
         },
     };
+    if cli.stack.orchestrator == ztd_core::swarm::Orchestrator::Swarm {
+        let wait = cli.wait.then(|| cli.health.deadline(cli.timeout));
+        let unsupported = [
+            ("--nagios", cli.nagios),
+            ("--report", cli.report),
+            ("--validate", cli.validate),
+        ];
+        return ztd_core::swarm::tools::health(cli.stack, cli.color, wait, &unsupported);
+    }
     let (floor, on_error): (Level, fn(&Error) -> Printed) = match (mode, cli.validate) {
         (Mode::Json, _) => return cli::run(TOOL, || json(cli)),
         (Mode::Report, true) => (Level::Warn, health_printer::validation_report_error),

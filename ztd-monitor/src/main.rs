@@ -95,6 +95,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if cli.stack.orchestrator == ztd_core::swarm::Orchestrator::Swarm {
+        let window = match window_length(cli.window.flatten()) {
+            Ok(window) => window,
+            Err(err) => return cli::fail(TOOL, None, &err),
+        };
+        let unsupported = [
+            ("--both", cli.both),
+            ("--view", cli.view),
+            ("--stream", cli.stream),
+        ];
+        return ztd_core::swarm::tools::monitor(cli.stack, cli.color, window, &unsupported);
+    }
     if cli.window.is_some() {
         cli::run(TOOL, || window(cli))
     } else {

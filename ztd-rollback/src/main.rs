@@ -62,6 +62,10 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "ztd-rollback", version, about, after_help = AFTER_HELP)]
 struct Cli {
+    /// With --orchestrator swarm: clear the cluster lock of a deploy that died on another
+    /// machine (its journal stays, for --resume or a rollback)
+    #[arg(long, conflicts_with_all = ["cleanup", "list", "to"])]
+    break_lock: bool,
     /// Remove this color (not the active one): containers, networks and rendered file
     #[arg(long, value_name = "COLOR", value_parser = cli::color_arg, conflicts_with_all = ["list", "to"])]
     cleanup: Option<Color>,
@@ -85,6 +89,33 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if cli.stack.orchestrator == ztd_core::swarm::Orchestrator::Swarm {
+        if cli.break_lock {
+            return ztd_core::swarm::tools::break_lock(cli.stack);
+        }
+        let options = ztd_core::swarm::ops::SwarmSwitchOptions {
+            to: None,
+            force: false,
+            resume: false,
+            health_deadline: cli.switch.health.deadline(cli.switch.health_timeout),
+            stop_timeout: cli.switch.stop_timeout,
+        };
+        let unsupported = [
+            ("--cleanup", cli.cleanup.is_some()),
+            ("--list", cli.list),
+            ("--to", cli.to.is_some()),
+        ];
+        return ztd_core::swarm::tools::switch("ztd-rollback", cli.stack, options, &unsupported);
+    }
+    if cli.break_lock {
+        return cli::fail(
+            "ztd-rollback",
+            None,
+            &ztd_core::Error::Usage(
+                "--break-lock is for the cluster lock of --orchestrator swarm (a local lock is freed when its process ends)".into(),
+            ),
+        );
+    }
     cli::run("ztd-rollback", || async move {
         signals::install();
         let stack = cli.stack.resolve_named(None).await.no_project()?;

@@ -106,6 +106,23 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if cli.stack.orchestrator == ztd_core::swarm::Orchestrator::Swarm {
+        let options = ztd_core::swarm::ops::SwarmSwitchOptions {
+            to: cli.color.or(cli.to),
+            force: cli.force,
+            resume: cli.resume,
+            health_deadline: cli.switch.health.deadline(cli.switch.health_timeout),
+            stop_timeout: cli.switch.stop_timeout,
+        };
+        let unsupported = [
+            (
+                "--stop-old background",
+                cli.stop_old == ztd_core::switch::StopOld::Background,
+            ),
+            ("--finish-stop-old", cli.finish_stop_old),
+        ];
+        return ztd_core::swarm::tools::switch("ztd-switch", cli.stack, options, &unsupported);
+    }
     cli::run("ztd-switch", || async move {
         signals::install();
         let named = cli.color.or(cli.to);

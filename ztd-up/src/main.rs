@@ -88,6 +88,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if cli.stack.orchestrator == ztd_core::swarm::Orchestrator::Swarm {
+        let unsupported = [
+            ("--dry-run", cli.dry_run),
+            ("--no-build", cli.no_build),
+            ("--pull", cli.pull.is_some()),
+        ];
+        return ztd_core::swarm::tools::up(cli.stack, cli.color, &unsupported);
+    }
     cli::run("ztd-up", || async move {
         // Compose runs in its own process group, out of reach of a terminal's Ctrl-C: note the
         // signal so the running Compose command is stopped with its group and the tool exits 130.

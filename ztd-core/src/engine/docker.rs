@@ -142,6 +142,30 @@ impl DockerEngine {
         &self.endpoint
     }
 
+    /// The bollard client, for the Swarm calls the `Engine` trait does not carry (`swarm`).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// One Swarm request within the engine deadline (see [`DockerEngine::request`]): the
+    /// bollard error is handed back as is, for a caller that accepts some refusals.
+    pub async fn swarm_request<T>(
+        &self,
+        call: &str,
+        request: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<std::result::Result<T, bollard::errors::Error>> {
+        self.request(call, request).await
+    }
+
+    /// One Swarm call within the engine deadline, its error mapped like every other call's.
+    pub async fn swarm_call<T>(
+        &self,
+        call: &str,
+        request: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        self.within(call, async { Ok(request.await?) }).await
+    }
+
     /// The error of a call that got no answer in time.
     fn no_answer(&self, call: &str, within: &str) -> Error {
         Error::EngineUnreachable(format!(
