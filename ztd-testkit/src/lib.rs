@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod swarm;
+
 /// The test app image, built by `make images`.
 pub fn testapp_image() -> String {
     std::env::var("ZTD_TESTAPP_IMAGE").unwrap_or_else(|_| "ztd-testapp:latest".into())
@@ -212,7 +214,7 @@ macro_rules! require_engine {
 }
 
 /// The settings ztd reads from the environment: tests set them, never inherit them.
-pub const SETTINGS: [&str; 19] = [
+pub const SETTINGS: [&str; 21] = [
     "ZTD_ENGINE_TIMEOUT",
     "ZTD_HEALTH_TIMEOUT",
     "ZTD_COMPOSE_TIMEOUT",
@@ -231,6 +233,8 @@ pub const SETTINGS: [&str; 19] = [
     "ZTD_NOTIFY_TIMEOUT",
     "ZTD_PULL",
     "ZTD_STOP_OLD",
+    "ZTD_ORCHESTRATOR",
+    "ZTD_SWARM_ENDPOINT_MODE",
     "NO_COLOR",
 ];
 
@@ -317,9 +321,17 @@ pub fn free_port() -> u16 {
 /// GET `path` from 127.0.0.1:`port` with `Connection: close`; the status line, the
 /// `X-Ztd-Color` header and the body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, Option<String>, String), String> {
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// As [`http_get`], from `host`.
+pub fn http_get_at(
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<(u16, Option<String>, String), String> {
     use std::io::Read;
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut stream = std::net::TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
@@ -369,14 +381,20 @@ pub struct LoadReport {
 impl LoadLoop {
     /// Start hitting 127.0.0.1:`port``path`.
     pub fn start(port: u16, path: &str) -> LoadLoop {
+        LoadLoop::start_at("127.0.0.1", port, path)
+    }
+
+    /// Start hitting `host`:`port``path`.
+    pub fn start_at(host: &str, port: u16, path: &str) -> LoadLoop {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
         let path = path.to_string();
+        let host = host.to_string();
         let handle = std::thread::spawn(move || {
             let mut report = LoadReport::default();
             while !flag.load(Ordering::SeqCst) {
                 report.total += 1;
-                match http_get(port, &path) {
+                match http_get_at(&host, port, &path) {
                     Ok((200, _, body)) => {
                         let body = body.trim().to_string();
                         if report.bodies.last() != Some(&body) {
@@ -443,6 +461,11 @@ pub struct Event {
 impl EventLog {
     /// Record container events with this label filter (`key=value`) from now on.
     pub fn start(label: &str) -> EventLog {
+        EventLog::start_on(None, label)
+    }
+
+    /// As [`EventLog::start`], on the engine at `host` (None: the one `docker` talks to).
+    pub fn start_on(host: Option<&str>, label: &str) -> EventLog {
         let since = format!(
             "{:.9}",
             std::time::SystemTime::now()
@@ -450,7 +473,11 @@ impl EventLog {
                 .unwrap_or_default()
                 .as_secs_f64()
         );
-        let child = Command::new("docker")
+        let mut command = Command::new("docker");
+        if let Some(host) = host {
+            command.env("DOCKER_HOST", host);
+        }
+        let child = command
             .args([
                 "events",
                 "--since",

@@ -65,6 +65,9 @@ pub const LABEL_SWITCH: &str = "ztd.swarm.switch";
 pub const LABEL_PUBLISH: &str = "ztd.swarm.publish";
 /// How many replicas it runs with when its color runs (kept while a switch scales it to 0).
 pub const LABEL_REPLICAS: &str = "ztd.swarm.replicas";
+/// The node ztd pinned a handover singleton to (its `node.id==` placement constraint), so that
+/// Swarm never starts a second copy elsewhere when that node goes quiet.
+pub const LABEL_PINNED: &str = "ztd.swarm.pinned";
 /// What a ztd-made service is for: `proxy` or `lock`.
 pub const LABEL_ROLE: &str = "ztd.swarm.role";
 /// The node label giving the address of that node's engine, for the proxy's config updates.
@@ -404,6 +407,28 @@ impl Cluster {
                     .get_or_insert_with(HashMap::new)
                     .insert(LABEL_REPLICAS.to_string(), kept.to_string());
             }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Run a handover singleton as one task pinned to `node_id`: any pin ztd made before is
+    /// replaced, the user's own constraints stay.
+    pub async fn run_pinned(&self, name: &str, node_id: &str) -> Result<()> {
+        self.update_service(name, |spec| {
+            let before = spec_label(spec, LABEL_PINNED).map(|n| format!("node.id=={n}"));
+            let template = spec.task_template.get_or_insert_with(Default::default);
+            let placement = template.placement.get_or_insert_with(Default::default);
+            let constraints = placement.constraints.get_or_insert_with(Vec::new);
+            constraints.retain(|c| Some(c.replace(' ', "")) != before);
+            constraints.push(format!("node.id=={node_id}"));
+            spec.labels
+                .get_or_insert_with(HashMap::new)
+                .insert(LABEL_PINNED.to_string(), node_id.to_string());
+            spec.mode = Some(ServiceSpecMode {
+                replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+                ..Default::default()
+            });
             Ok(())
         })
         .await

@@ -300,6 +300,7 @@ async fn locked<T>(
     work: impl AsyncFnOnce(&ClusterLock) -> Result<T>,
 ) -> Result<T> {
     let held = lock::acquire(cluster, stack, tool).await?;
+    crate::fault::pause("swarm:locked").await;
     let result = work(&held).await;
     let released = held.release(cluster).await;
     let value = result?;
@@ -388,7 +389,14 @@ pub async fn up(
         let config = compose
             .config(stack, sources, &env, Duration::from_secs(60))
             .await?;
-        let plan = render::render(&config, stack, color, state.active().is_some())?;
+        // With nothing active, the singletons start now, pinned to the manager's node.
+        let plan = render::render(
+            &config,
+            stack,
+            color,
+            state.active().is_some(),
+            &cluster.node_id,
+        )?;
         for key in &plan.dropped {
             crate::warn!("{key}: not supported by a Swarm stack, left out");
         }
@@ -945,6 +953,9 @@ async fn hand_over(
         new_node: None,
     };
     let nodes = cluster.nodes().await?;
+    // The new copy goes where the old one ran (its node-local volumes are there), when that
+    // node is ready.
+    let mut pin = None;
     if cluster.service(&old_name).await?.is_some() {
         let old_tasks = cluster.tasks(&old_name, &nodes).await?;
         handover.old_nodes = old_tasks
@@ -952,6 +963,11 @@ async fn hand_over(
             .filter(|t| !t.is_finished())
             .map(|t| t.node.clone())
             .collect();
+        pin = old_tasks
+            .iter()
+            .filter(|t| !t.is_finished())
+            .map(|t| t.node_id.clone())
+            .next();
         cluster.scale(&old_name, 0, Some(1)).await?;
     }
     // The new copy's own earlier tasks count too: none may still run anywhere.
@@ -1006,7 +1022,22 @@ async fn hand_over(
     let gap_started = Instant::now();
     crate::fault::point("swarm:handover_start");
     if new.replicas != Some(1) {
-        cluster.scale(&new.service, 1, Some(1)).await?;
+        let nodes = cluster.nodes().await?;
+        let usable = |id: &str| {
+            nodes
+                .iter()
+                .any(|n| n.id == id && n.is_ready() && n.availability == "active")
+        };
+        let node = pin
+            .filter(|id| usable(id))
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| n.is_ready() && n.availability == "active")
+                    .map(|n| n.id.clone())
+            })
+            .ok_or_else(|| Error::State("no ready node can run the singleton".into()))?;
+        cluster.run_pinned(&new.service, &node).await?;
     }
     let deadline = options.health_deadline;
     loop {

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::labels::{ProxyProtocol, ServiceSettings, SwitchMode};
 use crate::stack::{Color, Stack};
 use crate::swarm::{
-    LABEL_COLOR, LABEL_PROJECT, LABEL_PUBLISH, LABEL_REPLICAS, LABEL_SERVICE, LABEL_SWITCH,
-    color_network,
+    LABEL_COLOR, LABEL_PINNED, LABEL_PROJECT, LABEL_PUBLISH, LABEL_REPLICAS, LABEL_SERVICE,
+    LABEL_SWITCH, color_network,
 };
 
 /// Service keys carried over as they are (the compose model and format 3.8 agree on them).
@@ -133,12 +133,14 @@ pub struct SwarmPlan {
 }
 
 /// Render `color` of the project `config` (the output of `compose config --format json`).
-/// `singletons_wait`: another color runs, so the handover singletons start at zero replicas.
+/// `singletons_wait`: another color runs, so the handover singletons start at zero replicas
+/// (the switch pins each to a node as it hands over); else they start now, pinned to `pin`.
 pub fn render(
     config: &Value,
     stack: &Stack,
     color: Color,
     singletons_wait: bool,
+    pin: &str,
 ) -> Result<SwarmPlan> {
     let services = config
         .get("services")
@@ -236,7 +238,20 @@ pub fn render(
             };
             deploy.insert("restart_policy".into(), json!({ "condition": condition }));
         }
+        let pinned = settings.switch == SwitchMode::Handover && starts_with == 1;
+        if pinned {
+            let placement = deploy.entry("placement").or_insert_with(|| json!({}));
+            if let Value::Object(placement) = placement {
+                let constraints = placement.entry("constraints").or_insert_with(|| json!([]));
+                if let Value::Array(list) = constraints {
+                    list.push(json!(format!("node.id=={pin}")));
+                }
+            }
+        }
         let mut ztd_labels = string_map(deploy.get("labels"));
+        if pinned {
+            ztd_labels.insert(LABEL_PINNED.into(), pin.to_string());
+        }
         ztd_labels.insert(LABEL_PROJECT.into(), stack.name.clone());
         ztd_labels.insert(LABEL_COLOR.into(), color.as_str().into());
         ztd_labels.insert(LABEL_SERVICE.into(), name.clone());
@@ -430,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_color_runs_on_its_network_with_its_ports_left_to_the_proxy() {
-        let plan = render(&model(), &stack(), Color::Green, true).expect("render");
+        let plan = render(&model(), &stack(), Color::Green, true, "n1").expect("render");
         assert_eq!(plan.file["version"], "3.8");
         assert_eq!(plan.file["networks"]["default"]["name"], "shop-ztd-green");
         let web = &plan.file["services"]["web"];
@@ -453,32 +468,41 @@ mod tests {
 
     #[test]
     fn a_singleton_waits_at_zero_replicas_only_when_another_color_runs() {
-        let waiting = render(&model(), &stack(), Color::Blue, true).expect("render");
+        let waiting = render(&model(), &stack(), Color::Blue, true, "n1").expect("render");
         assert_eq!(waiting.file["services"]["bot"]["deploy"]["replicas"], 0);
         assert_eq!(
             waiting.file["services"]["bot"]["deploy"]["labels"][LABEL_REPLICAS],
             "1"
         );
         assert_eq!(waiting.file["services"]["web"]["deploy"]["replicas"], 1);
-        let first = render(&model(), &stack(), Color::Blue, false).expect("render");
+        let first = render(&model(), &stack(), Color::Blue, false, "n1").expect("render");
         assert_eq!(first.file["services"]["bot"]["deploy"]["replicas"], 1);
+        assert_eq!(
+            first.file["services"]["bot"]["deploy"]["placement"]["constraints"],
+            json!(["node.id==n1"])
+        );
+        assert!(
+            waiting.file["services"]["bot"]["deploy"]
+                .get("placement")
+                .is_none()
+        );
     }
 
     #[test]
     fn what_a_swarm_cannot_run_is_refused_by_name() {
         let mut shared = model();
         shared["services"]["db"] = json!({"image": "db:1", "labels": {"ztd.switch": "shared"}});
-        let err = render(&shared, &stack(), Color::Blue, true).expect_err("shared");
+        let err = render(&shared, &stack(), Color::Blue, true, "n1").expect_err("shared");
         assert!(err.message().contains("db"), "{}", err.message());
         let mut built = model();
         built["services"]["web"]
             .as_object_mut()
             .expect("web")
             .remove("image");
-        assert!(render(&built, &stack(), Color::Blue, true).is_err());
+        assert!(render(&built, &stack(), Color::Blue, true, "n1").is_err());
         let mut twice = model();
         twice["services"]["bot"]["deploy"] = json!({"replicas": 2});
-        assert!(render(&twice, &stack(), Color::Blue, true).is_err());
+        assert!(render(&twice, &stack(), Color::Blue, true, "n1").is_err());
     }
 
     #[test]
