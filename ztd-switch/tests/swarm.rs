@@ -132,6 +132,18 @@ fn three_deploys_and_a_rollback_lose_no_request_on_any_node() {
     let rolled = bed.run(2, "ztd-rollback", &[]);
     rolled.expect_code(0);
     all_serve(&NODES, "v3", "green");
+    // Health from the cluster's view: the tasks, and each node's proxy on the active color.
+    let health = bed.run(3, "ztd-health", &[]);
+    health.expect_code(0);
+    let proxies = health.json["proxies"].as_array().unwrap();
+    assert_eq!(proxies.len(), 3, "{}", health.stdout);
+    assert!(
+        proxies
+            .iter()
+            .all(|p| p["color"] == "green" && p["status"] == 200),
+        "{}",
+        health.stdout
+    );
     let reports: Vec<_> = loads.into_iter().map(LoadLoop::stop).collect();
     for (n, report) in NODES.iter().zip(&reports) {
         assert!(
@@ -233,6 +245,14 @@ fn a_cut_off_singleton_node_refuses_the_handover_unless_forced() {
         serde_json::json!([format!("so-n{node}")])
     );
     all_serve(&others, "v3", "green");
+    let health = bed.run(via, "ztd-health", &[]);
+    health.expect_code(0);
+    assert_eq!(
+        health.json["proxies"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        health.stdout
+    );
     bed.cut(node, false);
     assert!(
         bed.wait_whole(Duration::from_secs(120)),
@@ -256,7 +276,34 @@ fn two_deploys_through_two_managers_one_runs_and_the_other_names_the_holder() {
         return;
     };
     bed.write_compose(&stack_yaml());
+    // Only the nodes labelled ztd.edge=true publish the ports.
+    for n in [1, 2] {
+        docker(
+            1,
+            &[
+                "node",
+                "update",
+                "--label-add",
+                "ztd.edge=true",
+                &format!("so-n{n}"),
+            ],
+        )
+        .unwrap();
+    }
     deploy(&bed, 1, "v1").expect_code(0);
+    all_serve(&[1, 2], "v1", "green");
+    assert!(
+        http_get_at(&addr(3), PORT, "/").is_err(),
+        "so-n3 is no edge node"
+    );
+    let health = bed.run(3, "ztd-health", &[]);
+    health.expect_code(0);
+    assert_eq!(
+        health.json["proxies"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        health.stdout
+    );
     // Both start at once; whoever takes the lock holds it for 3 s.
     let pause = [("ZTD_PAUSE", "swarm:locked=3s"), ("APP_VERSION", "v2")];
     let a = bed.spawn(1, "ztd-up blue </dev/null", &pause);
@@ -340,6 +387,14 @@ fn a_switch_killed_at_each_step_is_resumed_or_rolled_back_without_a_failed_reque
         let detected = bed.run(3, "ztd-detect", &[]);
         detected.expect_code(6);
         assert_eq!(detected.json["interrupted"], true);
+        // The journal, kept in the cluster, records every service's version and replicas.
+        let before = detected.json["journal"]["before"].as_array().unwrap();
+        assert!(before.len() >= 6, "{}", detected.stdout);
+        assert!(
+            before
+                .iter()
+                .all(|s| s["version"].as_u64().unwrap_or(0) > 0)
+        );
         // The singleton never runs twice, whatever step the switch died at.
         assert!(
             running_bots(&bed).len() <= 1,

@@ -72,6 +72,8 @@ pub const LABEL_PINNED: &str = "ztd.swarm.pinned";
 pub const LABEL_ROLE: &str = "ztd.swarm.role";
 /// The node label giving the address of that node's engine, for the proxy's config updates.
 pub const NODE_ENGINE_LABEL: &str = "ztd.engine";
+/// The node label (`true`) of the nodes that publish the stack's ports; none labelled: all do.
+pub const NODE_EDGE_LABEL: &str = "ztd.edge";
 
 /// The overlay network of a color; the proxy is attached to both from its creation, so a
 /// switch never changes the proxy's networks (which would restart its tasks).
@@ -109,8 +111,16 @@ pub struct NodeView {
     /// Its engine's address for ztd (node label `ztd.engine`), if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// Whether it is labelled `ztd.edge=true` (publishes the stack's ports).
+    pub edge: bool,
     /// Whether it is the manager ztd talks to.
     pub current: bool,
+}
+
+/// The nodes that run the front proxy: those labelled `ztd.edge=true`, else every node.
+pub fn proxy_nodes(nodes: &[NodeView]) -> Vec<&NodeView> {
+    let edge = nodes.iter().any(|n| n.edge);
+    nodes.iter().filter(|n| !edge || n.edge).collect()
 }
 
 impl NodeView {
@@ -201,6 +211,11 @@ fn node_view(node: Node, current: &str) -> NodeView {
         availability: spec.availability.map(|a| a.to_string()).unwrap_or_default(),
         role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
         leader: node.manager_status.and_then(|m| m.leader).unwrap_or(false),
+        edge: spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(NODE_EDGE_LABEL))
+            .is_some_and(|v| v == "true"),
         engine: spec
             .labels
             .and_then(|l| l.get(NODE_ENGINE_LABEL).cloned())

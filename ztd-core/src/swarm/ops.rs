@@ -34,6 +34,8 @@ pub struct ServiceView {
     pub name: String,
     /// Its Swarm service.
     pub service: String,
+    /// Swarm's version of its spec (each update makes a new one).
+    pub version: u64,
     /// Its `ztd.switch` mode.
     pub switch: String,
     /// The replicas Swarm is asked for now (None: global).
@@ -114,6 +116,7 @@ impl ClusterState {
 }
 
 fn service_view(service: Service, tasks: Vec<TaskView>) -> Option<(Color, ServiceView)> {
+    let version = service.version.and_then(|v| v.index).unwrap_or_default();
     let spec = service.spec.unwrap_or_default();
     let color = crate::cli::color_arg(spec_label(&spec, LABEL_COLOR)?).ok()?;
     let name = spec_label(&spec, LABEL_SERVICE)?.to_string();
@@ -133,6 +136,7 @@ fn service_view(service: Service, tasks: Vec<TaskView>) -> Option<(Color, Servic
         color,
         ServiceView {
             service: spec.name.clone().unwrap_or_default(),
+            version,
             switch: spec_label(&spec, LABEL_SWITCH)
                 .unwrap_or("side")
                 .to_string(),
@@ -493,7 +497,9 @@ pub struct SwarmHealthReport {
     pub healthy: bool,
     /// Each service, with its tasks.
     pub services: Vec<ServiceView>,
-    /// What is missing, service by service.
+    /// For the active color: what each ready node's proxy answers on the first HTTP port.
+    pub proxies: Vec<proxy::NodeProbe>,
+    /// What is missing, service by service, and each node's proxy that does not serve it.
     pub problems: Vec<String>,
     /// How long the check (and its wait) took.
     pub elapsed_ms: f64,
@@ -570,7 +576,36 @@ pub async fn health(
         let color = color.or(state.active()).ok_or_else(|| {
             Error::State(format!("nothing of {} is active: name a color", stack.name))
         })?;
-        let problems = problems(&state, color);
+        let mut problems = problems(&state, color);
+        let port = state
+            .listeners(color)
+            .into_iter()
+            .find(|l| l.protocol == crate::labels::ProxyProtocol::Http)
+            .map(|l| l.published);
+        let proxies = match port {
+            Some(port) if state.active() == Some(color) => {
+                proxy::probe_nodes(&state.nodes, port).await
+            }
+            _ => Vec::new(),
+        };
+        let generation = state.proxy.as_ref().map(|p| p.generation);
+        for probe in &proxies {
+            if probe.status != Some(200)
+                || probe.color.as_deref() != Some(color.as_str())
+                || probe.generation != generation
+            {
+                problems.push(format!(
+                    "the proxy on {} ({}:{}) does not serve {color} at generation {}: it answered {:?} {:?} {:?}",
+                    probe.node,
+                    probe.addr,
+                    port.unwrap_or_default(),
+                    generation.unwrap_or_default(),
+                    probe.status,
+                    probe.color,
+                    probe.generation
+                ));
+            }
+        }
         let done = problems.is_empty() || wait.is_none_or(|w| started.elapsed() >= w);
         if done {
             return Ok(SwarmHealthReport {
@@ -578,6 +613,7 @@ pub async fn health(
                 color,
                 healthy: problems.is_empty(),
                 services: state.services(color).to_vec(),
+                proxies,
                 problems,
                 elapsed_ms: millis(started.elapsed()),
             });
@@ -798,9 +834,19 @@ pub async fn switch(
                 }
             }
         }
+        // What every service was before: Swarm's version and replicas of each, for the record
+        // (the undo converges back onto the old color, which restores exactly these).
+        let before: Vec<Value> = state
+            .colors
+            .values()
+            .flatten()
+            .map(|s| json!({ "service": s.service, "version": s.version, "replicas": s.replicas }))
+            .collect();
         let journal = json!({
             "tool": tool, "from": to.other(), "to": to, "phase": "switching",
             "started_unix_ms": chrono::Utc::now().timestamp_millis(),
+            "proxy_generation": state.proxy.as_ref().map(|p| p.generation),
+            "before": before,
         });
         held.set_journal(cluster, Some(&journal)).await?;
         let generation = state.proxy.as_ref().map_or(0, |p| p.generation) + 1;
@@ -1268,6 +1314,7 @@ mod tests {
                 role: "manager".into(),
                 leader: true,
                 engine: None,
+                edge: false,
                 current: true,
             },
             NodeView {
@@ -1279,6 +1326,7 @@ mod tests {
                 role: "manager".into(),
                 leader: false,
                 engine: None,
+                edge: false,
                 current: false,
             },
         ];

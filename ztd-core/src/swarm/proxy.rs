@@ -31,7 +31,8 @@ use crate::proxy::GENERATION_PATH;
 use crate::stack::{Color, Stack};
 use crate::swarm::render::SwarmListener;
 use crate::swarm::{
-    Cluster, LABEL_PROJECT, LABEL_ROLE, NodeView, TaskView, color_network, service_name, spec_label,
+    Cluster, LABEL_PROJECT, LABEL_ROLE, NODE_EDGE_LABEL, NodeView, TaskView, color_network,
+    proxy_nodes, service_name, spec_label,
 };
 
 /// The proxy service's label holding the active color.
@@ -226,7 +227,8 @@ pub async fn ensure(
     wanted.dedup();
     let created = match cluster.service(&name).await? {
         None => {
-            let spec = proxy_spec(stack, image, (&config, &config_id), listeners);
+            let edge = cluster.nodes().await?.iter().any(|n| n.edge);
+            let spec = proxy_spec(stack, image, (&config, &config_id), listeners, edge);
             let docker = cluster.engine.client();
             cluster
                 .engine
@@ -350,6 +352,7 @@ fn proxy_spec(
     image: &str,
     (config, config_id): (&str, &str),
     listeners: &[SwarmListener],
+    edge: bool,
 ) -> ServiceSpec {
     let labels = HashMap::from([
         (LABEL_PROJECT.to_string(), stack.name.clone()),
@@ -387,6 +390,10 @@ fn proxy_spec(
                 }]),
                 ..Default::default()
             }),
+            placement: edge.then(|| bollard::models::TaskSpecPlacement {
+                constraints: Some(vec![format!("node.labels.{NODE_EDGE_LABEL}==true")]),
+                ..Default::default()
+            }),
             restart_policy: Some(TaskSpecRestartPolicy {
                 condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
                 ..Default::default()
@@ -417,8 +424,8 @@ async fn node_tasks(
     nodes: &[NodeView],
 ) -> Result<Vec<(NodeView, Option<TaskView>)>> {
     let tasks = cluster.tasks(&service(stack), nodes).await?;
-    Ok(nodes
-        .iter()
+    Ok(proxy_nodes(nodes)
+        .into_iter()
         .filter(|n| n.is_ready() && n.availability == "active")
         .map(|n| {
             let task = tasks
@@ -582,6 +589,53 @@ async fn confirm(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What one node's proxy answers on a published port.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeProbe {
+    /// The node.
+    pub node: String,
+    /// Where it was asked.
+    pub addr: String,
+    /// The HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// The color it says it forwards to.
+    pub color: Option<String>,
+    /// The generation of its routes.
+    pub generation: Option<u64>,
+}
+
+/// Ask every ready proxy node for its color and generation on `port`, all at once.
+pub async fn probe_nodes(nodes: &[NodeView], port: u16) -> Vec<NodeProbe> {
+    let asks = proxy_nodes(nodes)
+        .into_iter()
+        .filter(|n| n.is_ready())
+        .map(|n| {
+            let (node, addr) = (n.hostname.clone(), n.addr.clone());
+            async move {
+                let asked = addr.clone();
+                let answer = tokio::task::spawn_blocking(move || {
+                    crate::probe::http_get_text(
+                        &asked,
+                        port,
+                        GENERATION_PATH,
+                        Duration::from_secs(2),
+                    )
+                })
+                .await
+                .ok()
+                .flatten();
+                NodeProbe {
+                    node,
+                    addr,
+                    status: answer.as_ref().map(|a| a.0),
+                    color: answer.as_ref().and_then(|a| a.1.clone()),
+                    generation: answer.as_ref().and_then(|a| a.2.trim().parse().ok()),
+                }
+            }
+        });
+    futures_util::future::join_all(asks).await
 }
 
 /// A ustar archive of regular files (mode 0644, owned by root), as the archive API takes.
