@@ -15,7 +15,7 @@ DEV_FEATURES := --features ztd-core/fault-injection
 IMAGE_DIR := target/images
 TESTAPP_IMAGE ?= ztd-testapp:latest
 
-.PHONY: setup setup-tests install uninstall deb build release images testapp-image proxy-image test lint fmt-check clippy unit bench clean \
+.PHONY: setup setup-tests install uninstall deb build release images testapp-image proxy-image test lint fmt-check clippy unit bench bench-swarm clean \
 	deploy status health up switch monitor rollback cleanup demo demo-clean
 
 # The stack the deploy targets act on, and the tools they run (built here, first on PATH).
@@ -134,6 +134,10 @@ bench: release images
 	bash bench/run.sh
 	bash bench/deploy.sh
 	bash bench/monitor.sh
+
+## bench-swarm: the Swarm figures of the README, on a 3-node test bed made here (root)
+bench-swarm: release images
+	bash bench/swarm.sh
 
 clean:
 	$(CARGO) clean

@@ -264,6 +264,21 @@ fn a_cut_off_singleton_node_refuses_the_handover_unless_forced() {
         "bots: {:?}",
         running_bots(&bed)
     );
+    // Its proxy still serves what it served when it was cut off: health says so, and the next
+    // deploy brings it up to date before anything else.
+    let stale = bed.run(via, "ztd-health", &[]);
+    stale.expect_code(1);
+    assert!(
+        stale.json["problems"]
+            .to_string()
+            .contains(&format!("so-n{node}")),
+        "{}",
+        stale.stdout
+    );
+    bed.run(via, "ztd-detect | ztd-up", &[("APP_VERSION", "v4")])
+        .expect_code(0);
+    all_serve(&NODES, "v3", "green");
+    bed.run(via, "ztd-health", &[]).expect_code(0);
 }
 
 #[test]

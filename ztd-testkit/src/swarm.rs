@@ -30,8 +30,13 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("swarm-testbed.sh")
 }
 
-/// Why this machine cannot run the bed, if it cannot.
+/// Why this machine cannot run the bed, if it cannot (asked once per test binary).
 fn cannot() -> Option<String> {
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(ask_why_not).clone()
+}
+
+fn ask_why_not() -> Option<String> {
     if !crate::engine_answers() {
         return Some("no Docker engine answers".into());
     }
@@ -59,7 +64,13 @@ fn cannot() -> Option<String> {
         );
     }
     let netns = Command::new("sh")
-        .args(["-c", "ip netns add ztd-probe && ip netns del ztd-probe"])
+        .args([
+            "-c",
+            &format!(
+                "ip netns add ztd-probe-{0} && ip netns del ztd-probe-{0}",
+                std::process::id()
+            ),
+        ])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());

@@ -417,6 +417,11 @@ pub async fn up(
         };
         let proxy_created =
             proxy::ensure(cluster, stack, &crate::proxy::image(), &plan.listeners).await?;
+        // A proxy task Swarm started since the last switch (a new node) serves nothing yet.
+        if let (Some(active), Some(current)) = (state.active(), state.proxy.as_ref()) {
+            let listeners = state.listeners(active);
+            proxy::resync(cluster, stack, active, current.generation, &listeners).await?;
+        }
         std::fs::create_dir_all(stack.ztd_dir()).map_err(|e| {
             Error::State(format!("cannot create {}: {e}", stack.ztd_dir().display()))
         })?;
@@ -651,6 +656,8 @@ pub struct SwarmHandover {
     pub old_nodes: Vec<String>,
     /// Nodes that never confirmed the old copy's stop (only with --force).
     pub unconfirmed: Vec<String>,
+    /// From the old copy's stop to its node's report that it finished, in ms.
+    pub stop_ms: f64,
     /// From the old copy's confirmed stop to the new one running, in ms.
     pub gap_ms: f64,
     /// Where the new copy runs.
@@ -674,6 +681,9 @@ pub struct SwarmSwitchReport {
     pub reason: Option<String>,
     /// Whether --force let a handover go on without a node's confirmation.
     pub forced: bool,
+    /// How long each step took, in ms: ready (the new color running), proxy (every node's
+    /// proxy moved and confirmed), handovers, stop_old (the old color scaled to zero).
+    pub steps_ms: BTreeMap<&'static str, f64>,
     /// Each node's proxy, confirmed on the new generation.
     pub proxy: Vec<NodeConfirmation>,
     /// Nodes whose proxy was not updated (not ready): they serve what they served.
@@ -738,6 +748,7 @@ impl Stop {
 /// What a convergence did.
 #[derive(Default)]
 struct Progress {
+    steps: BTreeMap<&'static str, f64>,
     proxy: Vec<NodeConfirmation>,
     unreachable: Vec<String>,
     handovers: Vec<SwarmHandover>,
@@ -804,6 +815,7 @@ pub async fn switch(
             outcome,
             reason,
             forced: progress.forced,
+            steps_ms: progress.steps,
             proxy: progress.proxy,
             unreachable_nodes: progress.unreachable,
             handovers: progress.handovers,
@@ -907,6 +919,11 @@ async fn converge(
     options: &SwarmSwitchOptions,
     progress: &mut Progress,
 ) -> std::result::Result<(), Stop> {
+    let mut step = Instant::now();
+    let mut lap = |name, progress: &mut Progress| {
+        progress.steps.insert(name, millis(step.elapsed()));
+        step = Instant::now();
+    };
     let state = observe(cluster, stack).await?;
     for service in state.services(to).iter().filter(|s| !s.is_singleton()) {
         if service.replicas == Some(0) && service.runs_with > 0 {
@@ -917,6 +934,7 @@ async fn converge(
         }
     }
     wait_running(cluster, stack, to, false, options.health_deadline).await?;
+    lap("ready", progress);
     crate::fault::point("swarm:proxy");
     let listeners = state.listeners(to);
     progress.unreachable = state
@@ -926,11 +944,13 @@ async fn converge(
         .map(|n| n.hostname.clone())
         .collect();
     progress.proxy = proxy::point_to(cluster, stack, to, generation, &listeners).await?;
+    lap("proxy", progress);
     for new in state.services(to).iter().filter(|s| s.is_singleton()) {
         crate::fault::point("swarm:handover");
         let handover = hand_over(cluster, stack, to, new, options, &mut progress.forced).await?;
         progress.handovers.push(handover);
     }
+    lap("handovers", progress);
     crate::fault::point("swarm:stop_old");
     for old in state
         .services(to.other())
@@ -944,6 +964,7 @@ async fn converge(
             progress.stopped.push(old.service.clone());
         }
     }
+    lap("stop_old", progress);
     Ok(())
 }
 
@@ -995,6 +1016,7 @@ async fn hand_over(
         service: new.name.clone(),
         old_nodes: Vec::new(),
         unconfirmed: Vec::new(),
+        stop_ms: 0.0,
         gap_ms: 0.0,
         new_node: None,
     };
@@ -1002,23 +1024,31 @@ async fn hand_over(
     // The new copy goes where the old one ran (its node-local volumes are there), when that
     // node is ready.
     let mut pin = None;
-    if cluster.service(&old_name).await?.is_some() {
+    if let Some(old) = cluster.service(&old_name).await? {
         let old_tasks = cluster.tasks(&old_name, &nodes).await?;
         handover.old_nodes = old_tasks
             .iter()
             .filter(|t| !t.is_finished())
             .map(|t| t.node.clone())
             .collect();
+        // Where it runs, else (it stopped already: a resumed handover) where it was pinned.
         pin = old_tasks
             .iter()
             .filter(|t| !t.is_finished())
             .map(|t| t.node_id.clone())
-            .next();
+            .next()
+            .or_else(|| {
+                old.spec
+                    .as_ref()
+                    .and_then(|s| spec_label(s, crate::swarm::LABEL_PINNED))
+                    .map(str::to_string)
+            });
         cluster.scale(&old_name, 0, Some(1)).await?;
     }
+    let started = Instant::now();
+    let stopped_on_node = stop_on_nodes(cluster, &old_name, &nodes, options.stop_timeout).await;
     // The new copy's own earlier tasks count too: none may still run anywhere.
     let limit = options.stop_timeout + Duration::from_secs(10);
-    let started = Instant::now();
     loop {
         let nodes = cluster.nodes().await?;
         let mut live = Vec::new();
@@ -1030,7 +1060,8 @@ async fn hand_over(
                         .await?
                         .into_iter()
                         // The new copy's wanted task is the one being started, not an old one.
-                        .filter(|t| !(t.is_finished() || name == &new.service && t.is_wanted())),
+                        .filter(|t| !(t.is_finished() || name == &new.service && t.is_wanted()))
+                        .filter(|t| !stopped_on_node.contains(&t.id)),
                 );
             }
         }
@@ -1065,6 +1096,7 @@ async fn hand_over(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    handover.stop_ms = millis(started.elapsed());
     let gap_started = Instant::now();
     crate::fault::point("swarm:handover_start");
     if new.replicas != Some(1) {
@@ -1104,6 +1136,46 @@ async fn hand_over(
     }
     handover.gap_ms = millis(gap_started.elapsed());
     Ok(handover)
+}
+
+/// Stop the live tasks' containers of a service scaled to zero through their nodes' own
+/// engines, and return the tasks whose node said their container has stopped. Swarm alone
+/// waits about 3 s before it stops a task on an overlay network (for the network's gossip to
+/// forget it), which a singleton, reached by nobody, need not wait; the answer of the node's
+/// engine is the node's own report. A node ztd cannot reach is left to Swarm's report.
+async fn stop_on_nodes(
+    cluster: &Cluster,
+    service: &str,
+    nodes: &[NodeView],
+    grace: Duration,
+) -> BTreeSet<String> {
+    use crate::engine::Engine as _;
+    let mut stopped = BTreeSet::new();
+    let Ok(tasks) = cluster.tasks(service, nodes).await else {
+        return stopped;
+    };
+    for task in tasks.iter().filter(|t| !t.is_finished()) {
+        let (Some(container), Some(node)) = (
+            &task.container,
+            nodes.iter().find(|n| n.id == task.node_id && n.is_ready()),
+        ) else {
+            continue;
+        };
+        let Ok(engine) = cluster.node_engine(node).await else {
+            continue;
+        };
+        if engine.stop(container, grace).await.is_err() {
+            continue;
+        }
+        if engine
+            .inspect(container)
+            .await
+            .is_ok_and(|c| !c.state.is_up())
+        {
+            stopped.insert(task.id.clone());
+        }
+    }
+    stopped
 }
 
 /// `ztd-rollback --orchestrator swarm --break-lock`.

@@ -483,8 +483,72 @@ pub async fn point_to(
     generation: u64,
     listeners: &[SwarmListener],
 ) -> Result<Vec<NodeConfirmation>> {
+    let confirmed = write_routes(cluster, stack, color, generation, listeners, None).await?;
+    let color_name = color.as_str().to_string();
+    cluster
+        .update_service(&service(stack), |spec| {
+            let labels = spec.labels.get_or_insert_with(HashMap::new);
+            labels.insert(LABEL_ACTIVE.into(), color_name.clone());
+            labels.insert(LABEL_GENERATION.into(), generation.to_string());
+            Ok(())
+        })
+        .await?;
+    Ok(confirmed)
+}
+
+/// Bring the proxy of every ready node that does not serve `color` at `generation` (a task
+/// Swarm started on a new node, or one whose volume was lost) up to it. The nodes it rewrote.
+pub async fn resync(
+    cluster: &Cluster,
+    stack: &Stack,
+    color: Color,
+    generation: u64,
+    listeners: &[SwarmListener],
+) -> Result<Vec<NodeConfirmation>> {
+    let Some(port) = listeners
+        .iter()
+        .find(|l| l.protocol == ProxyProtocol::Http)
+        .map(|l| l.published)
+    else {
+        return Ok(Vec::new());
+    };
     let nodes = cluster.nodes().await?;
-    let tasks = node_tasks(cluster, stack, &nodes).await?;
+    let stale: std::collections::BTreeSet<String> = probe_nodes(&nodes, port)
+        .await
+        .into_iter()
+        .filter(|p| {
+            p.status != Some(200)
+                || p.color.as_deref() != Some(color.as_str())
+                || p.generation != Some(generation)
+        })
+        .map(|p| p.node)
+        .collect();
+    if stale.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::warn!(
+        "the proxy on {} does not serve {color} (generation {generation}): writing its routes",
+        stale.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    write_routes(cluster, stack, color, generation, listeners, Some(&stale)).await
+}
+
+/// Write the routes into the proxy task of every ready node (or of `only` those), reload each
+/// and confirm each through its published port.
+async fn write_routes(
+    cluster: &Cluster,
+    stack: &Stack,
+    color: Color,
+    generation: u64,
+    listeners: &[SwarmListener],
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Vec<NodeConfirmation>> {
+    let nodes = cluster.nodes().await?;
+    let tasks: Vec<(NodeView, Option<TaskView>)> = node_tasks(cluster, stack, &nodes)
+        .await?
+        .into_iter()
+        .filter(|(n, _)| only.is_none_or(|o| o.contains(&n.hostname)))
+        .collect();
     let (http, stream) = live_conf(stack, color, generation, listeners);
     let archive = tar(&[
         ("http.conf", http.as_bytes()),
@@ -543,15 +607,6 @@ pub async fn point_to(
             confirmed_ms: crate::units::millis(started.elapsed()),
         });
     }
-    let color_name = color.as_str().to_string();
-    cluster
-        .update_service(&service(stack), |spec| {
-            let labels = spec.labels.get_or_insert_with(HashMap::new);
-            labels.insert(LABEL_ACTIVE.into(), color_name.clone());
-            labels.insert(LABEL_GENERATION.into(), generation.to_string());
-            Ok(())
-        })
-        .await?;
     Ok(confirmed)
 }
 

@@ -216,7 +216,7 @@ pub fn render(
                 name,
                 service.get("volumes"),
                 &mut volumes,
-                config.get("volumes"),
+                (config.get("volumes"), &stack.name),
             )?),
         );
         let mut deploy = Map::new();
@@ -366,12 +366,13 @@ fn check_listeners(listeners: &[SwarmListener]) -> Result<()> {
 }
 
 /// A service's mounts in the long syntax of format 3.8; named volumes are declared at the
-/// top level (Swarm keeps one per node).
+/// top level under one name for both colors (`<stack>_<volume>`, as Compose names them), so a
+/// singleton handed over on the same node finds its data (Swarm keeps one per node).
 fn mounts(
     service: &str,
     given: Option<&Value>,
     volumes: &mut BTreeMap<String, Value>,
-    declared: Option<&Value>,
+    (declared, stack_name): (Option<&Value>, &str),
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for mount in given.and_then(Value::as_array).into_iter().flatten() {
@@ -395,7 +396,7 @@ fn mounts(
                     Some(external) if external.as_bool() == Some(true) => {
                         json!({ "external": true })
                     }
-                    _ => json!({}),
+                    _ => json!({ "name": format!("{stack_name}_{source}") }),
                 };
                 volumes.insert(source.to_string(), decl);
             }
@@ -433,6 +434,7 @@ mod tests {
                 },
                 "bot": {
                     "image": "app:1",
+                    "volumes": [{"type": "volume", "source": "state", "target": "/data"}],
                     "labels": {"ztd.switch": "handover"},
                     "healthcheck": {"test": ["CMD", "/app", "probe"], "interval": "1s"},
                     "pull_policy": "never",
@@ -485,6 +487,12 @@ mod tests {
             waiting.file["services"]["bot"]["deploy"]
                 .get("placement")
                 .is_none()
+        );
+        // Both colors mount the same named volume.
+        assert_eq!(first.file["volumes"]["state"]["name"], "shop_state");
+        assert_eq!(
+            first.file["services"]["bot"]["volumes"][0]["source"],
+            "state"
         );
     }
 
