@@ -34,6 +34,7 @@ fn stack_yaml() -> String {
     image: {image}
     environment:
       VERSION: ${{APP_VERSION:-v1}}
+      HEALTH_FAIL: ${{BOT_HEALTH_FAIL:-0}}
     labels:
       ztd.switch: handover
     healthcheck:
@@ -183,6 +184,25 @@ fn three_deploys_and_a_rollback_lose_no_request_on_any_node() {
     assert_eq!(web["running"], 2, "{web}");
     assert_eq!(web["tasks"].as_array().map(Vec::len), Some(2), "{web}");
     assert_eq!(running_bots(&bed).len(), 1, "one bot runs");
+    // The handovers changed the singletons' replicas and placement, and nothing else of them.
+    for color in ["blue", "green"] {
+        let healthcheck = docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                &format!("{}-{color}_bot", bed.stack()),
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck.Test}}",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            healthcheck.trim(),
+            r#"["CMD","/ztd-testapp","probe"]"#,
+            "{color}"
+        );
+    }
 }
 
 #[test]
@@ -429,6 +449,29 @@ fn a_switch_killed_at_each_step_is_resumed_or_rolled_back_without_a_failed_reque
         assert_eq!(bed.detect(1)["journal"], Value::Null, "{point}");
         assert_eq!(running_bots(&bed).len(), 1, "{point}");
     }
+    // A switch whose new singleton never turns healthy is undone; killed while undoing, it
+    // stays undone: ztd-rollback finishes the undo, never the failed switch.
+    let to = if active.1 == "green" { "blue" } else { "green" };
+    let failing = [("APP_VERSION", "bad"), ("BOT_HEALTH_FAIL", "1")];
+    bed.run(1, "ztd-detect | ztd-up | ztd-health --wait", &failing)
+        .expect_code(0);
+    let killed = bed.run(
+        2,
+        &format!("ztd-switch --health-timeout 5s {to}"),
+        &[("ZTD_FAULT", "swarm:undo")],
+    );
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    let detected = bed.run(3, "ztd-detect", &[]);
+    detected.expect_code(6);
+    assert_eq!(
+        detected.json["journal"]["phase"], "undoing",
+        "{}",
+        detected.stdout
+    );
+    bed.run(3, "ztd-rollback", &[]).expect_code(0);
+    all_serve(&NODES, &active.0, active.1);
+    assert_eq!(bed.detect(1)["active"], active.1);
+    assert_eq!(running_bots(&bed).len(), 1);
     for (n, report) in NODES.iter().zip(loads.into_iter().map(LoadLoop::stop)) {
         assert_eq!(report.failed, 0, "so-n{n}: {:?}", report.errors);
     }

@@ -16,10 +16,7 @@ pub mod tools;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::models::{
-    LocalNodeState, Node, NodeState, Service, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, Task, TaskState,
-};
+use bollard::models::{LocalNodeState, Node, NodeState, Service, ServiceSpec, Task, TaskState};
 use bollard::query_parameters::{
     InspectServiceOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
     UpdateServiceOptions,
@@ -408,45 +405,90 @@ impl Cluster {
     }
 
     /// Set a replicated service's replicas; `remember` also records them as the replicas its
-    /// color runs with.
+    /// color runs with. Done by `docker service update`, which reads and writes the whole spec
+    /// losslessly: bollard's typed spec does not read back every field the engine writes (the
+    /// engine's `Healthcheck` is bollard's `HealthCheck`), so a typed round trip of a user's
+    /// service would drop them.
     pub async fn scale(&self, name: &str, replicas: i64, remember: Option<i64>) -> Result<()> {
-        self.update_service(name, |spec| {
-            spec.mode = Some(ServiceSpecMode {
-                replicated: Some(ServiceSpecModeReplicated {
-                    replicas: Some(replicas),
-                }),
-                ..Default::default()
-            });
-            if let Some(kept) = remember {
-                spec.labels
-                    .get_or_insert_with(HashMap::new)
-                    .insert(LABEL_REPLICAS.to_string(), kept.to_string());
-            }
-            Ok(())
-        })
-        .await
+        let mut args = vec!["--replicas".to_string(), replicas.to_string()];
+        if let Some(kept) = remember {
+            args.extend(["--label-add".into(), format!("{LABEL_REPLICAS}={kept}")]);
+        }
+        self.cli_update(name, &args).await
     }
 
     /// Run a handover singleton as one task pinned to `node_id`: any pin ztd made before is
-    /// replaced, the user's own constraints stay.
+    /// replaced, the user's own constraints stay (see [`Cluster::scale`] for why the CLI).
     pub async fn run_pinned(&self, name: &str, node_id: &str) -> Result<()> {
-        self.update_service(name, |spec| {
-            let before = spec_label(spec, LABEL_PINNED).map(|n| format!("node.id=={n}"));
-            let template = spec.task_template.get_or_insert_with(Default::default);
-            let placement = template.placement.get_or_insert_with(Default::default);
-            let constraints = placement.constraints.get_or_insert_with(Vec::new);
-            constraints.retain(|c| Some(c.replace(' ', "")) != before);
-            constraints.push(format!("node.id=={node_id}"));
-            spec.labels
-                .get_or_insert_with(HashMap::new)
-                .insert(LABEL_PINNED.to_string(), node_id.to_string());
-            spec.mode = Some(ServiceSpecMode {
-                replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
-                ..Default::default()
-            });
-            Ok(())
-        })
-        .await
+        let service = self
+            .service(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no service {name} in the swarm")))?;
+        let spec = service.spec.unwrap_or_default();
+        let wanted = format!("node.id=={node_id}");
+        let present: Vec<String> = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.placement.as_ref())
+            .and_then(|p| p.constraints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.replace(' ', ""))
+            .collect();
+        let mut args = vec!["--replicas".to_string(), "1".to_string()];
+        if let Some(before) = spec_label(&spec, LABEL_PINNED).filter(|b| *b != node_id) {
+            args.extend(["--constraint-rm".into(), format!("node.id=={before}")]);
+        }
+        if !present.contains(&wanted) {
+            args.extend(["--constraint-add".into(), wanted]);
+        }
+        args.extend(["--label-add".into(), format!("{LABEL_PINNED}={node_id}")]);
+        self.cli_update(name, &args).await
+    }
+
+    /// `docker service update --detach <args> <name>` on the manager ztd talks to; a stale
+    /// version (another change came first) is tried again.
+    async fn cli_update(&self, name: &str, args: &[String]) -> Result<()> {
+        for _ in 0..5 {
+            let mut command = tokio::process::Command::new("docker");
+            command
+                .args(["service", "update", "--detach", "--quiet"])
+                .args(args)
+                .arg(name)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            for (key, value) in self.engine.endpoint().child_env() {
+                match value {
+                    Some(v) => command.env(key, v),
+                    None => command.env_remove(key),
+                };
+            }
+            let output = tokio::time::timeout(CLI_DEADLINE, command.output())
+                .await
+                .map_err(|_| {
+                    Error::EngineUnreachable(format!(
+                        "docker service update {name}: no answer within {}s",
+                        CLI_DEADLINE.as_secs()
+                    ))
+                })?
+                .map_err(|e| Error::Engine(format!("cannot run docker service update: {e}")))?;
+            if output.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("out of sequence") {
+                continue;
+            }
+            return Err(Error::Engine(format!(
+                "docker service update {name} failed: {}",
+                crate::error::one_line(stderr.trim())
+            )));
+        }
+        Err(Error::Engine(format!(
+            "service {name} kept changing under ztd's update (update out of sequence)"
+        )))
     }
 
     /// The engine of a node, from its `ztd.engine` label (the manager ztd talks to needs
@@ -471,6 +513,8 @@ impl Cluster {
     }
 }
 
+/// How long one `docker service update` may take.
+const CLI_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a call to a node's own engine may take.
 const NODE_ENGINE_DEADLINE: Duration = Duration::from_secs(10);
 

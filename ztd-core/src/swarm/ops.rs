@@ -109,6 +109,14 @@ impl ClusterState {
         let to = self.lock.journal.as_ref()?.get("to")?.as_str()?;
         crate::cli::color_arg(to).ok()
     }
+    /// Whether the journal's switch had failed and was being undone (its `to` is the old color).
+    fn undoing(&self) -> bool {
+        self.lock
+            .journal
+            .as_ref()
+            .and_then(|j| j.get("phase"))
+            .is_some_and(|p| p == "undoing")
+    }
     /// Whether a switch was left unfinished by a process that is gone.
     fn interrupted(&self) -> bool {
         self.lock.journal.is_some() && self.lock.holder.as_ref().is_none_or(|h| h.is_dead_here())
@@ -789,6 +797,10 @@ pub async fn switch(
         let to = match (options.to, state.journal_to()) {
             (Some(to), _) => to,
             (None, Some(journaled)) if options.resume => journaled,
+            (None, Some(journaled)) if state.undoing() => {
+                // A failed switch that was being undone stays undone: its undo is finished.
+                journaled
+            }
             (None, Some(_)) => {
                 // A rollback of an interrupted switch goes back where it came from.
                 let journal = state.lock.journal.as_ref();
@@ -882,6 +894,7 @@ pub async fn switch(
                     "reason": why,
                 });
                 held.set_journal(cluster, Some(&undo)).await?;
+                crate::fault::point("swarm:undo");
                 let mut back = Progress::default();
                 let back_options = SwarmSwitchOptions {
                     force: false,
