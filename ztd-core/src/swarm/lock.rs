@@ -96,7 +96,8 @@ pub struct LockState {
     pub journal: Option<Value>,
 }
 
-fn read_state(spec: &ServiceSpec) -> Result<LockState> {
+/// The holder and journal a lock service's spec carries.
+pub fn read_state(spec: &ServiceSpec) -> Result<LockState> {
     let parse = |key: &str| -> Result<Option<Value>> {
         match spec_label(spec, key).filter(|v| !v.is_empty()) {
             None => Ok(None),
@@ -116,14 +117,6 @@ fn read_state(spec: &ServiceSpec) -> Result<LockState> {
         holder,
         journal: parse(LABEL_JOURNAL)?,
     })
-}
-
-/// The lock's state (free and without a journal when the stack never had one).
-pub async fn state(cluster: &Cluster, stack: &Stack) -> Result<LockState> {
-    match cluster.service(&service(stack)).await? {
-        Some(found) => read_state(&found.spec.unwrap_or_default()),
-        None => Ok(LockState::default()),
-    }
 }
 
 /// The lock, held.
@@ -261,7 +254,7 @@ impl ClusterLock {
     async fn change(&self, cluster: &Cluster, edit: impl Fn(&mut ServiceSpec)) -> Result<()> {
         let me = &self.holder;
         cluster
-            .update_service(&self.name, |spec| {
+            .update_own_service(&self.name, |spec| {
                 let state = read_state(spec)?;
                 if state.holder.as_ref() != Some(me) {
                     return Err(Error::Locked(format!(
@@ -285,21 +278,16 @@ pub async fn break_lock(cluster: &Cluster, stack: &Stack) -> Result<Option<Holde
     if cluster.service(&name).await?.is_none() {
         return Ok(None);
     }
-    let mut was = None;
-    let seen = std::sync::Mutex::new(None);
+    // The holder as it was in the version the update replaced.
+    let was = std::cell::RefCell::new(None);
     cluster
-        .update_service(&name, |spec| {
-            if let Ok(mut slot) = seen.lock() {
-                *slot = read_state(spec)?.holder;
-            }
+        .update_own_service(&name, |spec| {
+            *was.borrow_mut() = read_state(spec)?.holder;
             spec.labels
                 .get_or_insert_with(HashMap::new)
                 .insert(LABEL_HOLDER.to_string(), String::new());
             Ok(())
         })
         .await?;
-    if let Ok(mut slot) = seen.lock() {
-        was = slot.take();
-    }
-    Ok(was)
+    Ok(was.into_inner())
 }

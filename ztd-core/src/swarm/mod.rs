@@ -362,9 +362,11 @@ impl Cluster {
         Ok(views.into_iter().map(|(_, v)| v).collect())
     }
 
-    /// Update a service from what `change` makes of its current spec, on Swarm's own version
-    /// (compare-and-swap); a stale version is read again, a few times.
-    pub async fn update_service(
+    /// Update one of ztd's own services (the proxy, the lock) from what `change` makes of its
+    /// current spec, on Swarm's own version (compare-and-swap); a stale version is read again,
+    /// a few times. Not for a user's service: bollard's typed spec does not read back every
+    /// field (see [`Cluster::scale`]), which ztd's own specs do not use.
+    pub async fn update_own_service(
         &self,
         name: &str,
         change: impl Fn(&mut ServiceSpec) -> Result<()>,
@@ -449,31 +451,18 @@ impl Cluster {
     /// `docker service update --detach <args> <name>` on the manager ztd talks to; a stale
     /// version (another change came first) is tried again.
     async fn cli_update(&self, name: &str, args: &[String]) -> Result<()> {
+        let mut argv: Vec<String> = ["service", "update", "--detach", "--quiet"]
+            .map(str::to_string)
+            .to_vec();
+        argv.extend(args.iter().cloned());
+        argv.push(name.to_string());
         for _ in 0..5 {
-            let mut command = tokio::process::Command::new("docker");
-            command
-                .args(["service", "update", "--detach", "--quiet"])
-                .args(args)
-                .arg(name)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true);
-            for (key, value) in self.engine.endpoint().child_env() {
-                match value {
-                    Some(v) => command.env(key, v),
-                    None => command.env_remove(key),
-                };
-            }
-            let output = tokio::time::timeout(CLI_DEADLINE, command.output())
-                .await
-                .map_err(|_| {
-                    Error::EngineUnreachable(format!(
-                        "docker service update {name}: no answer within {}s",
-                        CLI_DEADLINE.as_secs()
-                    ))
-                })?
-                .map_err(|e| Error::Engine(format!("cannot run docker service update: {e}")))?;
+            let Some(output) = self.docker_cli(&argv, CLI_DEADLINE).await? else {
+                return Err(Error::EngineUnreachable(format!(
+                    "docker service update {name}: no answer within {}s",
+                    CLI_DEADLINE.as_secs()
+                )));
+            };
             if output.status.success() {
                 return Ok(());
             }
@@ -489,6 +478,34 @@ impl Cluster {
         Err(Error::Engine(format!(
             "service {name} kept changing under ztd's update (update out of sequence)"
         )))
+    }
+
+    /// Run `docker <argv>` on the manager ztd talks to (its endpoint passed on as to every
+    /// child); its output, or None when it did not end within `deadline` (it is killed).
+    pub async fn docker_cli(
+        &self,
+        argv: &[String],
+        deadline: Duration,
+    ) -> Result<Option<std::process::Output>> {
+        let mut command = tokio::process::Command::new("docker");
+        command
+            .args(argv)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in self.engine.endpoint().child_env() {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
+        match tokio::time::timeout(deadline, command.output()).await {
+            Err(_) => Ok(None),
+            Ok(output) => output
+                .map(Some)
+                .map_err(|e| Error::Engine(format!("cannot run docker {}: {e}", argv.join(" ")))),
+        }
     }
 
     /// The engine of a node, from its `ztd.engine` label (the manager ztd talks to needs

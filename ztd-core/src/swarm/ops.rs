@@ -166,27 +166,38 @@ fn service_view(service: Service, tasks: Vec<TaskView>) -> Option<(Color, Servic
 /// Read what the cluster runs of `stack`.
 pub async fn observe(cluster: &Cluster, stack: &Stack) -> Result<ClusterState> {
     let nodes = cluster.nodes().await?;
+    // One listing holds the colors' services, the proxy and the lock (all carry the label).
     let services = cluster
         .services_labelled(LABEL_PROJECT, &stack.name)
         .await?;
-    let mut colors: BTreeMap<Color, Vec<ServiceView>> = BTreeMap::new();
+    let (proxy_name, lock_name) = (proxy::service(stack), lock::service(stack));
+    let mut lock = LockState::default();
+    let mut with_tasks = Vec::new();
     for service in services {
         let name = crate::swarm::service_spec_name(&service);
-        let colored = service
-            .spec
-            .as_ref()
-            .and_then(|s| spec_label(s, LABEL_COLOR))
-            .is_some();
-        if !colored {
-            continue;
+        let spec = service.spec.as_ref();
+        if name == lock_name {
+            lock = lock::read_state(spec.unwrap_or(&Default::default()))?;
+        } else if name == proxy_name || spec.and_then(|s| spec_label(s, LABEL_COLOR)).is_some() {
+            with_tasks.push((name, service));
         }
-        let tasks = cluster.tasks(&name, &nodes).await?;
-        if let Some((color, view)) = service_view(service, tasks) {
+    }
+    let tasks = futures_util::future::join_all(
+        with_tasks
+            .iter()
+            .map(|(name, _)| cluster.tasks(name, &nodes)),
+    )
+    .await;
+    let mut colors: BTreeMap<Color, Vec<ServiceView>> = BTreeMap::new();
+    let mut proxy = None;
+    for ((name, service), tasks) in with_tasks.into_iter().zip(tasks) {
+        let tasks = tasks?;
+        if name == proxy_name {
+            proxy = Some(proxy::view(service, tasks));
+        } else if let Some((color, view)) = service_view(service, tasks) {
             colors.entry(color).or_default().push(view);
         }
     }
-    let proxy = proxy::view(cluster, stack, &nodes).await?;
-    let lock = lock::state(cluster, stack).await?;
     Ok(ClusterState {
         nodes,
         proxy,
@@ -463,32 +474,24 @@ async fn stack_deploy(
     name: &str,
     resolve_image: &str,
 ) -> Result<()> {
-    let mut command = tokio::process::Command::new("docker");
-    command
-        .args([
-            "stack",
-            "deploy",
-            "--prune",
-            "--resolve-image",
-            resolve_image,
-            "-c",
-        ])
-        .arg(file)
-        .arg(name)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (key, value) in cluster.engine.endpoint().child_env() {
-        match value {
-            Some(v) => command.env(key, v),
-            None => command.env_remove(key),
-        };
-    }
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .map_err(|_| Error::Engine(format!("docker stack deploy {name}: no answer within 120s")))?
-        .map_err(|e| Error::Engine(format!("cannot run docker stack deploy: {e}")))?;
+    let argv: Vec<String> = [
+        "stack",
+        "deploy",
+        "--prune",
+        "--resolve-image",
+        resolve_image,
+        "-c",
+        &file.display().to_string(),
+        name,
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let Some(output) = cluster.docker_cli(&argv, STACK_DEPLOY_DEADLINE).await? else {
+        return Err(Error::Engine(format!(
+            "docker stack deploy {name}: no answer within {}s",
+            STACK_DEPLOY_DEADLINE.as_secs()
+        )));
+    };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(Error::Engine(format!(
@@ -498,6 +501,9 @@ async fn stack_deploy(
     }
     Ok(())
 }
+
+/// How long `docker stack deploy` may take.
+const STACK_DEPLOY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// `ztd-health --orchestrator swarm`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -590,11 +596,7 @@ pub async fn health(
             Error::State(format!("nothing of {} is active: name a color", stack.name))
         })?;
         let mut problems = problems(&state, color);
-        let port = state
-            .listeners(color)
-            .into_iter()
-            .find(|l| l.protocol == crate::labels::ProxyProtocol::Http)
-            .map(|l| l.published);
+        let port = proxy::probe_port(&state.listeners(color));
         let proxies = match port {
             Some(port) if state.active() == Some(color) => {
                 proxy::probe_nodes(&state.nodes, port).await
@@ -603,10 +605,7 @@ pub async fn health(
         };
         let generation = state.proxy.as_ref().map(|p| p.generation);
         for probe in &proxies {
-            if probe.status != Some(200)
-                || probe.color.as_deref() != Some(color.as_str())
-                || probe.generation != generation
-            {
+            if !probe.serves(color, generation) {
                 problems.push(format!(
                     "the proxy on {} ({}:{}) does not serve {color} at generation {}: it answered {:?} {:?} {:?}",
                     probe.node,

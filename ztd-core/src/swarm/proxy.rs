@@ -138,16 +138,8 @@ pub struct ProxyView {
     pub tasks: Vec<TaskView>,
 }
 
-/// The proxy of a stack, if it exists.
-pub async fn view(
-    cluster: &Cluster,
-    stack: &Stack,
-    nodes: &[NodeView],
-) -> Result<Option<ProxyView>> {
-    let name = service(stack);
-    let Some(found) = cluster.service(&name).await? else {
-        return Ok(None);
-    };
+/// The proxy as its service (found by [`service`]) and its tasks say.
+pub fn view(found: bollard::models::Service, tasks: Vec<TaskView>) -> ProxyView {
     let spec = found.spec.unwrap_or_default();
     let active = match spec_label(&spec, LABEL_ACTIVE) {
         Some("blue") => Some(Color::Blue),
@@ -157,15 +149,13 @@ pub async fn view(
     let generation = spec_label(&spec, LABEL_GENERATION)
         .and_then(|g| g.parse().ok())
         .unwrap_or(0);
-    let ports = published_ports(&spec);
-    let tasks = cluster.tasks(&name, nodes).await?;
-    Ok(Some(ProxyView {
-        service: name,
+    ProxyView {
+        service: spec.name.clone().unwrap_or_default(),
         active,
         generation,
-        ports,
+        ports: published_ports(&spec),
         tasks,
-    }))
+    }
 }
 
 fn published_ports(spec: &ServiceSpec) -> Vec<u16> {
@@ -248,7 +238,7 @@ pub async fn ensure(
                 );
                 let ports = port_configs(listeners);
                 cluster
-                    .update_service(&name, |spec| {
+                    .update_own_service(&name, |spec| {
                         spec.endpoint_spec = Some(EndpointSpec {
                             mode: Some(EndpointSpecModeEnum::DNSRR),
                             ports: Some(ports.clone()),
@@ -483,10 +473,12 @@ pub async fn point_to(
     generation: u64,
     listeners: &[SwarmListener],
 ) -> Result<Vec<NodeConfirmation>> {
-    let confirmed = write_routes(cluster, stack, color, generation, listeners, None).await?;
+    let nodes = cluster.nodes().await?;
+    let confirmed =
+        write_routes(cluster, stack, (color, generation), listeners, &nodes, None).await?;
     let color_name = color.as_str().to_string();
     cluster
-        .update_service(&service(stack), |spec| {
+        .update_own_service(&service(stack), |spec| {
             let labels = spec.labels.get_or_insert_with(HashMap::new);
             labels.insert(LABEL_ACTIVE.into(), color_name.clone());
             labels.insert(LABEL_GENERATION.into(), generation.to_string());
@@ -505,22 +497,14 @@ pub async fn resync(
     generation: u64,
     listeners: &[SwarmListener],
 ) -> Result<Vec<NodeConfirmation>> {
-    let Some(port) = listeners
-        .iter()
-        .find(|l| l.protocol == ProxyProtocol::Http)
-        .map(|l| l.published)
-    else {
+    let Some(port) = probe_port(listeners) else {
         return Ok(Vec::new());
     };
     let nodes = cluster.nodes().await?;
     let stale: std::collections::BTreeSet<String> = probe_nodes(&nodes, port)
         .await
         .into_iter()
-        .filter(|p| {
-            p.status != Some(200)
-                || p.color.as_deref() != Some(color.as_str())
-                || p.generation != Some(generation)
-        })
+        .filter(|p| !p.serves(color, Some(generation)))
         .map(|p| p.node)
         .collect();
     if stale.is_empty() {
@@ -530,7 +514,24 @@ pub async fn resync(
         "the proxy on {} does not serve {color} (generation {generation}): writing its routes",
         stale.iter().cloned().collect::<Vec<_>>().join(", ")
     );
-    write_routes(cluster, stack, color, generation, listeners, Some(&stale)).await
+    write_routes(
+        cluster,
+        stack,
+        (color, generation),
+        listeners,
+        &nodes,
+        Some(&stale),
+    )
+    .await
+}
+
+/// The HTTP port on which every node's proxy answers with its generation, if the stack
+/// publishes one.
+pub fn probe_port(listeners: &[SwarmListener]) -> Option<u16> {
+    listeners
+        .iter()
+        .find(|l| l.protocol == ProxyProtocol::Http)
+        .map(|l| l.published)
 }
 
 /// Write the routes into the proxy task of every ready node (or of `only` those), reload each
@@ -538,13 +539,12 @@ pub async fn resync(
 async fn write_routes(
     cluster: &Cluster,
     stack: &Stack,
-    color: Color,
-    generation: u64,
+    (color, generation): (Color, u64),
     listeners: &[SwarmListener],
+    nodes: &[NodeView],
     only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<Vec<NodeConfirmation>> {
-    let nodes = cluster.nodes().await?;
-    let tasks: Vec<(NodeView, Option<TaskView>)> = node_tasks(cluster, stack, &nodes)
+    let tasks: Vec<(NodeView, Option<TaskView>)> = node_tasks(cluster, stack, nodes)
         .await?
         .into_iter()
         .filter(|(n, _)| only.is_none_or(|o| o.contains(&n.hostname)))
@@ -554,10 +554,7 @@ async fn write_routes(
         ("http.conf", http.as_bytes()),
         ("stream.conf", stream.as_bytes()),
     ]);
-    let probe_port = listeners
-        .iter()
-        .find(|l| l.protocol == ProxyProtocol::Http)
-        .map(|l| l.published);
+    let probe_port = probe_port(listeners);
     let mut pending = Vec::new();
     for (node, task) in tasks {
         let Some(container) = task.and_then(|t| t.container) else {
@@ -659,6 +656,15 @@ pub struct NodeProbe {
     pub color: Option<String>,
     /// The generation of its routes.
     pub generation: Option<u64>,
+}
+
+impl NodeProbe {
+    /// Whether it answered that it serves `color` at `generation`.
+    pub fn serves(&self, color: Color, generation: Option<u64>) -> bool {
+        self.status == Some(200)
+            && self.color.as_deref() == Some(color.as_str())
+            && self.generation == generation
+    }
 }
 
 /// Ask every ready proxy node for its color and generation on `port`, all at once.

@@ -5,10 +5,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::cli::{self, Context, StackArgs, WithProject};
-use crate::error::Error;
-use crate::report::{Printed, Report};
-use crate::stack::Color;
+use crate::error::{Error, Result};
+use crate::report::{Human, Outcome, Printed, Report};
+use crate::stack::{Color, Sources, Stack};
 use crate::swarm::Cluster;
 use crate::swarm::ops::{self, SwarmSwitchOptions};
 
@@ -36,61 +38,6 @@ pub fn detect(stack_args: StackArgs) -> ExitCode {
             &stack,
             Some(target),
             detection,
-        )))
-    })
-}
-
-/// `ztd-up --orchestrator swarm`.
-pub fn up(stack_args: StackArgs, color: Option<Color>, unsupported: &[(&str, bool)]) -> ExitCode {
-    let refused = refuse("ztd-up", unsupported);
-    cli::run("ztd-up", || async move {
-        refused?;
-        crate::signals::install();
-        let (stack, color, sources) = match cli::context(&stack_args, color, true, true).await? {
-            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
-            Context::Act {
-                stack,
-                color,
-                sources,
-                ..
-            } => (stack, color, sources),
-        };
-        let cluster = Cluster::connect().await.in_project(&stack)?;
-        let report = ops::up(&cluster, &stack, &sources, color)
-            .await
-            .in_project(&stack)?;
-        let target = Some(report.color);
-        Ok(Printed::json(&Report::new(
-            "ztd-up", &stack, target, report,
-        )))
-    })
-}
-
-/// `ztd-health --orchestrator swarm`.
-pub fn health(
-    stack_args: StackArgs,
-    color: Option<Color>,
-    wait: Option<Duration>,
-    unsupported: &[(&str, bool)],
-) -> ExitCode {
-    let refused = refuse("ztd-health", unsupported);
-    cli::run("ztd-health", || async move {
-        refused?;
-        crate::signals::install();
-        let (stack, color) = match cli::context(&stack_args, color, true, true).await? {
-            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
-            Context::Act { stack, color, .. } => (stack, color),
-        };
-        let cluster = Cluster::connect().await.in_project(&stack)?;
-        let report = ops::health(&cluster, &stack, color, wait)
-            .await
-            .in_project(&stack)?;
-        let target = Some(report.color);
-        Ok(Printed::json(&Report::new(
-            "ztd-health",
-            &stack,
-            target,
-            report,
         )))
     })
 }
@@ -136,6 +83,80 @@ pub fn break_lock(stack_args: StackArgs) -> ExitCode {
     })
 }
 
+/// A tool that acts on one color: its place in the pipeline (a named color, else the upstream
+/// report's target), the cluster, then `op`, whose report hands its color on.
+fn on_color<R>(
+    tool: &'static str,
+    stack_args: StackArgs,
+    color: Option<Color>,
+    unsupported: &[(&str, bool)],
+    op: impl AsyncFnOnce(&Cluster, &Stack, Option<Color>, &Sources) -> Result<(R, Color)>,
+) -> ExitCode
+where
+    R: Serialize + Outcome,
+    Report<R>: Human,
+{
+    let refused = refuse(tool, unsupported);
+    cli::run(tool, || async move {
+        refused?;
+        crate::signals::install();
+        let (stack, color, sources) = match cli::context(&stack_args, color, true, true).await? {
+            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
+            Context::Act {
+                stack,
+                color,
+                sources,
+                ..
+            } => (stack, color, sources),
+        };
+        let cluster = Cluster::connect().await.in_project(&stack)?;
+        let (report, target) = op(&cluster, &stack, color, &sources)
+            .await
+            .in_project(&stack)?;
+        Ok(Printed::json(&Report::new(
+            tool,
+            &stack,
+            Some(target),
+            report,
+        )))
+    })
+}
+
+/// `ztd-up --orchestrator swarm`.
+pub fn up(stack_args: StackArgs, color: Option<Color>, unsupported: &[(&str, bool)]) -> ExitCode {
+    on_color(
+        "ztd-up",
+        stack_args,
+        color,
+        unsupported,
+        async |cluster, stack, color, sources| {
+            let report = ops::up(cluster, stack, sources, color).await?;
+            let target = report.color;
+            Ok((report, target))
+        },
+    )
+}
+
+/// `ztd-health --orchestrator swarm`.
+pub fn health(
+    stack_args: StackArgs,
+    color: Option<Color>,
+    wait: Option<Duration>,
+    unsupported: &[(&str, bool)],
+) -> ExitCode {
+    on_color(
+        "ztd-health",
+        stack_args,
+        color,
+        unsupported,
+        async |cluster, stack, color, _| {
+            let report = ops::health(cluster, stack, color, wait).await?;
+            let target = report.color;
+            Ok((report, target))
+        },
+    )
+}
+
 /// `ztd-monitor --orchestrator swarm`.
 pub fn monitor(
     stack_args: StackArgs,
@@ -143,24 +164,15 @@ pub fn monitor(
     window: Duration,
     unsupported: &[(&str, bool)],
 ) -> ExitCode {
-    let refused = refuse("ztd-monitor", unsupported);
-    cli::run("ztd-monitor", || async move {
-        refused?;
-        crate::signals::install();
-        let (stack, color) = match cli::context(&stack_args, color, true, true).await? {
-            Context::PassOn(upstream) => return Ok(Printed::json(&upstream)),
-            Context::Act { stack, color, .. } => (stack, color),
-        };
-        let cluster = Cluster::connect().await.in_project(&stack)?;
-        let report = ops::monitor(&cluster, &stack, color, window)
-            .await
-            .in_project(&stack)?;
-        let target = Some(report.color);
-        Ok(Printed::json(&Report::new(
-            "ztd-monitor",
-            &stack,
-            target,
-            report,
-        )))
-    })
+    on_color(
+        "ztd-monitor",
+        stack_args,
+        color,
+        unsupported,
+        async |cluster, stack, color, _| {
+            let report = ops::monitor(cluster, stack, color, window).await?;
+            let target = report.color;
+            Ok((report, target))
+        },
+    )
 }
