@@ -990,6 +990,20 @@ fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::pr
     }
 }
 
+/// Whether the engine counts a container as stopped by hand (`HasBeenManuallyStopped` in its
+/// own record of the container, `config.v2.json` under its root directory): such a container
+/// is not restarted by an `unless-stopped` policy, neither after a crash nor when the engine
+/// starts again. `None` where that record cannot be read here (not root, a remote engine).
+pub fn stopped_by_hand(container_id: &str) -> Option<bool> {
+    let root = sh("docker", &["info", "--format", "{{.DockerRootDir}}"]);
+    let path = Path::new(root.trim())
+        .join("containers")
+        .join(container_id)
+        .join("config.v2.json");
+    let record: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    record["HasBeenManuallyStopped"].as_bool()
+}
+
 /// Poll `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
 pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let started = Instant::now();

@@ -234,7 +234,7 @@ impl FakeEngine {
         self.overlapped.load(Ordering::SeqCst)
     }
 
-    /// Make the container `name` the front proxy, loading `conf` at its start and at SIGHUP.
+    /// Make the container `name` the front proxy, loading `conf` at its start and at a reload.
     pub fn with_proxy(&self, name: &str, conf: PathBuf) {
         let mut proxy = self.lock_proxy();
         proxy.name = name.to_string();
@@ -273,7 +273,7 @@ impl FakeEngine {
         self.set_served(loaded);
     }
 
-    /// SIGHUP: a config that reads well gets a new worker, and the old ones shut down; one
+    /// A reload: a config that reads well gets a new worker, and the old ones shut down; one
     /// that does not leaves the old workers serving.
     fn proxy_reload(&self) {
         let mut proxy = self.lock_proxy();
@@ -425,8 +425,11 @@ impl Engine for FakeEngine {
         .await
     }
 
-    async fn exec(&self, id: &str, _argv: &[String], _timeout: Duration) -> Result<ExecOutput> {
+    async fn exec(&self, id: &str, argv: &[String], _timeout: Duration) -> Result<ExecOutput> {
         self.call(|| {
+            if self.is_proxy(id) && argv == crate::proxy::reload_command().as_slice() {
+                self.proxy_reload();
+            }
             Ok(self
                 .exec_results
                 .lock()

@@ -1,7 +1,7 @@
 //! The front proxy: nginx in a container `<name>-ztd-proxy` that owns the stack's published
 //! ports and forwards to the active color. Its config is generated under `.ztd/proxy/`, written
-//! atomically, tested with `nginx -t`, loaded with SIGHUP (old workers finish their requests),
-//! and confirmed through the proxy itself.
+//! atomically, tested with `nginx -t`, loaded with `nginx -s reload` run in the container (old
+//! workers finish their requests), and confirmed through the proxy itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,6 +54,16 @@ pub fn routes_to(listeners: &[Listener], color: Option<Color>) -> Vec<Route> {
             listener: l.clone(),
             upstream: color.map(|c| l.upstream(c)),
         })
+        .collect()
+}
+
+/// The command, run in the proxy's container, that reloads its nginx: nginx reads the live
+/// config for its pid file and sends the master SIGHUP.
+pub fn reload_command() -> Vec<String> {
+    ["/usr/sbin/nginx", "-s", "reload", "-e", "stderr", "-c"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("{CONF_MOUNT}/nginx.conf")])
         .collect()
 }
 
@@ -435,7 +445,19 @@ impl<'a, E: Engine> Proxy<'a, E> {
         std::fs::rename(&next, dir.join("nginx.conf"))
             .map_err(|e| Error::State(format!("{}: {e}", dir.display())))?;
         crate::fault::point("proxy:renamed");
-        self.engine.kill(&container, "SIGHUP").await?;
+        // Through an exec, not the engine's kill: a signal sent by `docker kill`, even a
+        // reload's SIGHUP, marks the container as stopped by hand, so that its restart policy
+        // no longer restarts it after a crash or when the engine starts again (a reboot).
+        let reloaded = self
+            .engine
+            .exec(&container, &reload_command(), Duration::from_secs(15))
+            .await?;
+        if reloaded.exit_code != Some(0) {
+            return Err(Error::Engine(format!(
+                "the proxy could not be reloaded: {}",
+                crate::error::one_line(&reloaded.output)
+            )));
+        }
         let reload_ms = millis(started.elapsed());
 
         let confirming = Instant::now();
