@@ -546,9 +546,12 @@ pub async fn wait_observed<E: Engine>(
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let quick = round(engine, target, policy, Depth::Quick).await?;
+        let containers = color_containers(engine, target).await?;
+        let quick = round_on(engine, target, policy, Depth::Quick, &containers).await?;
+        // Healthy: the full round looks again (logs and resources too) at the containers just
+        // listed, milliseconds ago.
         let mut report = if quick.healthy() {
-            round(engine, target, policy, Depth::Full).await?
+            round_on(engine, target, policy, Depth::Full, &containers).await?
         } else {
             quick
         };
@@ -613,16 +616,44 @@ async fn round<E: Engine>(
     policy: &HealthPolicy,
     depth: Depth,
 ) -> Result<HealthReport> {
+    let containers = color_containers(engine, target).await?;
+    round_on(engine, target, policy, depth, &containers).await
+}
+
+/// The containers of the target's color (of its one service, if set), one-off runs left out.
+async fn color_containers<E: Engine>(
+    engine: &E,
+    target: &Target<'_>,
+) -> Result<Vec<ContainerInfo>> {
     let project = target.stack.color_project(target.color);
-    let containers: Vec<ContainerInfo> = engine
-        .list(&ContainerQuery::project(&project))
+    let mut query = ContainerQuery::project(&project);
+    // One service (a handover's wait): the engine picks its containers, so that a wait on one
+    // singleton does not inspect every container of the color on each round.
+    if let Some(service) = target.service {
+        query
+            .labels
+            .push(format!("{}={service}", labels::DEPLOYMENT_SERVICE));
+    }
+    Ok(engine
+        .list(&query)
         .await?
         .into_iter()
         .filter(|c| c.labels.get(labels::COMPOSE_ONEOFF).map(String::as_str) != Some("True"))
         .filter(|c| target.service.is_none_or(|s| s == c.service))
-        .collect();
+        .collect())
+}
+
+/// One round of checks on `containers`, the target's as just listed.
+async fn round_on<E: Engine>(
+    engine: &E,
+    target: &Target<'_>,
+    policy: &HealthPolicy,
+    depth: Depth,
+    containers: &[ContainerInfo],
+) -> Result<HealthReport> {
+    let project = target.stack.color_project(target.color);
     let mut settings = BTreeMap::new();
-    for container in &containers {
+    for container in containers {
         settings.insert(container.id.clone(), container.settings()?);
     }
     let checks = containers.iter().map(|container| {
