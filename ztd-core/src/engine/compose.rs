@@ -97,9 +97,10 @@ fn compose_timeout(value: Option<&str>) -> Result<Option<Duration>> {
 }
 
 impl Compose {
-    /// Find Compose v2: `ZTD_COMPOSE` (a command line), else `docker compose`, else a v2
-    /// `docker-compose`. Compose v1 is refused with the fix in the message. A bad
-    /// `ZTD_COMPOSE_TIMEOUT` is a usage error, found before anything is run.
+    /// Find Compose v2: `ZTD_COMPOSE` (a command line), else the docker CLI's Compose plugin
+    /// binary, else `docker compose`, else a v2 `docker-compose`. Compose v1 is refused with the
+    /// fix in the message. A bad `ZTD_COMPOSE_TIMEOUT` is a usage error, found before anything
+    /// is run.
     pub async fn find() -> Result<Compose> {
         let timeout = compose_timeout(std::env::var(COMPOSE_TIMEOUT_VAR).ok().as_deref())?;
         let probe_limit = timeout.unwrap_or(DEFAULT_QUICK_TIMEOUT);
@@ -110,14 +111,19 @@ impl Compose {
             _ => {
                 // The plugin `docker compose` runs, run without the docker CLI in front of it:
                 // the same binary on the same engine (ztd passes the engine to every child),
-                // some 40 ms sooner on every call.
-                let mut candidates: Vec<Vec<String>> = compose_plugin()
-                    .map(|path| vec![path.to_string_lossy().into_owned()])
-                    .into_iter()
-                    .collect();
-                candidates.push(vec!["docker".into(), "compose".into()]);
-                candidates.push(vec!["docker-compose".into()]);
-                candidates
+                // some 40 ms sooner on every call. It is Compose v2 without asking (v1 never
+                // was a docker CLI plugin): one process less before the first Compose command.
+                if let Some(plugin) = compose_plugin() {
+                    return Ok(Compose {
+                        program: vec![plugin.to_string_lossy().into_owned()],
+                        timeout,
+                        engine_env: Vec::new(),
+                    });
+                }
+                vec![
+                    vec!["docker".into(), "compose".into()],
+                    vec!["docker-compose".into()],
+                ]
             }
         };
         let mut found_v1 = None;
