@@ -295,8 +295,10 @@ fn a_cut_off_singleton_node_refuses_the_handover_unless_forced() {
         "{}",
         stale.stdout
     );
-    bed.run(via, "ztd-detect | ztd-up", &[("APP_VERSION", "v4")])
-        .expect_code(0);
+    let up = bed.run(via, "ztd-detect | ztd-up", &[("APP_VERSION", "v4")]);
+    // Shown if what follows fails: what ztd-up said about the stale proxy.
+    eprintln!("ztd-up after the heal said: {}", up.stderr);
+    up.expect_code(0);
     all_serve(&NODES, "v3", "green");
     bed.run(via, "ztd-health", &[]).expect_code(0);
 }

@@ -435,13 +435,7 @@ impl<'a, E: Engine> Proxy<'a, E> {
         }
         // The workers serving the old config: after the reload, each must stop accepting (gone
         // or "shutting down") before the flip counts, and they are waited for to drain.
-        let old_workers: Vec<u32> = self
-            .workers()
-            .await?
-            .into_iter()
-            .filter(|w| !w.args.contains("shutting down"))
-            .map(|w| w.pid)
-            .collect();
+        let old_workers = accepting_workers(self.engine, &container).await?;
         std::fs::rename(&next, dir.join("nginx.conf"))
             .map_err(|e| Error::State(format!("{}: {e}", dir.display())))?;
         crate::fault::point("proxy:renamed");
@@ -574,48 +568,11 @@ impl<'a, E: Engine> Proxy<'a, E> {
     }
 
     async fn workers(&self) -> Result<Vec<ProcessInfo>> {
-        Ok(self
-            .engine
-            .processes(&self.stack.proxy_container())
-            .await?
-            .into_iter()
-            .filter(|p| p.args.contains("worker process"))
-            .collect())
+        nginx_workers(self.engine, &self.stack.proxy_container()).await
     }
 
-    /// After a reload, nginx starts new workers and only then tells the old ones to quit; until
-    /// each old worker has closed its listening sockets (it is gone, or says "shutting down"),
-    /// it may still accept connections for the old config. A reload nginx rejected (a port it
-    /// cannot bind, say) never gets there, so the flip fails rather than pretending.
     async fn wait_until_old_workers_stop_accepting(&self, old: &[u32]) -> Result<()> {
-        let deadline = Instant::now() + CONFIRM_TIMEOUT;
-        loop {
-            let workers = self.workers().await?;
-            let accepting: Vec<u32> = workers
-                .iter()
-                .filter(|w| old.contains(&w.pid) && !w.args.contains("shutting down"))
-                .map(|w| w.pid)
-                .collect();
-            let fresh = workers
-                .iter()
-                .any(|w| !old.contains(&w.pid) && !w.args.contains("shutting down"));
-            if accepting.is_empty() && fresh {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Engine(format!(
-                    "the proxy did not take the new config within {}s: {} (its log says why: docker logs {})",
-                    CONFIRM_TIMEOUT.as_secs(),
-                    if fresh {
-                        format!("old workers {accepting:?} still accept connections")
-                    } else {
-                        "it started no worker for it".to_string()
-                    },
-                    self.stack.proxy_container()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until_old_workers_stop_accepting(self.engine, &self.stack.proxy_container(), old).await
     }
 
     /// Wait until the old workers have exited (each finishes its in-flight requests first), up
@@ -657,6 +614,65 @@ pub fn networks_for(meta: &DeployMeta) -> Vec<String> {
     networks.sort();
     networks.dedup();
     networks
+}
+
+/// The nginx worker processes of a proxy container, as its engine lists them.
+pub async fn nginx_workers<E: Engine>(engine: &E, container: &str) -> Result<Vec<ProcessInfo>> {
+    Ok(engine
+        .processes(container)
+        .await?
+        .into_iter()
+        .filter(|p| p.args.contains("worker process"))
+        .collect())
+}
+
+/// The PIDs of the workers that accept connections now (not "shutting down"): after a reload,
+/// these are the old ones to wait for.
+pub async fn accepting_workers<E: Engine>(engine: &E, container: &str) -> Result<Vec<u32>> {
+    Ok(nginx_workers(engine, container)
+        .await?
+        .into_iter()
+        .filter(|w| !w.args.contains("shutting down"))
+        .map(|w| w.pid)
+        .collect())
+}
+
+/// After a reload, nginx starts new workers and only then tells the old ones to quit; until
+/// each old worker has closed its listening sockets (it is gone, or says "shutting down"), it
+/// may still accept connections for the old config. A reload nginx rejected (a port it cannot
+/// bind, say) never gets there, so the flip fails rather than pretending.
+pub async fn wait_until_old_workers_stop_accepting<E: Engine>(
+    engine: &E,
+    container: &str,
+    old: &[u32],
+) -> Result<()> {
+    let deadline = Instant::now() + CONFIRM_TIMEOUT;
+    loop {
+        let workers = nginx_workers(engine, container).await?;
+        let accepting: Vec<u32> = workers
+            .iter()
+            .filter(|w| old.contains(&w.pid) && !w.args.contains("shutting down"))
+            .map(|w| w.pid)
+            .collect();
+        let fresh = workers
+            .iter()
+            .any(|w| !old.contains(&w.pid) && !w.args.contains("shutting down"));
+        if accepting.is_empty() && fresh {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Engine(format!(
+                "the proxy did not take the new config within {}s: {} (its log says why: docker logs {container})",
+                CONFIRM_TIMEOUT.as_secs(),
+                if fresh {
+                    format!("old workers {accepting:?} still accept connections")
+                } else {
+                    "it started no worker for it".to_string()
+                },
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[cfg(test)]

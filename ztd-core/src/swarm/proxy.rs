@@ -566,6 +566,9 @@ async fn write_routes(
         let engine = cluster.node_engine(&node).await?;
         let docker = engine.client();
         let started = Instant::now();
+        // The workers that serve the old routes: each must stop accepting before the node counts
+        // as moved (a request could reach the old color through one until then).
+        let old_workers = crate::proxy::accepting_workers(&engine, &container).await?;
         let options = UploadToContainerOptions {
             path: LIVE_DIR.into(),
             ..Default::default()
@@ -591,10 +594,16 @@ async fn write_routes(
                 ),
             )
             .await?;
-        pending.push((node, started));
+        crate::debug!(
+            "routes of {color} (generation {generation}) written to the proxy's container {container} on {}",
+            node.hostname
+        );
+        pending.push((node, started, engine, container, old_workers));
     }
     let mut confirmed = Vec::new();
-    for (node, started) in pending {
+    for (node, started, engine, container, old_workers) in pending {
+        crate::proxy::wait_until_old_workers_stop_accepting(&engine, &container, &old_workers)
+            .await?;
         if let Some(port) = probe_port {
             confirm(&node, port, color, generation, started).await?;
         }
