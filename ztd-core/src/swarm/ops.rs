@@ -1036,8 +1036,9 @@ async fn hand_over(
     // The new copy goes where the old one ran (its node-local volumes are there), when that
     // node is ready.
     let mut pin = None;
-    if let Some(old) = cluster.service(&old_name).await? {
-        let old_tasks = cluster.tasks(&old_name, &nodes).await?;
+    let mut old_tasks = Vec::new();
+    let old_exists = if let Some(old) = cluster.service(&old_name).await? {
+        old_tasks = cluster.tasks(&old_name, &nodes).await?;
         handover.old_nodes = old_tasks
             .iter()
             .filter(|t| !t.is_finished())
@@ -1056,26 +1057,35 @@ async fn hand_over(
                     .map(str::to_string)
             });
         cluster.scale(&old_name, 0, Some(1)).await?;
-    }
+        true
+    } else {
+        false
+    };
     let started = Instant::now();
-    let stopped_on_node = stop_on_nodes(cluster, &old_name, &nodes, options.stop_timeout).await;
-    // The new copy's own earlier tasks count too: none may still run anywhere.
+    let stopped_on_node = stop_on_nodes(cluster, &old_tasks, &nodes, options.stop_timeout).await;
+    // The new copy's own earlier tasks count too: none may still run anywhere. Which of the
+    // two services exist is asked once; each poll asks only for their tasks.
+    let mut watched = Vec::new();
+    if old_exists {
+        watched.push(&old_name);
+    }
+    if cluster.service(&new.service).await?.is_some() {
+        watched.push(&new.service);
+    }
     let limit = options.stop_timeout + Duration::from_secs(10);
     loop {
         let nodes = cluster.nodes().await?;
         let mut live = Vec::new();
-        for name in [&old_name, &new.service] {
-            if cluster.service(name).await?.is_some() {
-                live.extend(
-                    cluster
-                        .tasks(name, &nodes)
-                        .await?
-                        .into_iter()
-                        // The new copy's wanted task is the one being started, not an old one.
-                        .filter(|t| !(t.is_finished() || name == &new.service && t.is_wanted()))
-                        .filter(|t| !stopped_on_node.contains(&t.id)),
-                );
-            }
+        for name in &watched {
+            live.extend(
+                cluster
+                    .tasks(name, &nodes)
+                    .await?
+                    .into_iter()
+                    // The new copy's wanted task is the one being started, not an old one.
+                    .filter(|t| !(t.is_finished() || *name == &new.service && t.is_wanted()))
+                    .filter(|t| !stopped_on_node.contains(&t.id)),
+            );
         }
         if live.is_empty() {
             break;
@@ -1150,22 +1160,20 @@ async fn hand_over(
     Ok(handover)
 }
 
-/// Stop the live tasks' containers of a service scaled to zero through their nodes' own
-/// engines, and return the tasks whose node said their container has stopped. Swarm alone
+/// Stop the live tasks' containers of a service scaled to zero (its `tasks`, as read before)
+/// through their nodes' own engines, and return the tasks whose node said their container has
+/// stopped. Swarm alone
 /// waits about 3 s before it stops a task on an overlay network (for the network's gossip to
 /// forget it), which a singleton, reached by nobody, need not wait; the answer of the node's
 /// engine is the node's own report. A node ztd cannot reach is left to Swarm's report.
 async fn stop_on_nodes(
     cluster: &Cluster,
-    service: &str,
+    tasks: &[TaskView],
     nodes: &[NodeView],
     grace: Duration,
 ) -> BTreeSet<String> {
     use crate::engine::Engine as _;
     let mut stopped = BTreeSet::new();
-    let Ok(tasks) = cluster.tasks(service, nodes).await else {
-        return stopped;
-    };
     for task in tasks.iter().filter(|t| !t.is_finished()) {
         let (Some(container), Some(node)) = (
             &task.container,

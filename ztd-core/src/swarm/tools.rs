@@ -83,6 +83,29 @@ pub fn break_lock(stack_args: StackArgs) -> ExitCode {
     })
 }
 
+/// A report about one color, which the tool hands on as its target.
+trait OfColor {
+    fn color(&self) -> Color;
+}
+
+impl OfColor for ops::SwarmUpReport {
+    fn color(&self) -> Color {
+        self.color
+    }
+}
+
+impl OfColor for ops::SwarmHealthReport {
+    fn color(&self) -> Color {
+        self.color
+    }
+}
+
+impl OfColor for ops::SwarmMonitorReport {
+    fn color(&self) -> Color {
+        self.color
+    }
+}
+
 /// A tool that acts on one color: its place in the pipeline (a named color, else the upstream
 /// report's target), the cluster, then `op`, whose report hands its color on.
 fn on_color<R>(
@@ -90,10 +113,10 @@ fn on_color<R>(
     stack_args: StackArgs,
     color: Option<Color>,
     unsupported: &[(&str, bool)],
-    op: impl AsyncFnOnce(&Cluster, &Stack, Option<Color>, &Sources) -> Result<(R, Color)>,
+    op: impl AsyncFnOnce(&Cluster, &Stack, Option<Color>, &Sources) -> Result<R>,
 ) -> ExitCode
 where
-    R: Serialize + Outcome,
+    R: Serialize + Outcome + OfColor,
     Report<R>: Human,
 {
     let refused = refuse(tool, unsupported);
@@ -110,9 +133,10 @@ where
             } => (stack, color, sources),
         };
         let cluster = Cluster::connect().await.in_project(&stack)?;
-        let (report, target) = op(&cluster, &stack, color, &sources)
+        let report = op(&cluster, &stack, color, &sources)
             .await
             .in_project(&stack)?;
+        let target = report.color();
         Ok(Printed::json(&Report::new(
             tool,
             &stack,
@@ -129,11 +153,7 @@ pub fn up(stack_args: StackArgs, color: Option<Color>, unsupported: &[(&str, boo
         stack_args,
         color,
         unsupported,
-        async |cluster, stack, color, sources| {
-            let report = ops::up(cluster, stack, sources, color).await?;
-            let target = report.color;
-            Ok((report, target))
-        },
+        async |cluster, stack, color, sources| ops::up(cluster, stack, sources, color).await,
     )
 }
 
@@ -149,11 +169,7 @@ pub fn health(
         stack_args,
         color,
         unsupported,
-        async |cluster, stack, color, _| {
-            let report = ops::health(cluster, stack, color, wait).await?;
-            let target = report.color;
-            Ok((report, target))
-        },
+        async |cluster, stack, color, _| ops::health(cluster, stack, color, wait).await,
     )
 }
 
@@ -169,10 +185,6 @@ pub fn monitor(
         stack_args,
         color,
         unsupported,
-        async |cluster, stack, color, _| {
-            let report = ops::monitor(cluster, stack, color, window).await?;
-            let target = report.color;
-            Ok((report, target))
-        },
+        async |cluster, stack, color, _| ops::monitor(cluster, stack, color, window).await,
     )
 }
